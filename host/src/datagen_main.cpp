@@ -1,0 +1,2 @@
+// speculators-datagen (in progress).
+int main() { return 0; }

@@ -1,0 +1,2 @@
+// speculators-train (in progress).
+int main() { return 0; }

@@ -149,6 +149,18 @@ TEST_CASE("discovery: every .so sorted by name, earlier directories shadow later
   CHECK_FALSE(plugins.records()[1].ok);
 }
 
+TEST_CASE("discovery: a directory that cannot be listed is an error naming it", "[plugins]") {
+  test::TempDir temp("plugin_unlistable");
+  const std::string missing = (temp.path() / "gone").string();
+  try {
+    discover_plugins({PluginDir{missing, "--plugin-dir"}});
+    FAIL("missing directory listed");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::kPlugin);
+    CHECK(std::string(e.what()).rfind("cannot list plugin directory " + missing + " (--plugin-dir): ", 0) == 0);
+  }
+}
+
 TEST_CASE("--list-plugins prints one aligned line per plugin", "[plugins]") {
   PluginRecord ok;
   ok.name = "myalgo";

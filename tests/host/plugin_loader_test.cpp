@@ -69,11 +69,30 @@ TEST_CASE("each broken fixture is rejected with one line naming both values", "[
       {SPECULATORS_FIXTURE_CUDA_PLUGIN, "CUDA plugin (cuda 1) != host 0 (this host is CPU-only)"},
       {SPECULATORS_FIXTURE_BAD_NAME, "name \"other_name\" does not match file stem \"bad_name\""},
       {SPECULATORS_FIXTURE_NO_ENTRY, "no entry point " + kEntry + " (not a speculators plugin?)"},
+      {SPECULATORS_FIXTURE_NULL_DESCRIPTOR, "entry point " + kEntry + " returned null"},
   };
   for (const auto& [path, expected] : cases) {
     INFO(path);
     CHECK(rejection_of(path) == expected);
   }
+}
+
+TEST_CASE("descriptor checks refuse a null name and a missing register function", "[plugins]") {
+  const HostFingerprint host = cpu_host();
+  speculators_plugin_descriptor d = {};
+  d.struct_size = sizeof d;
+  d.abi_major = host.abi_major;
+  d.abi_minor = host.abi_minor;
+  d.torch_major = host.torch_major;
+  d.torch_minor = host.torch_minor;
+  d.cxx11_abi = host.cxx11_abi;
+  CHECK(check_descriptor(d, host, "x") == std::optional<std::string>("descriptor name is null"));
+  d.name = "x";
+  CHECK(check_descriptor(d, host, "x") == std::optional<std::string>("descriptor has no register function"));
+  d.register_fn = [](void*, char*, size_t) { return 0; };
+  CHECK_FALSE(check_descriptor(d, host, "x").has_value());
+  // The host reads every field up to and including register_fn, no more.
+  CHECK(kDescriptorBytesRead == sizeof(speculators_plugin_descriptor));
 }
 
 TEST_CASE("a text file named .so is rejected by dlopen with its error", "[plugins]") {

@@ -9,6 +9,7 @@
 //   FIXTURE_ABI_MAJOR / FIXTURE_ABI_MINOR / FIXTURE_TORCH_MAJOR / FIXTURE_TORCH_MINOR /
 //   FIXTURE_CXX11_ABI / FIXTURE_CUDA      fingerprint fields (default: this build's values)
 //   FIXTURE_NO_ENTRY             the entry point is compiled but not exported
+//   FIXTURE_NULL_DESCRIPTOR      the entry point returns a null pointer
 //   FIXTURE_REGISTER_FAILS       registers its algorithm, then returns 1 with an error text
 //   FIXTURE_REGISTER_THROWS      registers its algorithm, then throws through the C boundary
 //   FIXTURE_REGISTER_SILENT_FAIL returns 1 without an error text
@@ -115,6 +116,10 @@ const speculators_plugin_descriptor kDescriptor = {
 extern "C" __attribute__((visibility("hidden"))) const speculators_plugin_descriptor*
 speculators_plugin_descriptor_v1(void) {
   return &kDescriptor;
+}
+#elif defined(FIXTURE_NULL_DESCRIPTOR)
+extern "C" SPECULATORS_PLUGIN_EXPORT const speculators_plugin_descriptor* speculators_plugin_descriptor_v1(void) {
+  return nullptr;
 }
 #else
 extern "C" SPECULATORS_PLUGIN_EXPORT const speculators_plugin_descriptor* speculators_plugin_descriptor_v1(void) {

@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <iostream>
+#include <optional>
 
 #include "speculators/error.h"
 #include "speculators/json.h"
 #include "speculators/log.h"
+#include "progress.h"
 
 namespace speculators {
 
@@ -43,6 +45,8 @@ SampledSequences sample_sequences(VerifierModelImpl& verifier, const SampleOptio
   const std::int64_t total_steps = n * (t_len - prompt);
   std::int64_t done_steps = 0;
 
+  std::optional<ProgressBar> bar;
+  if (o.progress) bar.emplace("sampling", total_steps);
   for (std::int64_t b0 = 0; b0 < n; b0 += o.batch_size) {
     const std::int64_t b1 = std::min(n, b0 + o.batch_size);
     torch::Tensor rows = ids.slice(0, b0, b1).to(device);
@@ -57,11 +61,11 @@ SampledSequences sample_sequences(VerifierModelImpl& verifier, const SampleOptio
           o.temperature > 0 ? torch::multinomial(probs, 1, /*replacement=*/false, gen).squeeze(1) : logits.argmax(-1);
       rows.select(1, t).copy_(next.to(device));
       done_steps += b1 - b0;
-      if (o.progress) std::cerr << "\rsampling: " << done_steps << "/" << total_steps << " tokens" << std::flush;
+      if (bar) bar->update(done_steps, "tokens");
     }
     ids.slice(0, b0, b1).copy_(rows.to(torch::kCPU));
   }
-  if (o.progress) std::cerr << "\n";
+  if (bar) bar->finish("tokens");
 
   SampledSequences out;
   out.input_ids = ids;

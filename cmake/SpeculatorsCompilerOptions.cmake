@@ -18,5 +18,11 @@ endfunction()
 function(speculators_use_torch_pch target)
   if(TARGET speculators_pch)
     target_precompile_headers(${target} REUSE_FROM speculators_pch)
+    # The PCH is compiled position-independent (-fPIC) for the shared libraries; executables
+    # must use the same setting for GCC to accept it (GCC's default here is -fPIE).
+    get_target_property(type ${target} TYPE)
+    if(type STREQUAL "EXECUTABLE")
+      target_compile_options(${target} PRIVATE -fPIC)
+    endif()
   endif()
 endfunction()

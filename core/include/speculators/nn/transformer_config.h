@@ -42,6 +42,7 @@ struct TransformerConfig {
   bool tie_word_embeddings = false;
   std::optional<std::int64_t> sliding_window;     // null = no window
   std::vector<std::string> layer_types;           // "full_attention" / "sliding_attention"
+  std::int64_t max_window_layers = 28;            // qwen3 only: first sliding layer when layer_types is absent
   std::optional<std::int64_t> pad_token_id;
   std::optional<std::int64_t> bos_token_id;
   std::optional<std::int64_t> eos_token_id;

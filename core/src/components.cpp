@@ -1,0 +1,341 @@
+// Base components for Llama and Qwen3 decoders (facts §2.6, §2.7, §2.7b): RMSNorm, rotary with
+// llama3 scaling, the attention kernels (dense reference and chunked document-causal), the
+// attention / MLP / decoder-layer modules with Hugging Face parameter names (facts §5.4), the
+// architecture map and weight initialisation.
+#include "speculators/nn/components.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <unordered_map>
+#include <vector>
+
+#include "speculators/error.h"
+#include "speculators/log.h"
+
+namespace speculators {
+namespace nn {
+
+// ---------------------------------------------------------------------------------------------
+// RMSNorm
+
+RMSNormImpl::RMSNormImpl(std::int64_t dim, double eps_value) : eps(eps_value) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  // facts §2.7: fp32 statistics, cast back to the input dtype, then scale.
+  const auto input_dtype = x.scalar_type();
+  const torch::Tensor xf = x.to(torch::kFloat);
+  const torch::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
+  return weight * (xf * torch::rsqrt(variance + eps)).to(input_dtype);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rotary embedding
+
+namespace {
+constexpr double kPi = 3.14159265358979323846;
+}  // namespace
+
+torch::Tensor rotary_inv_freq(const TransformerConfig& config) {
+  // facts §2.7b: inv_freq[j] = theta^(-2j/hd), computed in fp32 as HF does.
+  const std::int64_t hd = config.head_dim;
+  const torch::Tensor exponents = torch::arange(0, hd, 2, torch::kLong).to(torch::kFloat) / static_cast<double>(hd);
+  torch::Tensor inv_freq = 1.0 / torch::pow(torch::full({}, config.rope_theta, torch::kFloat), exponents);
+  if (!config.rope_scaling || config.rope_scaling->rope_type != "llama3") return inv_freq;
+
+  // Llama-3 scaling: long wavelengths divided by `factor`, short ones kept, a smooth blend between.
+  const RopeScaling& s = *config.rope_scaling;
+  const double old_context = static_cast<double>(s.original_max_position_embeddings);
+  const double low_freq_wavelen = old_context / s.low_freq_factor;
+  const double high_freq_wavelen = old_context / s.high_freq_factor;
+  const torch::Tensor wavelen = 2.0 * kPi / inv_freq;
+  torch::Tensor scaled = torch::where(wavelen > low_freq_wavelen, inv_freq / s.factor, inv_freq);
+  const torch::Tensor smooth =
+      (old_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+  const torch::Tensor smoothed = (1.0 - smooth) * scaled / s.factor + smooth * scaled;
+  const torch::Tensor medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
+  return torch::where(medium, smoothed, scaled);
+}
+
+RotaryEmbedding::RotaryEmbedding(const TransformerConfig& config) : inv_freq_(rotary_inv_freq(config)) {}
+
+RotaryTables RotaryEmbedding::tables(const torch::Tensor& position_ids, torch::ScalarType dtype) const {
+  const torch::Tensor inv = inv_freq_.to(position_ids.device());
+  const torch::Tensor freqs = position_ids.to(torch::kFloat).unsqueeze(-1) * inv;  // [B, L, hd/2]
+  const torch::Tensor emb = torch::cat({freqs, freqs}, -1);
+  return RotaryTables{emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+namespace {
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  const std::int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+}  // namespace
+
+torch::Tensor apply_rotary(const torch::Tensor& x, const RotaryTables& tables) {
+  const torch::Tensor cos = tables.cos.unsqueeze(1);  // [B, 1, L, hd]
+  const torch::Tensor sin = tables.sin.unsqueeze(1);
+  return x * cos + rotate_half(x) * sin;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention kernels
+
+namespace {
+
+void check_qkv(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const char* who) {
+  if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4) fail(cat(who, ": q, k, v must be [B, heads, L, hd]"));
+  if (q.size(1) % k.size(1) != 0) {
+    fail(cat(who, ": query heads (", q.size(1), ") must be a multiple of key/value heads (", k.size(1), ")"));
+  }
+  if (k.sizes() != v.sizes()) fail(cat(who, ": k and v shapes differ"));
+}
+
+// Softmax attention of q [B, nh, Lq, hd] over k/v [B, nkv, S, hd] with `allowed` [Lq, S].
+// GQA without copying K/V: query heads sharing a KV head are folded into the row dimension
+// (HF repeat_kv maps query head h to KV head h / (nh / nkv)).
+torch::Tensor grouped_softmax_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                        const torch::Tensor& allowed) {
+  const std::int64_t b = q.size(0), nh = q.size(1), lq = q.size(2), hd = q.size(3);
+  const std::int64_t nkv = k.size(1), s = k.size(2), rep = nh / nkv;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const torch::Tensor qg = q.reshape({b, nkv, rep * lq, hd});
+  torch::Tensor scores = torch::matmul(qg, k.transpose(2, 3)) * scale;  // [B, nkv, rep*Lq, S]
+  scores = scores.view({b, nkv, rep, lq, s}).masked_fill(allowed.logical_not(),
+                                                          -std::numeric_limits<float>::infinity());
+  const torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());
+  return torch::matmul(probs.view({b, nkv, rep * lq, s}), v).view({b, nh, lq, hd});
+}
+
+}  // namespace
+
+torch::Tensor dense_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                              const torch::Tensor& allowed) {
+  check_qkv(q, k, v, "dense_attention");
+  const std::int64_t nh = q.size(1), hd = q.size(3), nkv = k.size(1);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const torch::Tensor kr = k.repeat_interleave(nh / nkv, 1);
+  const torch::Tensor vr = v.repeat_interleave(nh / nkv, 1);
+  torch::Tensor scores = torch::matmul(q, kr.transpose(2, 3)) * scale;
+  scores = scores.masked_fill(allowed.to(torch::kBool).logical_not(), -std::numeric_limits<float>::infinity());
+  const torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());
+  return torch::matmul(probs, vr);
+}
+
+namespace {
+
+// For each query index, the smallest key index that can share its document (the first
+// occurrence of its id), so a chunk of queries only needs keys from the smallest such index on.
+std::vector<std::int64_t> first_key_of(const std::vector<std::int64_t>& doc) {
+  std::unordered_map<std::int64_t, std::int64_t> first;
+  std::vector<std::int64_t> out(doc.size());
+  for (std::size_t i = 0; i < doc.size(); ++i) {
+    auto it = first.emplace(doc[i], static_cast<std::int64_t>(i)).first;
+    out[i] = doc[i] == -1 ? static_cast<std::int64_t>(i) : it->second;
+  }
+  return out;
+}
+
+// The facts §2.5 predicate for step-0 keys, restricted to queries [q0, q1) and keys [k0, k1).
+torch::Tensor mask_block(const torch::Tensor& doc, std::int64_t q0, std::int64_t q1, std::int64_t k0,
+                         std::int64_t k1, std::optional<std::int64_t> window) {
+  const auto opts = torch::TensorOptions().dtype(torch::kLong).device(doc.device());
+  const torch::Tensor qi = torch::arange(q0, q1, opts).unsqueeze(1);
+  const torch::Tensor ki = torch::arange(k0, k1, opts).unsqueeze(0);
+  const torch::Tensor qd = doc.slice(0, q0, q1).unsqueeze(1);
+  const torch::Tensor kd = doc.slice(0, k0, k1).unsqueeze(0);
+  torch::Tensor allowed = (ki <= qi).logical_and(qd != -1).logical_and(qd == kd);
+  if (window) allowed = allowed.logical_and(ki > qi - *window);
+  // Every query sees its own key, so a padding row is never fully masked.
+  return allowed.logical_or(ki == qi);
+}
+
+}  // namespace
+
+torch::Tensor document_causal_mask(const torch::Tensor& document_ids, std::optional<std::int64_t> window) {
+  if (document_ids.dim() != 1) fail("document_causal_mask: document_ids must be [L]");
+  const std::int64_t l = document_ids.size(0);
+  return mask_block(document_ids.to(torch::kLong), 0, l, 0, l, window);
+}
+
+torch::Tensor document_causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                        const torch::Tensor& document_ids, std::optional<std::int64_t> window,
+                                        std::int64_t chunk) {
+  check_qkv(q, k, v, "document_causal_attention");
+  const std::int64_t l = q.size(2);
+  if (k.size(2) != l) fail(cat("document_causal_attention: ", l, " queries but ", k.size(2), " keys"));
+  if (document_ids.dim() != 1 || document_ids.size(0) != l) {
+    fail(cat("document_causal_attention: document_ids must be [", l, "], got ", document_ids.sizes()));
+  }
+  if (chunk <= 0) fail(cat("document_causal_attention: chunk must be positive, got ", chunk));
+  if (window && *window <= 0) fail(cat("document_causal_attention: window must be positive, got ", *window));
+
+  const torch::Tensor doc_cpu = document_ids.to(torch::kCPU, torch::kLong).contiguous();
+  const std::vector<std::int64_t> doc_vec(doc_cpu.data_ptr<std::int64_t>(), doc_cpu.data_ptr<std::int64_t>() + l);
+  const std::vector<std::int64_t> first = first_key_of(doc_vec);
+  const torch::Tensor doc = document_ids.to(q.device(), torch::kLong);
+
+  std::vector<torch::Tensor> outputs;
+  for (std::int64_t q0 = 0; q0 < l; q0 += chunk) {
+    const std::int64_t q1 = std::min(l, q0 + chunk);
+    // Keys this chunk may see: from the earliest document start (or window start) up to q1.
+    std::int64_t k0 = *std::min_element(first.begin() + q0, first.begin() + q1);
+    if (window) k0 = std::max(k0, q0 - *window + 1);
+    k0 = std::max<std::int64_t>(0, std::min(k0, q0));
+    const torch::Tensor allowed = mask_block(doc, q0, q1, k0, q1, window);
+    outputs.push_back(grouped_softmax_attention(q.slice(2, q0, q1), k.slice(2, k0, q1), v.slice(2, k0, q1),
+                                                allowed));
+  }
+  return outputs.size() == 1 ? outputs.front() : torch::cat(outputs, 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Modules
+
+AttentionImpl::AttentionImpl(const TransformerConfig& config, std::int64_t input_size)
+    : num_heads(config.num_attention_heads), num_kv_heads(config.num_key_value_heads), head_dim(config.head_dim) {
+  const std::int64_t in = input_size > 0 ? input_size : config.hidden_size;
+  const bool bias = config.attention_bias;
+  q_proj = register_module("q_proj", torch::nn::Linear(torch::nn::LinearOptions(in, num_heads * head_dim).bias(bias)));
+  k_proj = register_module("k_proj", torch::nn::Linear(torch::nn::LinearOptions(in, num_kv_heads * head_dim).bias(bias)));
+  v_proj = register_module("v_proj", torch::nn::Linear(torch::nn::LinearOptions(in, num_kv_heads * head_dim).bias(bias)));
+  o_proj = register_module("o_proj", torch::nn::Linear(torch::nn::LinearOptions(num_heads * head_dim, config.hidden_size).bias(bias)));
+  if (config.model_type == "qwen3") {
+    q_norm = register_module("q_norm", RMSNorm(head_dim, config.rms_norm_eps));
+    k_norm = register_module("k_norm", RMSNorm(head_dim, config.rms_norm_eps));
+  }
+}
+
+AttentionImpl::QKV AttentionImpl::project(const torch::Tensor& x, const RotaryTables& rope) {
+  const std::int64_t b = x.size(0), l = x.size(1);
+  torch::Tensor q = q_proj(x).view({b, l, num_heads, head_dim});
+  torch::Tensor k = k_proj(x).view({b, l, num_kv_heads, head_dim});
+  torch::Tensor v = v_proj(x).view({b, l, num_kv_heads, head_dim});
+  // Qwen3: per-head RMSNorm over hd before RoPE (facts §2.7b).
+  if (q_norm) {
+    q = q_norm(q);
+    k = k_norm(k);
+  }
+  q = apply_rotary(q.transpose(1, 2), rope);
+  k = apply_rotary(k.transpose(1, 2), rope);
+  return QKV{q, k, v.transpose(1, 2)};
+}
+
+torch::Tensor AttentionImpl::output(const torch::Tensor& attn) {
+  const std::int64_t b = attn.size(0), l = attn.size(2);
+  return o_proj(attn.transpose(1, 2).reshape({b, l, num_heads * head_dim}));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const RotaryTables& rope, const AttentionKernel& kernel) {
+  const QKV p = project(x, rope);
+  return output(kernel(p.q, p.k, p.v));
+}
+
+MLPImpl::MLPImpl(const TransformerConfig& config) : act(config.hidden_act) {
+  const std::int64_t h = config.hidden_size, i = config.intermediate_size;
+  gate_proj = register_module("gate_proj", torch::nn::Linear(torch::nn::LinearOptions(h, i).bias(config.mlp_bias)));
+  up_proj = register_module("up_proj", torch::nn::Linear(torch::nn::LinearOptions(h, i).bias(config.mlp_bias)));
+  down_proj = register_module("down_proj", torch::nn::Linear(torch::nn::LinearOptions(i, h).bias(config.mlp_bias)));
+  if (act != "silu" && act != "gelu" && act != "gelu_pytorch_tanh" && act != "relu") {
+    fail_usage(cat("hidden_act '", act, "' is not supported; valid: silu, gelu, gelu_pytorch_tanh, relu"));
+  }
+}
+
+torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
+  torch::Tensor g = gate_proj(x);
+  if (act == "silu") {
+    g = torch::silu(g);
+  } else if (act == "gelu") {
+    g = torch::gelu(g);
+  } else if (act == "gelu_pytorch_tanh") {
+    g = torch::gelu(g, "tanh");
+  } else {
+    g = torch::relu(g);
+  }
+  return down_proj(g * up_proj(x));
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const TransformerConfig& config, std::int64_t idx, std::int64_t attn_input_size)
+    : layer_idx(idx) {
+  self_attn = register_module("self_attn", Attention(config, attn_input_size > 0 ? attn_input_size : config.hidden_size));
+  mlp = register_module("mlp", MLP(config));
+  input_layernorm = register_module("input_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const RotaryTables& rope, const AttentionKernel& kernel) {
+  // facts §2.7b: pre-norm residual block.
+  torch::Tensor h = x + self_attn->forward(input_layernorm(x), rope, kernel);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Architecture map
+
+ModelClasses model_classes(const std::string& arch) {
+  if (arch != "llama" && arch != "qwen3") {
+    fail_usage(cat("unknown decoder architecture '", arch, "'; valid: llama, qwen3"));
+  }
+  ModelClasses classes;
+  classes.arch = arch;
+  // The architecture decides the layer kind (qwen3 adds q_norm/k_norm), whatever model_type the
+  // config carries.
+  classes.decoder_layer = [arch](const TransformerConfig& config, std::int64_t layer_idx) {
+    TransformerConfig c = config;
+    c.model_type = arch;
+    return std::make_shared<DecoderLayerImpl>(c, layer_idx);
+  };
+  return classes;
+}
+
+ModelClasses override_components(ModelClasses base, ComponentOverrides overrides) {
+  if (!overrides.decoder_layer) return base;
+  if (!overrides.layer_index) {
+    base.decoder_layer = overrides.decoder_layer;
+    return base;
+  }
+  const std::int64_t index = *overrides.layer_index;
+  auto previous = base.layer_override;
+  auto factory = overrides.decoder_layer;
+  base.layer_override = [index, previous, factory](const TransformerConfig& config,
+                                                   std::int64_t layer_idx) -> std::shared_ptr<DecoderLayerImpl> {
+    if (layer_idx == index) return factory(config, layer_idx);
+    return previous ? previous(config, layer_idx) : nullptr;
+  };
+  return base;
+}
+
+std::shared_ptr<DecoderLayerImpl> make_layer(const ModelClasses& classes, const TransformerConfig& config,
+                                             std::int64_t layer_idx) {
+  if (classes.layer_override) {
+    if (auto layer = classes.layer_override(config, layer_idx)) return layer;
+  }
+  if (!classes.decoder_layer) fail(cat("make_layer: architecture '", classes.arch, "' has no decoder layer factory"));
+  auto layer = classes.decoder_layer(config, layer_idx);
+  if (!layer) fail(cat("make_layer: the decoder layer factory of '", classes.arch, "' returned nothing for layer ", layer_idx));
+  return layer;
+}
+
+void init_weights(torch::nn::Module& module, double initializer_range) {
+  // HF post_init (facts §2.1): Linear/Embedding ~ N(0, initializer_range), biases 0, norms 1.
+  torch::NoGradGuard no_grad;
+  auto init_one = [initializer_range](torch::nn::Module& m) {
+    if (auto* linear = m.as<torch::nn::LinearImpl>()) {
+      linear->weight.normal_(0.0, initializer_range);
+      if (linear->bias.defined()) linear->bias.zero_();
+    } else if (auto* embedding = m.as<torch::nn::EmbeddingImpl>()) {
+      embedding->weight.normal_(0.0, initializer_range);
+    } else if (auto* norm = m.as<RMSNormImpl>()) {
+      norm->weight.fill_(1.0);
+    }
+  };
+  init_one(module);
+  for (const auto& child : module.modules(/*include_self=*/false)) init_one(*child);
+}
+
+}  // namespace nn
+}  // namespace speculators

@@ -1,0 +1,260 @@
+// The verifier causal LM: construction from a TransformerConfig, the forward pass that exposes
+// the residual stream at requested layer ids (facts §2.2), loading from a single or sharded
+// safetensors checkpoint in Hugging Face layout, saving in that layout, and the reference's
+// name resolution for single verifier tensors (facts §2.8).
+#include "speculators/verifier.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <optional>
+
+#include "speculators/error.h"
+#include "speculators/log.h"
+#include "speculators/tensor_io.h"
+
+namespace speculators {
+namespace fs = std::filesystem;
+
+namespace {
+
+TransformerConfig validated(const TransformerConfig& config) {
+  config.validate("verifier config");
+  return config;
+}
+
+// Tensor name -> file for a checkpoint directory: DIR/model.safetensors.index.json (shards) or
+// DIR/model.safetensors. Shards are opened on first use and kept open.
+class CheckpointFiles {
+ public:
+  explicit CheckpointFiles(const std::string& dir) {
+    const fs::path index = fs::path(dir) / "model.safetensors.index.json";
+    const fs::path single = fs::path(dir) / "model.safetensors";
+    if (fs::exists(index)) {
+      source_ = index.string();
+      read_index(dir, index.string());
+    } else if (fs::exists(single)) {
+      source_ = single.string();
+      for (const auto& entry : SafetensorsFile::read_header(single.string())) where_[entry.first] = source_;
+    } else {
+      fail(cat("verifier checkpoint ", dir, ": neither model.safetensors nor model.safetensors.index.json exists"));
+    }
+  }
+
+  const std::map<std::string, std::string>& where() const { return where_; }
+  const std::string& source() const { return source_; }
+
+  torch::Tensor get(const std::string& name) {
+    auto it = where_.find(name);
+    if (it == where_.end()) fail(cat(source_, ": tensor '", name, "' is not in the checkpoint"));
+    auto& file = open_[it->second];
+    if (!file) {
+      if (!fs::exists(it->second)) {
+        fail(cat(source_, ": shard '", it->second, "' listed for tensor '", name, "' does not exist"));
+      }
+      file = std::make_unique<SafetensorsFile>(it->second);
+    }
+    if (!file->contains(name)) {
+      fail(cat(source_, ": tensor '", name, "' is listed in shard '", it->second, "' but that file lacks it"));
+    }
+    return file->get(name);
+  }
+
+ private:
+  void read_index(const std::string& dir, const std::string& index_path) {
+    const Json index = Json::read_file(index_path);
+    if (!index.is_object() || !index.contains("weight_map") || !index.at("weight_map").is_object()) {
+      fail(cat(index_path, ": expected an object with a 'weight_map' object"));
+    }
+    for (const auto& entry : index.at("weight_map").as_object()) {
+      if (!entry.second.is_string()) {
+        fail(cat(index_path, ": weight_map entry '", entry.first, "' must name a file, got ", entry.second.dump()));
+      }
+      where_[entry.first] = (fs::path(dir) / entry.second.as_string()).string();
+    }
+  }
+
+  std::string source_;
+  std::map<std::string, std::string> where_;
+  std::map<std::string, std::unique_ptr<SafetensorsFile>> open_;
+};
+
+// HF checkpoints name decoder tensors "model.<name>" and the head "lm_head.weight".
+std::string strip_model_prefix(const std::string& name) {
+  const std::string prefix = "model.";
+  return name.compare(0, prefix.size(), prefix) == 0 ? name.substr(prefix.size()) : name;
+}
+
+std::string hf_name(const std::string& local) { return local == "lm_head.weight" ? local : "model." + local; }
+
+std::string dtype_name(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kFloat32: return "float32";
+    case torch::kBFloat16: return "bfloat16";
+    case torch::kFloat16: return "float16";
+    default: fail(cat("save_verifier: unsupported dtype ", c10::toString(dtype), "; valid: float32, bfloat16, float16"));
+  }
+}
+
+// facts §2.8: exact name, then a suffix match on a '.' boundary (the least nested name wins).
+std::optional<std::string> resolve_name(const std::map<std::string, std::string>& names, const std::string& want) {
+  if (names.count(want)) return want;
+  std::optional<std::string> best;
+  for (const auto& entry : names) {
+    const std::string& name = entry.first;
+    if (name.size() <= want.size() || name.compare(name.size() - want.size(), want.size(), want) != 0) continue;
+    if (name[name.size() - want.size() - 1] != '.') continue;
+    if (!best || name.size() < best->size()) best = name;
+  }
+  return best;
+}
+
+}  // namespace
+
+VerifierModelImpl::VerifierModelImpl(const TransformerConfig& config)
+    : config_(validated(config)), rotary_(config_) {
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(config_.vocab_size, config_.hidden_size));
+  layers = register_module("layers", torch::nn::ModuleList());
+  const nn::ModelClasses classes = nn::model_classes(config_.model_type);
+  for (std::int64_t i = 0; i < config_.num_hidden_layers; ++i) layers->push_back(nn::make_layer(classes, config_, i));
+  norm = register_module("norm", nn::RMSNorm(config_.hidden_size, config_.rms_norm_eps));
+  lm_head = register_module("lm_head",
+                            torch::nn::Linear(torch::nn::LinearOptions(config_.hidden_size, config_.vocab_size).bias(false)));
+  if (config_.tie_word_embeddings) {
+    // The head shares the embedding's storage; save_verifier then writes only the embedding.
+    torch::NoGradGuard no_grad;
+    lm_head->weight.set_(embed_tokens->weight);
+  }
+}
+
+VerifierModelImpl::Output VerifierModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
+                                                     const torch::Tensor& document_ids,
+                                                     const std::vector<std::int64_t>& layer_ids, bool want_logits) {
+  const std::int64_t n = config_.num_hidden_layers;
+  for (std::int64_t id : layer_ids) {
+    if (id < 0 || id > n) {
+      fail_usage(cat("verifier layer id ", id, " is out of range; valid ids are 0..", n,
+                     " (k = residual stream after k decoder layers)"));
+    }
+  }
+  if (input_ids.dim() != 2) fail(cat("verifier forward: input_ids must be [B, L], got ", input_ids.sizes()));
+  const std::int64_t length = input_ids.size(1);
+  torch::Tensor positions = position_ids;
+  if (!positions.defined()) {
+    positions = torch::arange(length, torch::TensorOptions().dtype(torch::kLong).device(input_ids.device()))
+                    .unsqueeze(0)
+                    .expand({input_ids.size(0), length});
+  }
+  // Without document ids every row is one causal sequence.
+  const torch::Tensor docs = document_ids.defined()
+                                 ? document_ids
+                                 : torch::zeros({length}, torch::TensorOptions().dtype(torch::kLong).device(input_ids.device()));
+
+  torch::Tensor h = embed_tokens(input_ids);
+  const nn::RotaryTables rope = rotary_.tables(positions, h.scalar_type());
+  std::map<std::int64_t, torch::Tensor> captured;
+  auto capture = [&](std::int64_t id) {
+    if (std::find(layer_ids.begin(), layer_ids.end(), id) != layer_ids.end()) captured[id] = h;
+  };
+  for (std::int64_t i = 0; i < n; ++i) {
+    capture(i);  // facts §2.2: id i = input of layer i
+    const std::optional<std::int64_t> window = config_.window_of_layer(i);
+    const nn::AttentionKernel kernel = [&docs, window](const torch::Tensor& q, const torch::Tensor& k,
+                                                        const torch::Tensor& v) {
+      return nn::document_causal_attention(q, k, v, docs, window);
+    };
+    h = layers->ptr<nn::DecoderLayerImpl>(static_cast<std::size_t>(i))->forward(h, rope, kernel);
+  }
+  capture(n);  // the final decoder output, before the final norm
+
+  Output out;
+  for (std::int64_t id : layer_ids) out.hidden_states.push_back(captured.at(id));
+  if (want_logits) out.logits = lm_head(norm(h));
+  return out;
+}
+
+VerifierModel load_verifier(const std::string& dir) {
+  const fs::path config_path = fs::path(dir) / "config.json";
+  if (!fs::exists(config_path)) fail(cat("verifier ", dir, ": config.json does not exist"));
+  const TransformerConfig config = TransformerConfig::from_file(config_path.string());
+  VerifierModel model(config);
+  CheckpointFiles files(dir);
+
+  std::map<std::string, std::string> by_local;
+  for (const auto& entry : files.where()) by_local.emplace(strip_model_prefix(entry.first), entry.first);
+
+  torch::NoGradGuard no_grad;
+  bool tie = config.tie_word_embeddings;
+  for (auto& param : model->named_parameters()) {
+    const std::string& local = param.key();
+    if (local == "lm_head.weight" && tie) continue;
+    auto it = by_local.find(local);
+    if (it == by_local.end()) {
+      if (local == "lm_head.weight") {  // no head in the file: tied embeddings
+        tie = true;
+        continue;
+      }
+      fail(cat(files.source(), ": tensor '", hf_name(local), "' is missing (needed by the ", config.model_type,
+               " verifier in ", dir, ")"));
+    }
+    const torch::Tensor t = files.get(it->second);
+    if (t.sizes() != param.value().sizes()) {
+      fail(cat(files.source(), ": tensor '", it->second, "' has shape ", t.sizes(), " but the config needs ",
+               param.value().sizes()));
+    }
+    param.value().copy_(t);
+  }
+  if (tie && !model->lm_head->weight.is_alias_of(model->embed_tokens->weight)) {
+    model->lm_head->weight.copy_(model->embed_tokens->weight);
+  }
+  return model;
+}
+
+void save_verifier(VerifierModelImpl& model, const std::string& dir, torch::ScalarType dtype) {
+  Json config = model.config().to_hf_json();
+  config["torch_dtype"] = dtype_name(dtype);
+  fs::create_directories(dir);
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& param : model.named_parameters()) {
+    if (param.key() == "lm_head.weight" && model.config().tie_word_embeddings) continue;
+    tensors[hf_name(param.key())] = param.value().detach().to(torch::kCPU, dtype).contiguous();
+  }
+  save_safetensors((fs::path(dir) / "model.safetensors").string(), tensors);
+  write_file_atomic((fs::path(dir) / "config.json").string(), config.dump_python());
+}
+
+torch::Tensor read_verifier_tensor(const std::string& dir, const std::string& logical) {
+  std::vector<std::string> aliases;
+  if (logical == "embed_tokens.weight") {
+    aliases = {"tok_embeddings.weight", "llm.embed.weight"};
+  } else if (logical == "lm_head.weight") {
+    aliases = {"output.weight", "llm.unembed.weight"};
+  } else if (logical == "model.norm.weight") {
+    aliases = {"norm.weight"};
+  } else {
+    fail(cat("read_verifier_tensor: unknown tensor '", logical,
+             "'; valid: embed_tokens.weight, lm_head.weight, model.norm.weight"));
+  }
+  CheckpointFiles files(dir);
+  std::optional<std::string> name = resolve_name(files.where(), logical);
+  for (std::size_t i = 0; !name && i < aliases.size(); ++i) name = resolve_name(files.where(), aliases[i]);
+  if (name) return files.get(*name);
+  // facts §2.8: a checkpoint without a head has tied embeddings.
+  if (logical == "lm_head.weight") return read_verifier_tensor(dir, "embed_tokens.weight");
+  return torch::Tensor();
+}
+
+Json read_verifier_config_json(const std::string& dir) {
+  const fs::path path = fs::path(dir) / "config.json";
+  if (!fs::exists(path)) fail(cat("verifier ", dir, ": config.json does not exist"));
+  const Json root = Json::read_file(path.string());
+  if (!root.is_object()) fail(cat(path.string(), ": expected a JSON object"));
+  if (!root.contains("text_config") || !root.at("text_config").is_object()) return root;
+  // Multimodal: the text config, plus the top-level keys a decoder needs that HF keeps outside it.
+  Json text = root.at("text_config");
+  for (const char* key : {"architectures", "tie_word_embeddings"}) {
+    if (!text.contains(key) && root.contains(key)) text[key] = root.at(key);
+  }
+  return text;
+}
+
+}  // namespace speculators

@@ -1,0 +1,350 @@
+// Base components against straightforward formulas written out here (facts §2.5, §2.6, §2.7,
+// §2.7b): RMSNorm, rotary (with llama3 scaling), the attention kernels and masks, the attention,
+// MLP and decoder-layer modules, parameter names (facts §5.4) and the architecture map.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <set>
+
+#include "speculators/error.h"
+#include "speculators/nn/components.h"
+
+using namespace speculators;
+using namespace speculators::nn;
+
+namespace {
+
+TransformerConfig tiny_config(const std::string& model_type = "llama") {
+  TransformerConfig c;
+  c.model_type = model_type;
+  c.vocab_size = 64;
+  c.hidden_size = 32;
+  c.intermediate_size = 48;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 8;
+  c.rms_norm_eps = 1e-6;
+  c.rope_theta = 10000.0;
+  c.layer_types = {"full_attention", "full_attention"};
+  return c;
+}
+
+double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
+}
+
+// x: [B, heads, L, hd]; rotates pairs (d, d + hd/2) by pos * inv_freq[d] (neox rotate_half).
+torch::Tensor rotary_by_loop(const torch::Tensor& x, const std::vector<std::int64_t>& positions,
+                             const std::vector<double>& inv_freq) {
+  torch::Tensor out = torch::zeros_like(x, torch::kDouble);
+  const torch::Tensor xd = x.to(torch::kDouble);
+  const auto xa = xd.accessor<double, 4>();
+  auto oa = out.accessor<double, 4>();
+  const std::int64_t half = x.size(3) / 2;
+  for (std::int64_t b = 0; b < x.size(0); ++b)
+    for (std::int64_t h = 0; h < x.size(1); ++h)
+      for (std::int64_t l = 0; l < x.size(2); ++l)
+        for (std::int64_t d = 0; d < half; ++d) {
+          const double angle = static_cast<double>(positions[l]) * inv_freq[d];
+          const double x1 = xa[b][h][l][d], x2 = xa[b][h][l][d + half];
+          oa[b][h][l][d] = x1 * std::cos(angle) - x2 * std::sin(angle);
+          oa[b][h][l][d + half] = x2 * std::cos(angle) + x1 * std::sin(angle);
+        }
+  return out;
+}
+
+std::vector<double> plain_inv_freq(double theta, std::int64_t hd) {
+  std::vector<double> f;
+  for (std::int64_t j = 0; j < hd / 2; ++j) f.push_back(std::pow(theta, -2.0 * j / hd));
+  return f;
+}
+
+// Softmax attention written as loops: q [1, nh, L, hd], k/v [1, nkv, S, hd], allowed [L, S].
+torch::Tensor attention_by_loop(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                const torch::Tensor& allowed) {
+  const std::int64_t nh = q.size(1), l = q.size(2), hd = q.size(3), nkv = k.size(1), s = k.size(2);
+  torch::Tensor out = torch::zeros({1, nh, l, hd}, torch::kDouble);
+  const torch::Tensor qd = q.to(torch::kDouble), kd = k.to(torch::kDouble), vd = v.to(torch::kDouble);
+  const torch::Tensor md = allowed.to(torch::kBool);
+  const auto qa = qd.accessor<double, 4>();
+  const auto ka = kd.accessor<double, 4>();
+  const auto va = vd.accessor<double, 4>();
+  const auto ma = md.accessor<bool, 2>();
+  auto oa = out.accessor<double, 4>();
+  for (std::int64_t h = 0; h < nh; ++h) {
+    const std::int64_t kvh = h / (nh / nkv);
+    for (std::int64_t i = 0; i < l; ++i) {
+      std::vector<double> score(s, -INFINITY);
+      double top = -INFINITY;
+      for (std::int64_t j = 0; j < s; ++j) {
+        if (!ma[i][j]) continue;
+        double dot = 0;
+        for (std::int64_t d = 0; d < hd; ++d) dot += qa[0][h][i][d] * ka[0][kvh][j][d];
+        score[j] = dot / std::sqrt(static_cast<double>(hd));
+        top = std::max(top, score[j]);
+      }
+      double total = 0;
+      for (std::int64_t j = 0; j < s; ++j) total += ma[i][j] ? std::exp(score[j] - top) : 0.0;
+      for (std::int64_t j = 0; j < s; ++j) {
+        if (!ma[i][j]) continue;
+        const double p = std::exp(score[j] - top) / total;
+        for (std::int64_t d = 0; d < hd; ++d) oa[0][h][i][d] += p * va[0][kvh][j][d];
+      }
+    }
+  }
+  return out;
+}
+
+std::set<std::string> parameter_names(torch::nn::Module& m) {
+  std::set<std::string> names;
+  for (const auto& p : m.named_parameters()) names.insert(p.key());
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("RMSNorm matches the formula in fp32 and casts back before the weight", "[components]") {
+  torch::manual_seed(0);
+  RMSNorm norm(8, 1e-5);
+  {
+    torch::NoGradGuard g;
+    norm->weight.copy_(torch::randn({8}));
+  }
+  const torch::Tensor x = torch::randn({2, 3, 8});
+  const torch::Tensor y = norm(x);
+  const auto xa = x.accessor<float, 3>();
+  const auto wa = norm->weight.accessor<float, 1>();
+  const auto ya = y.accessor<float, 3>();
+  for (int a = 0; a < 2; ++a)
+    for (int b = 0; b < 3; ++b) {
+      double ms = 0;
+      for (int d = 0; d < 8; ++d) ms += double(xa[a][b][d]) * xa[a][b][d];
+      ms /= 8;
+      for (int d = 0; d < 8; ++d) {
+        CHECK(ya[a][b][d] == Approx(wa[d] * xa[a][b][d] / std::sqrt(ms + 1e-5)).epsilon(1e-5));
+      }
+    }
+
+  // bf16 input: normalised in fp32, rounded to bf16, then multiplied by the fp32 weight.
+  const torch::Tensor xb = x.to(torch::kBFloat16);
+  const torch::Tensor xf = xb.to(torch::kFloat);
+  const torch::Tensor expected =
+      norm->weight * (xf / torch::sqrt(xf.pow(2).mean(-1, true) + 1e-5)).to(torch::kBFloat16).to(torch::kFloat);
+  CHECK(max_abs_diff(norm(xb), expected) < 1e-6);
+}
+
+TEST_CASE("rotary inv_freq: plain theta^(-2j/hd) and llama3 scaling by hand", "[components]") {
+  TransformerConfig c = tiny_config();
+  c.head_dim = 16;
+  c.rope_theta = 500000.0;
+  const std::vector<double> plain = plain_inv_freq(500000.0, 16);
+  torch::Tensor inv = rotary_inv_freq(c);
+  REQUIRE(inv.size(0) == 8);
+  for (int j = 0; j < 8; ++j) CHECK(inv[j].item<double>() == Approx(plain[j]).epsilon(1e-5));
+
+  // A small original context so that the three regimes (kept, blended, divided) all occur.
+  RopeScaling s;
+  s.rope_type = "llama3";
+  s.factor = 8.0;
+  s.low_freq_factor = 1.0;
+  s.high_freq_factor = 4.0;
+  s.original_max_position_embeddings = 64;
+  c.rope_scaling = s;
+  inv = rotary_inv_freq(c);
+  const double low_wavelen = 64.0 / 1.0, high_wavelen = 64.0 / 4.0;
+  std::set<std::string> regimes;
+  for (int j = 0; j < 8; ++j) {
+    const double f = plain[j];
+    const double wavelen = 2 * 3.14159265358979323846 / f;
+    double expected;
+    if (wavelen > low_wavelen) {
+      expected = f / 8.0;
+      regimes.insert("divided");
+    } else if (wavelen < high_wavelen) {
+      expected = f;
+      regimes.insert("kept");
+    } else {
+      const double smooth = (64.0 / wavelen - 1.0) / (4.0 - 1.0);
+      expected = (1 - smooth) * f / 8.0 + smooth * f;
+      regimes.insert("blended");
+    }
+    CHECK(inv[j].item<double>() == Approx(expected).epsilon(1e-5));
+  }
+  CHECK(regimes.size() == 3);
+}
+
+TEST_CASE("apply_rotary equals a per-element rotation loop", "[components]") {
+  torch::manual_seed(1);
+  TransformerConfig c = tiny_config();
+  c.head_dim = 6;
+  RotaryEmbedding rope(c);
+  const std::vector<std::int64_t> positions = {0, 5, 2, 9};
+  const torch::Tensor pos = torch::tensor(positions).unsqueeze(0);
+  const torch::Tensor x = torch::randn({1, 2, 4, 6});
+  const torch::Tensor got = apply_rotary(x, rope.tables(pos, torch::kFloat));
+  CHECK(max_abs_diff(got, rotary_by_loop(x, positions, plain_inv_freq(10000.0, 6))) < 1e-5);
+}
+
+TEST_CASE("dense_attention equals loop softmax attention with GQA", "[components]") {
+  torch::manual_seed(2);
+  const torch::Tensor q = torch::randn({1, 4, 3, 2});
+  const torch::Tensor k = torch::randn({1, 2, 3, 2});
+  const torch::Tensor v = torch::randn({1, 2, 3, 2});
+  const torch::Tensor allowed = torch::tensor({1, 0, 0, 1, 1, 0, 0, 1, 1}).view({3, 3}).to(torch::kBool);
+  CHECK(max_abs_diff(dense_attention(q, k, v, allowed), attention_by_loop(q, k, v, allowed)) < 1e-5);
+}
+
+TEST_CASE("document_causal_mask for lengths [1,2,3] is the facts matrix", "[components]") {
+  // facts §2.5
+  const torch::Tensor mask = document_causal_mask(torch::tensor({0, 1, 1, 2, 2, 2}), std::nullopt);
+  const torch::Tensor expected = torch::tensor({1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0,
+                                                0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1})
+                                     .view({6, 6})
+                                     .to(torch::kBool);
+  CHECK(torch::equal(mask, expected));
+
+  // Padding (-1) sees only itself and is seen by nobody else; the window keeps q - W < k <= q.
+  const torch::Tensor padded = document_causal_mask(torch::tensor({0, 0, 0, -1, -1}), 2);
+  const torch::Tensor expected_padded =
+      torch::tensor({1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1})
+          .view({5, 5})
+          .to(torch::kBool);
+  CHECK(torch::equal(padded, expected_padded));
+}
+
+TEST_CASE("document_causal_attention equals dense attention with the document mask", "[components]") {
+  torch::manual_seed(3);
+  // Three documents and two padding positions in one packed row.
+  const torch::Tensor doc = torch::tensor({0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2, -1, -1});
+  const std::int64_t l = doc.size(0);
+  const torch::Tensor q = torch::randn({2, 4, l, 8}, torch::requires_grad());
+  const torch::Tensor k = torch::randn({2, 2, l, 8}, torch::requires_grad());
+  const torch::Tensor v = torch::randn({2, 2, l, 8}, torch::requires_grad());
+  for (std::optional<std::int64_t> window : {std::optional<std::int64_t>(), std::optional<std::int64_t>(3)}) {
+    for (std::int64_t chunk : {1, 5, 64}) {
+      INFO("window " << (window ? *window : -1) << " chunk " << chunk);
+      const torch::Tensor dense = dense_attention(q, k, v, document_causal_mask(doc, window));
+      const torch::Tensor chunked = document_causal_attention(q, k, v, doc, window, chunk);
+      CHECK(max_abs_diff(dense, chunked) < 1e-5);
+      // Gradients agree too (the draft trains through this kernel).
+      const torch::Tensor w = torch::randn_like(dense);
+      const auto gd = torch::autograd::grad({(dense * w).sum()}, {q, k, v});
+      const auto gc = torch::autograd::grad({(chunked * w).sum()}, {q, k, v});
+      for (int i = 0; i < 3; ++i) CHECK(max_abs_diff(gd[i], gc[i]) < 1e-5);
+    }
+  }
+  CHECK_THROWS_AS(document_causal_attention(q, k, v, doc.slice(0, 0, 4), std::nullopt), Error);
+}
+
+TEST_CASE("decoder layer parameter names and shapes follow Hugging Face", "[components]") {
+  TransformerConfig c = tiny_config();
+  DecoderLayerImpl llama(c, 0);
+  const std::set<std::string> llama_names = {
+      "input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_proj.weight",
+      "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+      "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"};
+  CHECK(parameter_names(llama) == llama_names);
+  auto params = llama.named_parameters();
+  CHECK(params["self_attn.q_proj.weight"].sizes() == torch::IntArrayRef({32, 32}));
+  CHECK(params["self_attn.k_proj.weight"].sizes() == torch::IntArrayRef({16, 32}));
+  CHECK(params["self_attn.o_proj.weight"].sizes() == torch::IntArrayRef({32, 32}));
+  CHECK(params["mlp.gate_proj.weight"].sizes() == torch::IntArrayRef({48, 32}));
+  CHECK(params["mlp.down_proj.weight"].sizes() == torch::IntArrayRef({32, 48}));
+
+  // The EAGLE-3 first layer takes 2H into q/k/v.
+  DecoderLayerImpl wide(c, 0, 64);
+  CHECK(wide.named_parameters()["self_attn.q_proj.weight"].sizes() == torch::IntArrayRef({32, 64}));
+
+  auto qwen3 = make_layer(model_classes("qwen3"), c, 1);
+  std::set<std::string> qwen3_names = llama_names;
+  qwen3_names.insert("self_attn.q_norm.weight");
+  qwen3_names.insert("self_attn.k_norm.weight");
+  CHECK(parameter_names(*qwen3) == qwen3_names);
+  CHECK(qwen3->named_parameters()["self_attn.q_norm.weight"].sizes() == torch::IntArrayRef({8}));
+
+  c.attention_bias = true;
+  DecoderLayerImpl biased(c, 0);
+  const std::set<std::string> names = parameter_names(biased);
+  for (const char* p : {"q", "k", "v", "o"}) CHECK(names.count(std::string("self_attn.") + p + "_proj.bias") == 1);
+}
+
+TEST_CASE("decoder layer on one token equals the written-out pre-norm block", "[components]") {
+  // With one position, attention returns v exactly, so the whole layer is closed-form.
+  torch::manual_seed(4);
+  TransformerConfig c = tiny_config();
+  DecoderLayerImpl layer(c, 0);
+  init_weights(layer, 0.2);
+  const torch::Tensor x = torch::randn({1, 1, 32});
+  RotaryEmbedding rope(c);
+  const RotaryTables tables = rope.tables(torch::zeros({1, 1}, torch::kLong), torch::kFloat);
+  const torch::Tensor doc = torch::zeros({1}, torch::kLong);
+  const AttentionKernel kernel = [&](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+    return document_causal_attention(q, k, v, doc, std::nullopt);
+  };
+  auto rms = [](const torch::Tensor& t) { return t / torch::sqrt(t.pow(2).mean(-1, true) + 1e-6); };
+  const auto& a = *layer.self_attn;
+  const torch::Tensor v = torch::matmul(rms(x), a.v_proj->weight.t()).view({1, 1, 2, 8});
+  const torch::Tensor v_per_head = v.repeat_interleave(2, 2).reshape({1, 1, 32});  // GQA: head h uses kv h/2
+  const torch::Tensor h = x + torch::matmul(v_per_head, a.o_proj->weight.t());
+  const auto& m = *layer.mlp;
+  const torch::Tensor n = rms(h);
+  const torch::Tensor mlp = torch::matmul(torch::silu(torch::matmul(n, m.gate_proj->weight.t())) *
+                                              torch::matmul(n, m.up_proj->weight.t()),
+                                          m.down_proj->weight.t());
+  CHECK(max_abs_diff(layer.forward(x, tables, kernel), h + mlp) < 1e-5);
+}
+
+TEST_CASE("qwen3 attention normalises q and k per head before RoPE", "[components]") {
+  torch::manual_seed(5);
+  TransformerConfig c = tiny_config("qwen3");
+  AttentionImpl attn(c, 32);
+  init_weights(attn, 0.2);
+  {
+    torch::NoGradGuard g;
+    attn.q_norm->weight.copy_(torch::rand({8}) + 0.5);
+  }
+  const torch::Tensor x = torch::randn({1, 3, 32});
+  const std::vector<std::int64_t> positions = {0, 1, 7};
+  RotaryEmbedding rope(c);
+  const auto qkv = attn.project(x, rope.tables(torch::tensor(positions).unsqueeze(0), torch::kFloat));
+  torch::Tensor q = torch::matmul(x, attn.q_proj->weight.t()).view({1, 3, 4, 8});
+  q = q / torch::sqrt(q.pow(2).mean(-1, true) + 1e-6) * attn.q_norm->weight;
+  const torch::Tensor expected = rotary_by_loop(q.transpose(1, 2), positions, plain_inv_freq(10000.0, 8));
+  CHECK(max_abs_diff(qkv.q, expected) < 1e-5);
+  CHECK(qkv.k.sizes() == torch::IntArrayRef({1, 2, 3, 8}));
+}
+
+TEST_CASE("model_classes, override_components and init_weights", "[components]") {
+  TransformerConfig c = tiny_config();
+  try {
+    model_classes("mistral");
+    FAIL("expected an Error");
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    CHECK(msg.find("mistral") != std::string::npos);
+    CHECK(msg.find("llama, qwen3") != std::string::npos);
+  }
+
+  struct MarkedLayer : DecoderLayerImpl {
+    MarkedLayer(const TransformerConfig& config, std::int64_t i) : DecoderLayerImpl(config, i, 64) {}
+  };
+  ComponentOverrides o;
+  o.layer_index = 0;
+  o.decoder_layer = [](const TransformerConfig& config, std::int64_t i) {
+    return std::make_shared<MarkedLayer>(config, i);
+  };
+  const ModelClasses classes = override_components(model_classes("llama"), o);
+  CHECK(std::dynamic_pointer_cast<MarkedLayer>(make_layer(classes, c, 0)) != nullptr);
+  CHECK(std::dynamic_pointer_cast<MarkedLayer>(make_layer(classes, c, 1)) == nullptr);
+  CHECK(make_layer(classes, c, 1)->layer_idx == 1);
+
+  c.attention_bias = true;
+  c.intermediate_size = 512;
+  DecoderLayerImpl layer(c, 0);
+  init_weights(layer, 0.02);
+  const double sd = layer.mlp->gate_proj->weight.std().item<double>();
+  CHECK(sd == Approx(0.02).epsilon(0.05));
+  CHECK(layer.self_attn->q_proj->bias.abs().sum().item<double>() == 0.0);
+  CHECK(torch::equal(layer.input_layernorm->weight, torch::ones({32})));
+}

@@ -1,0 +1,210 @@
+// TransformerConfig: Hugging Face config.json parsing (Llama, Qwen3, multimodal text_config),
+// its errors, the verifier config.json written by make-verifier, and the draft's
+// transformer_layer_config key set (facts §1.7, §5.2).
+#include <catch2/catch.hpp>
+
+#include <set>
+
+#include "speculators/error.h"
+#include "speculators/nn/transformer_config.h"
+
+using namespace speculators;
+
+namespace {
+
+// The config.json of meta-llama/Llama-3.1-8B-Instruct (the fields that matter here).
+const char* const kLlama31 = R"({
+  "architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], "hidden_act": "silu",
+  "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 14336,
+  "max_position_embeddings": 131072, "mlp_bias": false, "model_type": "llama",
+  "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
+  "pretraining_tp": 1, "rms_norm_eps": 1e-05,
+  "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                   "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+  "rope_theta": 500000.0, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+  "use_cache": true, "vocab_size": 128256})";
+
+const char* const kQwen3 = R"({
+  "architectures": ["Qwen3ForCausalLM"], "attention_bias": false, "head_dim": 128,
+  "hidden_act": "silu", "hidden_size": 4096, "intermediate_size": 12288,
+  "max_position_embeddings": 40960, "max_window_layers": 36, "model_type": "qwen3",
+  "num_attention_heads": 32, "num_hidden_layers": 36, "num_key_value_heads": 8,
+  "rms_norm_eps": 1e-06, "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null,
+  "tie_word_embeddings": false, "use_sliding_window": false, "vocab_size": 151936})";
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::set<std::string> keys_of(const Json& j) {
+  std::set<std::string> out;
+  for (const auto& kv : j.as_object()) out.insert(kv.first);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("Llama-3.1 config.json parses with llama3 rope scaling", "[verifier][config]") {
+  const TransformerConfig c = TransformerConfig::from_hf_json(Json::parse(kLlama31), "llama/config.json");
+  CHECK(c.model_type == "llama");
+  CHECK(c.head_dim == 128);  // hidden / heads
+  CHECK(c.num_key_value_heads == 8);
+  CHECK(c.rms_norm_eps == 1e-5);
+  CHECK(c.rope_theta == 500000.0);
+  REQUIRE(c.rope_scaling);
+  CHECK(c.rope_scaling->rope_type == "llama3");
+  CHECK(c.rope_scaling->factor == 8.0);
+  CHECK(c.rope_scaling->original_max_position_embeddings == 8192);
+  CHECK(c.eos_token_id == 128001);
+  CHECK(c.layer_types == std::vector<std::string>(32, "full_attention"));
+  CHECK(c.architectures == std::vector<std::string>{"LlamaForCausalLM"});
+  CHECK_FALSE(c.window_of_layer(3));
+}
+
+TEST_CASE("transformer_layer_config has exactly the facts §5.2 keys", "[verifier][config]") {
+  TransformerConfig c = TransformerConfig::from_hf_json(Json::parse(kLlama31));
+  // facts §1.7: the draft gets one sliding layer with window 2048.
+  c.num_hidden_layers = 1;
+  c.layer_types = {"sliding_attention"};
+  c.sliding_window = 2048;
+  const Json j = c.to_layer_config_json();
+  const std::set<std::string> expected = {
+      "attention_bias", "attention_dropout", "head_dim", "hidden_act", "hidden_size", "initializer_range",
+      "intermediate_size", "layer_types", "max_position_embeddings", "mlp_bias", "model_type",
+      "num_attention_heads", "num_hidden_layers", "num_key_value_heads", "pretraining_tp", "rms_norm_eps",
+      "rope_scaling", "rope_theta", "sliding_window", "use_cache", "use_sliding_window", "vocab_size"};
+  CHECK(keys_of(j) == expected);
+  CHECK(j.at("rope_theta").is_float());
+  CHECK(j.at("rope_theta").as_double() == 500000.0);
+  CHECK(j.at("pretraining_tp") == Json(1));
+  CHECK(j.at("use_cache") == Json(true));
+  CHECK(j.at("use_sliding_window") == Json(true));
+  CHECK(j.at("sliding_window") == Json(2048));
+  CHECK(j.at("rope_scaling") == Json::parse(R"({"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+      "original_max_position_embeddings": 8192, "rope_type": "llama3"})"));
+  CHECK(c.window_of_layer(0) == 2048);
+
+  // Qwen3Config's diff dict: no mlp_bias / pretraining_tp, plus max_window_layers.
+  TransformerConfig q = TransformerConfig::from_hf_json(Json::parse(kQwen3));
+  std::set<std::string> qwen3_keys = expected;
+  qwen3_keys.erase("mlp_bias");
+  qwen3_keys.erase("pretraining_tp");
+  qwen3_keys.insert("max_window_layers");
+  CHECK(keys_of(q.to_layer_config_json()) == qwen3_keys);
+  CHECK(q.to_layer_config_json().at("rope_scaling").is_null());
+  CHECK(q.to_layer_config_json().at("rope_theta").is_float());
+}
+
+TEST_CASE("qwen3 config: sliding window only with use_sliding_window", "[verifier][config]") {
+  Json j = Json::parse(kQwen3);
+  j["sliding_window"] = 4096;
+  TransformerConfig c = TransformerConfig::from_hf_json(j);
+  CHECK_FALSE(c.sliding_window);
+  CHECK(c.head_dim == 128);
+  j["use_sliding_window"] = true;
+  j["max_window_layers"] = 30;
+  c = TransformerConfig::from_hf_json(j);
+  CHECK(c.sliding_window == 4096);
+  CHECK(c.layer_types[29] == "full_attention");
+  CHECK(c.layer_types[30] == "sliding_attention");
+  CHECK(c.window_of_layer(35) == 4096);
+  CHECK_FALSE(c.window_of_layer(0));
+  CHECK_THROWS_AS(c.window_of_layer(36), Error);
+}
+
+TEST_CASE("config defaults, legacy 'type' alias and multimodal text_config", "[verifier][config]") {
+  Json j = Json::parse(R"({"model_type": "llama", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 48,
+      "num_hidden_layers": 2, "num_attention_heads": 4,
+      "rope_scaling": {"type": "llama3", "factor": 8, "low_freq_factor": 1, "high_freq_factor": 4,
+                       "original_max_position_embeddings": 64}})");
+  TransformerConfig c = TransformerConfig::from_hf_json(j);
+  CHECK(c.head_dim == 8);
+  CHECK(c.num_key_value_heads == 4);
+  CHECK(c.max_position_embeddings == 2048);
+  CHECK(c.hidden_act == "silu");
+  REQUIRE(c.rope_scaling);
+  CHECK(c.rope_scaling->rope_type == "llama3");
+  CHECK(c.rope_scaling->raw.contains("rope_type"));
+  CHECK_FALSE(c.rope_scaling->raw.contains("type"));
+
+  Json mm = Json::object();
+  mm["architectures"] = Json(std::vector<std::string>{"SomeVLForConditionalGeneration"});
+  mm["model_type"] = "some_vl";
+  mm["text_config"] = Json::parse(kQwen3);
+  mm["text_config"].as_object().erase("architectures");
+  c = TransformerConfig::from_hf_json(mm, "vl/config.json");
+  CHECK(c.model_type == "qwen3");
+  CHECK(c.vocab_size == 151936);
+  CHECK(c.architectures == std::vector<std::string>{"SomeVLForConditionalGeneration"});
+}
+
+TEST_CASE("to_hf_json round-trips through from_hf_json", "[verifier][config]") {
+  for (const char* text : {kLlama31, kQwen3}) {
+    const TransformerConfig a = TransformerConfig::from_hf_json(Json::parse(text));
+    const Json written = a.to_hf_json();
+    CHECK(written.at("torch_dtype") == Json("float32"));
+    CHECK(written.at("architectures").as_string_list() ==
+          std::vector<std::string>{a.model_type == "qwen3" ? "Qwen3ForCausalLM" : "LlamaForCausalLM"});
+    const TransformerConfig b = TransformerConfig::from_hf_json(written);
+    CHECK(b.to_layer_config_json() == a.to_layer_config_json());
+    CHECK(b.to_hf_json() == written);
+    CHECK(b.tie_word_embeddings == a.tie_word_embeddings);
+    CHECK(b.bos_token_id == a.bos_token_id);
+  }
+}
+
+TEST_CASE("config errors name the file, the key and the valid values", "[verifier][config]") {
+  Json j = Json::parse(kLlama31);
+  j["model_type"] = "mistral";
+  std::string msg = error_of([&] { TransformerConfig::from_hf_json(j, "/models/m/config.json"); });
+  CHECK(msg.find("/models/m/config.json") != std::string::npos);
+  CHECK(msg.find("mistral") != std::string::npos);
+  CHECK(msg.find("llama, qwen3") != std::string::npos);
+
+  j = Json::parse(kLlama31);
+  j.as_object().erase("hidden_size");
+  msg = error_of([&] { TransformerConfig::from_hf_json(j, "a/config.json"); });
+  CHECK(msg.find("a/config.json") != std::string::npos);
+  CHECK(msg.find("hidden_size") != std::string::npos);
+
+  j = Json::parse(kLlama31);
+  j["num_key_value_heads"] = "eight";
+  msg = error_of([&] { TransformerConfig::from_hf_json(j, "b/config.json"); });
+  CHECK(msg.find("num_key_value_heads") != std::string::npos);
+  CHECK(msg.find("b/config.json") != std::string::npos);
+
+  j = Json::parse(kLlama31);
+  j["num_key_value_heads"] = 5;
+  msg = error_of([&] { TransformerConfig::from_hf_json(j, "c/config.json"); });
+  CHECK(msg.find("num_key_value_heads") != std::string::npos);
+
+  j = Json::parse(kLlama31);
+  j["rope_scaling"] = Json::parse(R"({"rope_type": "yarn", "factor": 4.0})");
+  msg = error_of([&] { TransformerConfig::from_hf_json(j, "d/config.json"); });
+  CHECK(msg.find("yarn") != std::string::npos);
+  CHECK(msg.find("default, llama3") != std::string::npos);
+
+  j = Json::parse(kLlama31);
+  j["rope_scaling"].as_object().erase("low_freq_factor");
+  msg = error_of([&] { TransformerConfig::from_hf_json(j, "e/config.json"); });
+  CHECK(msg.find("low_freq_factor") != std::string::npos);
+
+  j = Json::parse(kLlama31);
+  j["hidden_act"] = "swish";
+  msg = error_of([&] { TransformerConfig::from_hf_json(j, "f/config.json"); });
+  CHECK(msg.find("swish") != std::string::npos);
+
+  j = Json::parse(kLlama31);
+  j["layer_types"] = Json(std::vector<std::string>{"full_attention"});
+  msg = error_of([&] { TransformerConfig::from_hf_json(j, "g/config.json"); });
+  CHECK(msg.find("layer_types") != std::string::npos);
+
+  msg = error_of([&] { TransformerConfig::from_hf_json(Json::parse("[1, 2]"), "h/config.json"); });
+  CHECK(msg.find("h/config.json") != std::string::npos);
+}

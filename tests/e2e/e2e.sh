@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# End-to-end cases through the real executables and plugins of a build tree.
+#   e2e.sh BUILD_DIR SOURCE_DIR CASE
+# Each case builds what it needs in a fresh temporary directory and checks exit codes, files
+# and printed lines. Shared tiny inputs (verifier + data) are made once per build tree.
+set -euo pipefail
+BUILD=$(cd "$1" && pwd); SRC=$(cd "$2" && pwd); CASE=$3
+BIN=$BUILD/bin
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/speculators-e2e-$CASE.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+export SPECULATORS_LOG_LEVEL=${SPECULATORS_LOG_LEVEL:-info}
+
+fail() { echo "FAIL [$CASE]: $*" >&2; exit 1; }
+expect_code() {  # expect_code CODE command...
+  local want=$1; shift
+  set +e; "$@" >"$WORK/out.txt" 2>"$WORK/err.txt"; local got=$?; set -e
+  if [ "$got" != "$want" ]; then
+    cat "$WORK/out.txt" "$WORK/err.txt" >&2
+    fail "expected exit $want, got $got from: $*"
+  fi
+}
+expect_text() {  # expect_text FILE PATTERN
+  grep -q -E -- "$2" "$1" || { cat "$1" >&2; fail "no line matching '$2' in $1"; }
+}
+
+# Tiny verifier and on-policy data, shared by the cases of one build tree.
+tiny_inputs() {
+  local dir=$BUILD/e2e-inputs
+  if [ ! -f "$dir/data/data.jsonl" ]; then
+    local tmp; tmp=$(mktemp -d "$BUILD/e2e-inputs.XXXXXX")
+    "$BIN/speculators-datagen" make-verifier --arch llama --hidden-size 32 --num-layers 4 \
+      --vocab-size 128 --out "$tmp/verifier" --seed 1 >/dev/null
+    "$BIN/speculators-datagen" sample --verifier "$tmp/verifier" --num-samples 48 --seq-len 24 \
+      --prompt-len 8 --out "$tmp/data" --seed 1 >/dev/null
+    rm -rf "$dir"; mv "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
+  fi
+  VERIFIER=$dir/verifier; DATA=$dir/data
+}
+
+case "$CASE" in
+  seed_command)
+    # The reference's documented command, as written (issue: "The seed's command works").
+    tiny_inputs
+    expect_code 0 "$BIN/speculators-train" --speculator-type myalgo --verifier-name-or-path "$VERIFIER" \
+      --num-layers 1 --block-size 8 --data-path "$DATA" --save-path "$WORK/ckpt" --epochs 20
+    for e in 0 19; do
+      for f in config.json model.safetensors training_state.json; do
+        [ -s "$WORK/ckpt/$e/$f" ] || fail "missing $WORK/ckpt/$e/$f"
+      done
+    done
+    expect_text "$WORK/ckpt/19/training_state.json" '"epoch": 19'
+    expect_text "$WORK/ckpt/19/config.json" '"speculators_model_type": "myalgo"'
+    expect_text "$WORK/ckpt/metrics.jsonl" '"val/loss_epoch"'
+    expect_text "$WORK/ckpt/run.yaml" 'block_size: 8'
+    expect_text "$WORK/ckpt/train_command.txt" '--speculator-type myalgo'
+    ;;
+  exit_codes)
+    tiny_inputs
+    expect_code 2 "$BIN/speculators-train" --speculator-type myalgo --epoch 3
+    expect_text "$WORK/err.txt" 'did you mean --epochs'
+    expect_code 2 "$BIN/speculators-train" --speculator-type myalgo --data-path "$DATA"
+    expect_text "$WORK/err.txt" 'verifier-name-or-path is required'
+    expect_code 2 "$BIN/speculators-train" --speculator-type nosuchalgo --verifier-name-or-path "$VERIFIER"
+    expect_text "$WORK/err.txt" 'nosuchalgo'
+    printf 'train:\n  trainer:\n    epohcs: 3\n' >"$WORK/job.yaml"
+    expect_code 2 "$BIN/speculators-train" "$WORK/job.yaml" --speculator-type myalgo
+    expect_text "$WORK/err.txt" 'job.yaml:3'
+    mkdir -p "$WORK/bad"; printf '{"input_ids": [1, 2], "loss_mask": [1]}\n' >"$WORK/bad/data.jsonl"
+    expect_code 4 "$BIN/speculators-train" --speculator-type myalgo --verifier-name-or-path "$VERIFIER" \
+      --data-path "$WORK/bad" --save-path "$WORK/out" --epochs 1
+    expect_text "$WORK/err.txt" 'data.jsonl:1'
+    expect_code 0 "$BIN/speculators-train" --help
+    expect_text "$WORK/out.txt" '--verifier-name-or-path'
+    expect_code 0 "$BIN/speculators-train" --speculator-type myalgo --dump-config --epochs 4
+    expect_text "$WORK/out.txt" 'epochs: 4'
+    ;;
+  list_and_describe)
+    expect_code 0 "$BIN/speculators-train" --list-plugins
+    expect_text "$WORK/out.txt" '^myalgo +0\.1\.0 +.*myalgo\.so +ok'
+    expect_text "$WORK/out.txt" '^eagle3 +0\.1\.0 +.*eagle3\.so +ok'
+    expect_code 0 "$BIN/speculators-train" --describe myalgo
+    expect_text "$WORK/out.txt" '--block-size'
+    expect_code 0 "$BIN/speculators-train" --describe eagle3
+    expect_text "$WORK/out.txt" '--ttt-steps'
+    expect_text "$WORK/out.txt" '--no-norm-before-residual'
+    ;;
+  rejected_plugins)
+    # Plugins built for another ABI major, LibTorch minor or C++11 ABI are rejected with a
+    # one-line reason, and the host still trains with the good plugins.
+    tiny_inputs
+    fixtures=$BUILD/tests/plugins/fixtures
+    mkdir -p "$WORK/plugins"
+    for f in "$fixtures"/*.so; do cp "$f" "$WORK/plugins/"; done
+    expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/plugins" --list-plugins
+    expect_text "$WORK/out.txt" 'rejected: .*ABI major'
+    expect_text "$WORK/out.txt" 'rejected: .*LibTorch 1\.[0-9]+ != host 1\.13'
+    expect_text "$WORK/out.txt" 'rejected: .*C\+\+11 ABI'
+    expect_text "$WORK/out.txt" '^myalgo .* ok'
+    expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/plugins" --speculator-type myalgo \
+      --verifier-name-or-path "$VERIFIER" --data-path "$DATA" --save-path "$WORK/ckpt" --epochs 1
+    [ -s "$WORK/ckpt/0/model.safetensors" ] || fail "no checkpoint after training with rejected plugins around"
+    ;;
+  eagle3_dry_run)
+    tiny_inputs
+    expect_code 0 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$VERIFIER" \
+      --data-path "$DATA" --save-path "$WORK/dry" --dry-run
+    expect_text "$WORK/dry/config.json" '"speculators_model_type": "eagle3"'
+    [ -s "$WORK/dry/model.safetensors" ] || fail "dry run wrote no weights"
+    ;;
+  eagle3_train)
+    tiny_inputs
+    expect_code 0 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$VERIFIER" \
+      --data-path "$DATA" --save-path "$WORK/ckpt" --epochs 2 --total-seq-len 256
+    expect_text "$WORK/ckpt/metrics.jsonl" '"val/full_acc_0_epoch"'
+    expect_text "$WORK/ckpt/metrics.jsonl" '"val/acceptance_length_epoch"'
+    expect_text "$WORK/err.txt" 'estimated acceptance length'
+    ;;
+  *) fail "unknown case $CASE" ;;
+esac
+echo "PASS [$CASE]"

@@ -1,0 +1,275 @@
+// Chunked divergences between draft and target logits (facts §2.9). The forward pass computes
+// per-row values chunk by chunk without recording a graph; the backward pass recomputes one
+// chunk at a time under autograd and pulls its gradient out, so peak extra memory is one chunk's
+// [C, V] fp32 intermediates instead of the whole [N, V] (the reference's fused kernels make the
+// same trade: recompute in backward, never pin the softmaxes).
+#include "speculators/nn/losses.h"
+
+#include <cmath>
+
+#include "speculators/error.h"
+#include "speculators/json.h"
+#include "speculators/log.h"
+
+namespace speculators {
+namespace nn {
+namespace {
+
+constexpr double kEps = 1e-5;       // facts §2.9: nla clamp and reduction denominator
+constexpr double kLkEta = 3.0;      // facts §2.9: λ = exp(-3·stopgrad(overlap))
+
+struct NamedDivergence {
+  const char* name;
+  Divergence kind;
+};
+constexpr NamedDivergence kDivergences[] = {
+    {"kl_div", Divergence::kKlDiv},          {"rkl", Divergence::kReverseKl},
+    {"jsd", Divergence::kJensenShannon},     {"ce", Divergence::kCrossEntropy},
+    {"tv", Divergence::kTotalVariation},     {"nla", Divergence::kNegLogAccept},
+    {"lk_hybrid", Divergence::kLkHybrid},
+};
+
+std::string joined_names() {
+  std::string out;
+  for (const auto& d : kDivergences) out += (out.empty() ? "" : ", ") + std::string(d.name);
+  return out;
+}
+
+// Σ_v exp(log_a) · (log_a − log_b) with 0·(−inf) read as 0, i.e. KL(a || b) from log-probs.
+torch::Tensor kl_from_logs(const torch::Tensor& log_a, const torch::Tensor& log_b) {
+  auto a = log_a.exp();
+  auto term = torch::where(a > 0, a * (log_a - log_b), torch::zeros_like(a));
+  return term.sum(-1);
+}
+
+// Per-row values [T, C] of one chunk; `logits` may require grad, `targets` never does.
+torch::Tensor chunk_divergences(const torch::Tensor& logits, const torch::Tensor& targets,
+                                const std::vector<Divergence>& kinds) {
+  auto logq = torch::log_softmax(logits.to(torch::kFloat), -1);
+  auto logp = torch::log_softmax(targets.to(torch::kFloat), -1);
+  torch::Tensor overlap;  // Σ min(p, q), shared by tv / nla / lk_hybrid
+  auto get_overlap = [&]() {
+    if (!overlap.defined()) overlap = torch::minimum(logp.exp(), logq.exp()).sum(-1);
+    return overlap;
+  };
+  std::vector<torch::Tensor> rows;
+  rows.reserve(kinds.size());
+  for (Divergence kind : kinds) {
+    switch (kind) {
+      case Divergence::kKlDiv:
+        rows.push_back(kl_from_logs(logp, logq));
+        break;
+      case Divergence::kReverseKl:
+        rows.push_back(kl_from_logs(logq, logp));
+        break;
+      case Divergence::kJensenShannon: {
+        auto logm = torch::logaddexp(logq, logp) - std::log(2.0);
+        rows.push_back(0.5 * (kl_from_logs(logp, logm) + kl_from_logs(logq, logm)));
+        break;
+      }
+      case Divergence::kCrossEntropy: {
+        auto label = targets.argmax(-1, /*keepdim=*/true);
+        rows.push_back(-logq.gather(-1, label).squeeze(-1));
+        break;
+      }
+      case Divergence::kTotalVariation:
+        rows.push_back(1.0 - get_overlap());
+        break;
+      case Divergence::kNegLogAccept:
+        rows.push_back(-torch::log(get_overlap().clamp_min(kEps)));
+        break;
+      case Divergence::kLkHybrid: {
+        auto tv = 1.0 - get_overlap();
+        auto lambda = torch::exp(-kLkEta * get_overlap().detach());
+        rows.push_back(lambda * kl_from_logs(logp, logq) + (1.0 - lambda) * tv);
+        break;
+      }
+    }
+  }
+  return torch::stack(rows, 0);
+}
+
+std::vector<Divergence> kinds_from_ints(const std::vector<std::int64_t>& ints) {
+  std::vector<Divergence> kinds;
+  for (auto v : ints) kinds.push_back(static_cast<Divergence>(v));
+  return kinds;
+}
+
+class ChunkedDivergenceFunction : public torch::autograd::Function<ChunkedDivergenceFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits,
+                               const torch::Tensor& targets, std::vector<std::int64_t> kind_ids,
+                               std::int64_t chunk) {
+    ctx->save_for_backward({logits, targets});
+    ctx->saved_data["kinds"] = kind_ids;
+    ctx->saved_data["chunk"] = chunk;
+    const auto kinds = kinds_from_ints(kind_ids);
+    const std::int64_t n = logits.size(0);
+    auto out = torch::empty({static_cast<std::int64_t>(kinds.size()), n},
+                            logits.options().dtype(torch::kFloat));
+    torch::NoGradGuard no_grad;
+    for (std::int64_t begin = 0; begin < n; begin += chunk) {
+      const std::int64_t end = std::min(n, begin + chunk);
+      out.slice(1, begin, end).copy_(
+          chunk_divergences(logits.slice(0, begin, end), targets.slice(0, begin, end), kinds));
+    }
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& logits = saved[0];
+    const auto& targets = saved[1];
+    const auto kinds = kinds_from_ints(ctx->saved_data["kinds"].toIntVector());
+    const std::int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const auto& grad_values = grad_outputs[0];  // [T, N]
+    auto grad_logits = torch::zeros_like(logits);
+    const std::int64_t n = logits.size(0);
+    for (std::int64_t begin = 0; begin < n; begin += chunk) {
+      const std::int64_t end = std::min(n, begin + chunk);
+      auto grad_chunk = grad_values.slice(1, begin, end);
+      // Rows outside the loss mask get zero gradient; skip chunks made only of them.
+      if (!grad_chunk.ne(0).any().item<bool>()) continue;
+      torch::AutoGradMode enable_grad(true);
+      auto leaf = logits.slice(0, begin, end).detach().requires_grad_(true);
+      auto values = chunk_divergences(leaf, targets.slice(0, begin, end).detach(), kinds);
+      auto grads = torch::autograd::grad({values}, {leaf}, {grad_chunk.to(values.dtype())});
+      grad_logits.slice(0, begin, end).copy_(grads[0]);
+    }
+    return {grad_logits, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+void check_pair(const torch::Tensor& logits, const torch::Tensor& target_logits, const char* what) {
+  if (logits.dim() != 2 || !target_logits.defined() || target_logits.sizes() != logits.sizes()) {
+    fail(cat(what, ": logits and target_logits must both be [N, V] with equal shapes; got ",
+             logits.sizes(), " and ", target_logits.defined() ? target_logits.sizes() : c10::IntArrayRef{}));
+  }
+}
+
+}  // namespace
+
+const char* divergence_name(Divergence kind) {
+  for (const auto& d : kDivergences) {
+    if (d.kind == kind) return d.name;
+  }
+  return "?";
+}
+
+Divergence divergence_from_name(const std::string& name, const std::string& where) {
+  for (const auto& d : kDivergences) {
+    if (name == d.name) return d.kind;
+  }
+  fail_usage(cat(where, ": unknown loss function '", name, "'; choose from ", joined_names()));
+}
+
+std::vector<std::string> divergence_names() {
+  std::vector<std::string> names;
+  for (const auto& d : kDivergences) names.emplace_back(d.name);
+  return names;
+}
+
+LossSpec parse_loss_fn(const std::string& text, const std::string& where) {
+  LossSpec spec;
+  spec.text = text;
+  for (const auto& d : kDivergences) {
+    if (text == d.name) {
+      spec.terms.push_back({d.name, d.kind, 1.0});
+      return spec;
+    }
+  }
+  const std::string example = "e.g. '{\"ce\": 0.1, \"tv\": 0.9}'";
+  Json parsed;
+  try {
+    parsed = Json::parse(text, where);
+  } catch (const Error&) {
+    fail_usage(cat(where, ": unknown loss function '", text, "'; pass one of ", joined_names(),
+                   " or a JSON object of name -> weight, ", example));
+  }
+  if (!parsed.is_object() || parsed.size() == 0) {
+    fail_usage(cat(where, ": a loss config must be a non-empty JSON object of name -> weight, ", example,
+                   "; got ", text));
+  }
+  for (const auto& [name, weight] : parsed.as_object()) {
+    const Divergence kind = divergence_from_name(name, cat(where, " (in ", text, ")"));
+    if (!weight.is_number()) {
+      fail_usage(cat(where, ": the weight of '", name, "' must be a number, got ", weight.type_name(),
+                     " in ", text));
+    }
+    spec.terms.push_back({name, kind, weight.as_double()});
+  }
+  return spec;
+}
+
+torch::Tensor rowwise_divergences(const torch::Tensor& logits, const torch::Tensor& target_logits,
+                                  const std::vector<Divergence>& kinds, std::int64_t chunk_rows) {
+  check_pair(logits, target_logits, "rowwise_divergences");
+  if (kinds.empty()) fail("rowwise_divergences: at least one divergence is required");
+  if (chunk_rows < 1) fail(cat("rowwise_divergences: chunk_rows must be >= 1, got ", chunk_rows));
+  std::vector<std::int64_t> ids;
+  for (auto kind : kinds) ids.push_back(static_cast<std::int64_t>(kind));
+  return ChunkedDivergenceFunction::apply(logits, target_logits.detach(), ids, chunk_rows);
+}
+
+torch::Tensor reference_divergence(const torch::Tensor& logits, const torch::Tensor& target_logits,
+                                   Divergence kind) {
+  check_pair(logits, target_logits, "reference_divergence");
+  namespace F = torch::nn::functional;
+  const auto logq = F::log_softmax(logits, F::LogSoftmaxFuncOptions(-1).dtype(torch::kFloat));
+  const auto logp = F::log_softmax(target_logits, F::LogSoftmaxFuncOptions(-1).dtype(torch::kFloat));
+  const auto q = logq.exp();
+  const auto p = logp.exp();
+  const auto overlap = torch::minimum(p, q).sum(-1);
+  const auto kl = F::kl_div(logq, p, F::KLDivFuncOptions().reduction(torch::kNone)).sum(-1);
+  switch (kind) {
+    case Divergence::kKlDiv:
+      return kl;
+    case Divergence::kReverseKl:
+      return F::kl_div(logp, logq, F::KLDivFuncOptions().reduction(torch::kNone).log_target(true)).sum(-1);
+    case Divergence::kJensenShannon: {
+      const auto logm = torch::log((p + q) / 2);
+      auto opts = F::KLDivFuncOptions().reduction(torch::kNone).log_target(true);
+      return 0.5 * (F::kl_div(logm, logp, opts).sum(-1) + F::kl_div(logm, logq, opts).sum(-1));
+    }
+    case Divergence::kCrossEntropy:
+      return F::cross_entropy(logits.to(torch::kFloat), target_logits.argmax(-1),
+                              F::CrossEntropyFuncOptions().reduction(torch::kNone));
+    case Divergence::kTotalVariation:
+      return 1.0 - overlap;
+    case Divergence::kNegLogAccept:
+      return -torch::log(overlap.clamp_min(kEps));
+    case Divergence::kLkHybrid: {
+      const auto lambda = torch::exp(-kLkEta * overlap.detach());
+      return lambda * kl + (1.0 - lambda) * (1.0 - overlap);
+    }
+  }
+  fail("reference_divergence: unknown divergence");
+}
+
+MaskedLoss masked_divergence(const torch::Tensor& logits, const torch::Tensor& target_logits,
+                             const torch::Tensor& mask, const LossSpec& spec, double decay,
+                             std::int64_t chunk_rows) {
+  check_pair(logits, target_logits, "masked_divergence");
+  if (!mask.defined() || mask.dim() != 1 || mask.size(0) != logits.size(0)) {
+    fail(cat("masked_divergence: mask must be [N] with N = ", logits.size(0), " rows"));
+  }
+  if (spec.terms.empty()) fail("masked_divergence: the loss spec has no terms");
+  std::vector<Divergence> kinds;
+  for (const auto& term : spec.terms) kinds.push_back(term.kind);
+  const auto values = rowwise_divergences(logits, target_logits, kinds, chunk_rows);  // [T, N]
+  const auto weight = mask.to(torch::kFloat);
+  const auto denominator = weight.sum() + kEps;
+  MaskedLoss result;
+  result.loss = torch::zeros({}, logits.options().dtype(torch::kFloat));
+  for (std::size_t t = 0; t < spec.terms.size(); ++t) {
+    // facts §2.9: Σ mask·ℓ·γ^k / (Σ mask + 1e-5), then weighted (weights not normalized).
+    auto term = (values[static_cast<std::int64_t>(t)] * weight * decay).sum() / denominator;
+    result.loss = result.loss + spec.terms[t].weight * term;
+    if (spec.reports_terms()) result.terms[spec.terms[t].name] = term.detach();
+  }
+  return result;
+}
+
+}  // namespace nn
+}  // namespace speculators

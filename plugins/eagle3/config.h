@@ -1,0 +1,92 @@
+// The EAGLE-3 configuration (facts §1.3, §1.7, §5.2): the job options the plugin declares, the
+// draft decoder config synthesised from the verifier's, the speculators config.json object, and
+// the list of state-dict tensors a config implies (§2.1, §5.4) — computed from the config alone,
+// so an 8B-shaped checkpoint layout can be checked without allocating it.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "speculators/algorithm.h"
+#include "speculators/args.h"
+#include "speculators/json.h"
+#include "speculators/nn/transformer_config.h"
+#include "speculators/schema.h"
+
+namespace speculators {
+namespace eagle3 {
+
+// The options eagle3 adds to the job (the host declares the common ones: verifier, data, vocab
+// paths, num_layers, draft_vocab_size, target_layer_ids, ...). Training defaults of facts §1.3.
+Schema eagle3_schema();
+
+// Cross-field checks on a resolved job (facts §1.3 validator and the ranges of each option).
+void validate_args(const Args& args);
+
+// What shapes the synthesised draft decoder (facts §1.7).
+struct DraftShape {
+  std::string arch = "llama";                 // "llama" | "qwen3"
+  std::optional<std::string> hidden_act = "silu";  // nullopt = the verifier's
+  std::int64_t num_layers = 1;
+  std::optional<std::int64_t> sliding_window = 2048;  // nullopt = every layer full attention
+  std::vector<std::int64_t> full_attention_indices;
+  static DraftShape from_args(const Args& args);
+};
+
+// facts §1.7: the draft decoder config from the verifier's (text) config. `verifier_json` is its
+// config.json object, used for "attribute present" decisions (head_dim, intermediate_size).
+TransformerConfig synthesize_draft_config(const TransformerConfig& verifier, const Json& verifier_json,
+                                          const DraftShape& shape);
+
+// facts §2.2: --target-layer-ids, or [2, n/2, n-3] for a verifier with n layers.
+std::vector<std::int64_t> resolve_target_layer_ids(const Args& args, std::int64_t num_verifier_layers);
+
+// The Eagle3SpeculatorConfig of the reference with its training-time values.
+struct Eagle3Config {
+  TransformerConfig layer;               // transformer_layer_config
+  std::int64_t draft_vocab_size = 0;
+  bool norm_before_residual = true;
+  bool norm_before_fc = true;
+  bool fc_norm = false;
+  bool norm_output = true;
+  bool embed_requires_grad = false;
+  std::vector<std::int64_t> aux_layer_ids;   // eagle_aux_hidden_state_layer_ids
+  std::int64_t speculative_tokens = 3;       // = ttt_steps (facts §1.2)
+  std::string verifier_name_or_path;
+  std::vector<std::string> verifier_architectures;
+
+  std::int64_t hidden_size() const { return layer.hidden_size; }
+  std::int64_t target_vocab_size() const { return layer.vocab_size; }
+  std::int64_t num_aux() const { return static_cast<std::int64_t>(aux_layer_ids.size()); }
+  bool has_vocab_mapping() const { return draft_vocab_size != layer.vocab_size; }
+
+  // Throws Error naming `origin` for inconsistent values (norm_before_fc with fc_norm, ...).
+  void validate(const std::string& origin = "eagle3 config") const;
+  // The config.json object of facts §5.2, every field explicit. transformers_version is left
+  // out on purpose (docs/compatibility.md).
+  Json to_json() const;
+  // From a saved config.json; aux ids may be empty when the file holds null (resolve later).
+  static Eagle3Config from_json(const Json& json, const std::string& origin = "config.json");
+};
+
+// Builds the config of a training job: the synthesised decoder, the resolved draft vocab size
+// (from the mapping, or V without one), the aux layer ids and every flag.
+Eagle3Config config_from_build_context(const BuildContext& ctx);
+
+// One tensor of the draft's state dict, as it sits on disk (facts §5.4): bf16 for floats.
+struct TensorSpec {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  torch::ScalarType dtype = torch::kBFloat16;  // on-disk dtype
+  bool saved = true;                           // false: verifier_* (kept in memory only)
+  bool trainable = false;
+};
+// Every tensor (parameters and buffers) the model with this config holds, sorted by name.
+std::vector<TensorSpec> state_spec(const Eagle3Config& config);
+
+}  // namespace eagle3
+}  // namespace speculators

@@ -1,0 +1,63 @@
+// EAGLE-3 step losses and the accuracy chain (facts §2.9, §2.10).
+#include "metrics.h"
+
+#include <cmath>
+#include <string>
+
+#include "speculators/log.h"
+
+namespace speculators {
+namespace eagle3 {
+
+AccuracyCounts accuracy_step(const torch::Tensor& pred, const torch::Tensor& target, const torch::Tensor& mask,
+                             torch::Tensor prev_correct) {
+  const auto fopts = torch::TensorOptions().dtype(torch::kFloat).device(pred.device());
+  auto correct = pred.eq(target);
+  AccuracyCounts out;
+  out.cond_total = torch::tensor(static_cast<double>(correct.numel()), fopts);
+  if (prev_correct.defined()) {
+    out.cond_total = prev_correct.sum().to(torch::kFloat);
+    prev_correct.logical_and_(correct);  // facts §2.10: the chain stays correct only if this step is
+    correct = prev_correct;
+  }
+  if (mask.defined()) correct = correct.masked_select(mask.ne(0));
+  out.full_correct = correct.sum().to(torch::kFloat);
+  out.full_total = torch::tensor(static_cast<double>(correct.numel()), fopts);
+  out.cond_correct = out.full_correct.clone();
+  return out;
+}
+
+StepOutcome step_loss_and_metrics(const torch::Tensor& logits, const torch::Tensor& targets,
+                                  const torch::Tensor& loss_mask, torch::Tensor& prev_correct, std::int64_t step,
+                                  double decay_base, const nn::LossSpec& spec, std::int64_t loss_chunk_rows) {
+  const std::int64_t L = logits.size(0);
+  const std::int64_t n = std::max<std::int64_t>(L - step, 0);
+  const auto s_logits = logits.slice(0, 0, n);
+  const auto s_targets = targets.slice(0, step, L);
+  const auto s_mask = loss_mask.defined() ? loss_mask.slice(0, step, L)
+                                          : torch::ones({n}, torch::TensorOptions().dtype(torch::kLong).device(logits.device()));
+  auto s_prev = prev_correct.slice(0, 0, n);  // a view: accuracy_step updates prev_correct itself
+  // facts §2.9: exp_loss_decay(pos = k) = γ^k.
+  const auto loss = nn::masked_divergence(s_logits, s_targets, s_mask, spec, std::pow(decay_base, step), loss_chunk_rows);
+  StepOutcome out;
+  out.loss = loss.loss;
+  const auto fopts = torch::TensorOptions().dtype(torch::kFloat).device(logits.device());
+  const auto one = torch::ones({}, fopts);
+  const std::string k = std::to_string(step);
+  out.metrics["loss_" + k + "_sum"] = loss.loss.detach().clone();
+  out.metrics["loss_" + k + "_total"] = one.clone();
+  for (const auto& [name, value] : loss.terms) {
+    out.metrics[name + "_loss_" + k + "_sum"] = value;
+    out.metrics[name + "_loss_" + k + "_total"] = one.clone();
+  }
+  torch::NoGradGuard no_grad;
+  const auto counts = accuracy_step(s_logits.argmax(-1), s_targets.argmax(-1), s_mask, s_prev);
+  out.metrics["full_acc_" + k + "_sum"] = counts.full_correct;
+  out.metrics["full_acc_" + k + "_total"] = counts.full_total;
+  out.metrics["cond_acc_" + k + "_sum"] = counts.cond_correct;
+  out.metrics["cond_acc_" + k + "_total"] = counts.cond_total;
+  return out;
+}
+
+}  // namespace eagle3
+}  // namespace speculators

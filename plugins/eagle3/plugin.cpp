@@ -1,0 +1,6 @@
+// The eagle3 plugin entry point: the Algorithm that registers EAGLE-3 (facts §1.4) with the host.
+#include "eagle3_algorithm.h"
+
+#include "speculators/plugin/plugin.h"
+
+SPECULATORS_PLUGIN(eagle3, "0.1.0", registrar) { registrar.add<speculators::eagle3::Eagle3Algorithm>(); }

@@ -1,0 +1,227 @@
+// The myalgo draft model (model.h): construction, the verifier's frozen pieces, forward.
+#include "model.h"
+
+#include <limits>
+#include <utility>
+
+#include "loss.h"
+#include "speculators/build_config.h"
+#include "speculators/error.h"
+#include "speculators/log.h"
+#include "speculators/verifier.h"
+
+namespace speculators {
+namespace myalgo {
+
+namespace {
+
+const torch::Tensor& require(const Batch& batch, const std::string& key) {
+  auto it = batch.find(key);
+  if (it == batch.end() || !it->second.defined()) {
+    std::string keys;
+    for (const auto& kv : batch) keys += (keys.empty() ? "" : ", ") + kv.first;
+    fail(cat("myalgo: the batch has no \"", key, "\" (it has: ", keys, ")"), ExitCode::kData);
+  }
+  return it->second;
+}
+
+void check_shape(const torch::Tensor& t, const std::string& key, std::int64_t width) {
+  if (t.dim() != 3 || t.size(0) != 1 || t.size(2) != width)
+    fail(cat("myalgo: batch \"", key, "\" has shape ", t.sizes(), ", expected [1, L, ", width, "]"),
+         ExitCode::kData);
+}
+
+// Frozen tensors start as NaN so that one never loaded is visible (the reference's sentinel,
+// facts §2.1).
+void freeze_as_unloaded(torch::Tensor& weight) {
+  torch::NoGradGuard no_grad;
+  weight.fill_(std::numeric_limits<float>::quiet_NaN());
+  weight.set_requires_grad(false);
+}
+
+}  // namespace
+
+ResidualHeadImpl::ResidualHeadImpl(std::int64_t hidden_size) {
+  linear = register_module("linear", torch::nn::Linear(hidden_size, hidden_size));
+}
+
+torch::Tensor ResidualHeadImpl::forward(const torch::Tensor& x) { return x + torch::silu(linear(x)); }
+
+MyAlgoModel::MyAlgoModel(MyAlgoConfig config)
+    : config_((config.validate("myalgo config"), std::move(config))), rotary_(config_.layer_config) {
+  const TransformerConfig& c = config_.layer_config;
+  const std::int64_t hidden = c.hidden_size;
+  const auto num_aux = static_cast<std::int64_t>(config_.aux_layer_ids.size());
+
+  fc_ = register_module("fc", torch::nn::Linear(torch::nn::LinearOptions(num_aux * hidden, hidden).bias(false)));
+  // The decoder layers come from the SDK's base components for the draft's architecture: the
+  // same Llama / Qwen3 layer every algorithm gets (facts §2.7b).
+  const nn::ModelClasses classes = nn::model_classes(c.model_type);
+  layers_ = register_module("layers", torch::nn::ModuleList());
+  for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) layers_->push_back(nn::make_layer(classes, c, i));
+  norm_ = register_module("norm", nn::RMSNorm(hidden, c.rms_norm_eps));
+  heads_ = register_module("heads", torch::nn::ModuleList());
+  for (std::int64_t j = 0; j < config_.block_size; ++j) heads_->push_back(ResidualHead(hidden));
+  lm_head_ = register_module(
+      "lm_head", torch::nn::Linear(torch::nn::LinearOptions(hidden, config_.draft_vocab_size).bias(false)));
+  verifier_norm_ = register_module("verifier_norm", nn::RMSNorm(hidden, c.rms_norm_eps));
+  embed_tokens_ = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, hidden));
+
+  // Hugging Face's post_init for the trainable part, then the two special cases.
+  nn::init_weights(*this, c.initializer_range);
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& head : *heads_) {
+      auto* h = head->as<ResidualHeadImpl>();
+      h->linear->weight.zero_();  // Medusa: each head starts as the identity
+      h->linear->bias.zero_();
+    }
+  }
+  freeze_as_unloaded(lm_head_->weight);
+  freeze_as_unloaded(verifier_norm_->weight);
+  freeze_as_unloaded(embed_tokens_->weight);
+
+  // A reduced vocabulary is part of the checkpoint (facts §5.4: d2t int64, t2d bool).
+  if (config_.draft_vocab_size != c.vocab_size) {
+    d2t_ = register_buffer("d2t", torch::zeros({config_.draft_vocab_size}, torch::kInt64));
+    t2d_ = register_buffer("t2d", torch::zeros({c.vocab_size}, torch::kBool));
+  }
+}
+
+void MyAlgoModel::set_vocab_mapping(const VocabMapping& vocab) {
+  const std::int64_t full = config_.layer_config.vocab_size;
+  const std::int64_t draft = config_.draft_vocab_size;
+  if (vocab.empty()) {
+    if (draft != full)
+      fail_usage(cat("myalgo: draft_vocab_size ", draft, " is smaller than the verifier vocabulary (", full,
+                     ") and needs a vocab mapping (d2t.npy / t2d.npy)"));
+    return;
+  }
+  if (draft == full) return;  // facts §2.8: a mapping for the full vocabulary is ignored
+  auto t2d = vocab.t2d.to(torch::kBool);
+  auto d2t = vocab.d2t.to(torch::kInt64);
+  if (t2d.dim() != 1 || t2d.size(0) != full)
+    fail_data(cat("myalgo: t2d has shape ", t2d.sizes(), ", expected [", full, "] (the verifier vocab_size)"));
+  if (t2d.sum().item<std::int64_t>() != draft)
+    fail_data(cat("myalgo: t2d selects ", t2d.sum().item<std::int64_t>(), " tokens, expected draft_vocab_size ",
+                  draft));
+  if (d2t.dim() != 1 || d2t.size(0) != draft)
+    fail_data(cat("myalgo: d2t has shape ", d2t.sizes(), ", expected [", draft, "] (draft_vocab_size)"));
+  // d2t holds offsets: target id = draft index + d2t[draft index] (facts §2.8).
+  if (!torch::equal(torch::arange(draft, torch::kInt64) + d2t, t2d.nonzero().flatten()))
+    fail_data("myalgo: d2t and t2d describe different token sets (target = index + d2t[index])");
+  torch::NoGradGuard no_grad;
+  d2t_.copy_(d2t);
+  t2d_.copy_(t2d);
+}
+
+void MyAlgoModel::load_verifier_weights(const std::string& dir) {
+  const std::int64_t full = config_.layer_config.vocab_size;
+  const std::int64_t hidden = config_.layer_config.hidden_size;
+  auto embed = read_verifier_tensor(dir, "embed_tokens.weight");
+  auto head = read_verifier_tensor(dir, "lm_head.weight");
+  auto norm = read_verifier_tensor(dir, "model.norm.weight");
+  if (!head.defined()) head = embed;  // tied embeddings (facts §2.8)
+  const std::pair<const char*, torch::Tensor*> expected[] = {
+      {"embed_tokens.weight", &embed}, {"lm_head.weight", &head}, {"model.norm.weight", &norm}};
+  for (const auto& [name, tensor] : expected) {
+    const bool is_norm = std::string(name) == "model.norm.weight";
+    const std::vector<std::int64_t> want = is_norm ? std::vector<std::int64_t>{hidden}
+                                                   : std::vector<std::int64_t>{full, hidden};
+    if (!tensor->defined()) fail_usage(cat(dir, ": the verifier checkpoint has no ", name));
+    if (tensor->sizes().vec() != want)
+      fail_usage(cat(dir, ": verifier tensor ", name, " has shape ", tensor->sizes(), ", expected ",
+                     torch::IntArrayRef(want)));
+  }
+  torch::NoGradGuard no_grad;
+  embed_tokens_->weight.copy_(embed);
+  verifier_norm_->weight.copy_(norm);
+  // The draft head is the verifier's, restricted to the draft vocabulary. Without a known
+  // mapping (a reduced vocabulary whose t2d comes from the checkpoint) the saved lm_head is
+  // loaded later and after_load() checks it.
+  if (config_.draft_vocab_size == full) {
+    lm_head_->weight.copy_(head);
+  } else if (t2d_.sum().item<std::int64_t>() == config_.draft_vocab_size) {
+    lm_head_->weight.copy_(head.index({t2d_}));
+  }
+}
+
+std::vector<std::string> MyAlgoModel::keys_to_ignore_on_save() const {
+  return {"embed_tokens.weight", "verifier_norm.weight"};
+}
+
+std::vector<std::string> MyAlgoModel::keys_allowed_missing_on_load() const {
+  return {"embed_tokens.weight", "verifier_norm.weight"};
+}
+
+void MyAlgoModel::after_load(const BuildContext&) {
+  if (torch::isnan(lm_head_->weight).any().item<bool>())
+    fail_data("myalgo: lm_head.weight was never loaded (neither from the verifier nor from the checkpoint)");
+  if (t2d_.defined() && t2d_.sum().item<std::int64_t>() != config_.draft_vocab_size)
+    fail_data(cat("myalgo: the checkpoint's t2d selects ", t2d_.sum().item<std::int64_t>(),
+                  " tokens, expected draft_vocab_size ", config_.draft_vocab_size));
+}
+
+torch::Tensor MyAlgoModel::draft_states(const Batch& batch) {
+  const TransformerConfig& c = config_.layer_config;
+  const auto& hidden_states = require(batch, "hidden_states");
+  check_shape(hidden_states, "hidden_states", fc_->weight.size(1));
+  const auto& position_ids = require(batch, "position_ids");
+  const torch::Tensor document_ids = require(batch, "document_ids")[0];
+
+  // No shift: row i holds the verifier's features after token i (see loss.h).
+  auto x = fc_(hidden_states.to(fc_->weight.scalar_type()));
+  const nn::RotaryTables rope = rotary_.tables(position_ids, x.scalar_type());
+  for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    // Causal attention that never crosses a document boundary of the packed row (the step-0
+    // rule of facts §2.5), with the layer's window if the config gives it one.
+    const auto window = c.window_of_layer(i);
+    nn::AttentionKernel kernel = [document_ids, window](const torch::Tensor& q, const torch::Tensor& k,
+                                                        const torch::Tensor& v) {
+      return nn::document_causal_attention(q, k, v, document_ids, window);
+    };
+    x = layers_[i]->as<nn::DecoderLayerImpl>()->forward(x, rope, kernel);
+  }
+  return norm_(x);
+}
+
+std::vector<torch::Tensor> MyAlgoModel::head_logits(const torch::Tensor& x) {
+  std::vector<torch::Tensor> logits;
+  for (const auto& head : *heads_) logits.push_back(lm_head_(head->as<ResidualHeadImpl>()->forward(x)));
+  return logits;
+}
+
+torch::Tensor MyAlgoModel::verifier_logits(const torch::Tensor& last_hidden) {
+  torch::NoGradGuard no_grad;  // the targets are fixed (facts §2.9: targets get no gradient)
+  return lm_head_(verifier_norm_(last_hidden.to(lm_head_->weight.scalar_type())));
+}
+
+ForwardResult MyAlgoModel::forward(const Batch& batch, const Json& call_args) {
+  const auto& last_hidden = require(batch, "verifier_last_hidden_states");
+  check_shape(last_hidden, "verifier_last_hidden_states", config_.layer_config.hidden_size);
+  const torch::Tensor loss_mask = require(batch, "loss_mask")[0];
+  const torch::Tensor document_ids = require(batch, "document_ids")[0];
+  // What trainer_kwargs() returned for this mode (myalgo.cpp); the default keeps tests short.
+  const double gamma =
+      call_args.is_object() ? call_args.get("head_loss_decay", Json(kDefaultHeadLossDecay)).as_double()
+                            : kDefaultHeadLossDecay;
+
+  std::vector<torch::Tensor> logits = head_logits(draft_states(batch));
+  const torch::Tensor targets = verifier_logits(last_hidden);
+  std::vector<torch::Tensor> rows;
+  for (const auto& l : logits) rows.push_back(l[0]);
+  HeadLoss head_loss = multi_head_kl_loss(rows, targets[0], loss_mask, document_ids, gamma);
+
+  ForwardResult result;
+  result.loss = head_loss.loss;
+  result.metrics = std::move(head_loss.metrics);
+  // output: each head's proposed token at every position [1, L], in verifier token ids.
+  for (const auto& l : logits) {
+    auto draft_ids = l.detach().argmax(-1);
+    result.output.push_back(d2t_.defined() ? draft_ids + d2t_.index({draft_ids}) : draft_ids);
+  }
+  return result;
+}
+
+}  // namespace myalgo
+}  // namespace speculators

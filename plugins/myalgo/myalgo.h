@@ -1,0 +1,53 @@
+// The myalgo algorithm: what the plugin registers under the name "myalgo" (plugin.cpp).
+//
+// An Algorithm is the C++ form of the reference's pair of registered classes (facts §1.1, §1.4):
+// its schema() plays the config class's fields and the CLI flags, from_training_args() /
+// from_config() the model class's factories, trainer_kwargs() get_trainer_kwargs(), and
+// preprocess() the per-sample alignment that the reference hard-codes in its host. The host
+// calls them in this order for a training job:
+//
+//   schema()             -> flags (--block-size), YAML keys, defaults, `--describe` output
+//   validate(args)       -> after flags > YAML > defaults were resolved
+//   target_layer_ids(ctx)-> which verifier layers the feature source must supply
+//   preprocess(sample)   -> per sample, before packing
+//   from_training_args   -> the model; the host checks layers()/lm_head()/embed_tokens()
+//   trainer_kwargs(args) -> the call_args of forward, once for training, once for validation
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model.h"
+#include "speculators/algorithm.h"
+
+namespace speculators {
+namespace myalgo {
+
+class MyAlgo : public Algorithm {
+ public:
+  std::string name() const override { return "myalgo"; }
+  std::string description() const override;
+  Schema schema() const override;
+  void validate(const Args& args) const override;
+  std::vector<std::int64_t> target_layer_ids(const BuildContext& ctx) const override;
+  std::shared_ptr<DraftModel> from_training_args(const BuildContext& ctx) const override;
+  std::shared_ptr<DraftModel> from_config(const Json& config_json, const BuildContext& ctx) const override;
+  std::pair<Json, Json> trainer_kwargs(const Args& args) const override;
+  std::optional<Sample> preprocess(Sample sample) const override;
+};
+
+// The default aux layers for a verifier of n layers: the reference's [2, n/2, n-3] (facts §2.2)
+// when those are distinct and >= 1, else min(3, n) distinct ids spread over [1, n].
+std::vector<std::int64_t> default_aux_layer_ids(std::int64_t num_verifier_layers);
+
+// The draft decoder config synthesised from the verifier's (facts §1.7): same width, heads,
+// rope and norm epsilon; `num_layers` layers of `arch`; full attention (no sliding window).
+TransformerConfig draft_layer_config(const TransformerConfig& verifier, const std::string& arch,
+                                     std::int64_t num_layers);
+
+}  // namespace myalgo
+}  // namespace speculators

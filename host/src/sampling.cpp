@@ -44,6 +44,7 @@ SampledSequences sample_sequences(VerifierModelImpl& verifier, const SampleOptio
   double top1_sum = 0.0;
   const std::int64_t total_steps = n * (t_len - prompt);
   std::int64_t done_steps = 0;
+  const std::int64_t n_layers = verifier.config().num_hidden_layers;
 
   std::optional<ProgressBar> bar;
   if (o.progress) bar.emplace("sampling", total_steps);
@@ -51,9 +52,10 @@ SampledSequences sample_sequences(VerifierModelImpl& verifier, const SampleOptio
     const std::int64_t b1 = std::min(n, b0 + o.batch_size);
     torch::Tensor rows = ids.slice(0, b0, b1).to(device);
     for (std::int64_t t = prompt; t < t_len; ++t) {
-      const torch::Tensor prefix = rows.slice(1, 0, t);
-      const torch::Tensor logits =
-          verifier.forward(prefix, torch::Tensor(), torch::Tensor(), {}).logits.select(1, t - 1).to(torch::kCPU, torch::kFloat);
+      // Only the last position's logits are needed: run the head on that row alone.
+      const auto out = verifier.forward(rows.slice(1, 0, t), torch::Tensor(), torch::Tensor(), {n_layers}, false);
+      const torch::Tensor last = out.hidden_states[0].select(1, t - 1);
+      const torch::Tensor logits = verifier.lm_head(verifier.norm(last)).to(torch::kCPU, torch::kFloat);
       const double temperature = o.temperature > 0 ? o.temperature : 1.0;
       const torch::Tensor probs = torch::softmax(logits / temperature, -1);
       top1_sum += std::get<0>(probs.max(-1)).sum().item<double>();

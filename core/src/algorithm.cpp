@@ -1,0 +1,25 @@
+// Out-of-line parts of the algorithm contract (DESIGN §4): the defaults an algorithm inherits
+// when it has nothing to add, and the Sample helper.
+#include "speculators/algorithm.h"
+
+#include "speculators/error.h"
+#include "speculators/log.h"
+
+namespace speculators {
+
+std::int64_t Sample::length() const {
+  auto it = tensors.find("input_ids");
+  if (it == tensors.end() || !it->second.defined()) fail_data("sample has no input_ids tensor");
+  if (it->second.dim() < 1) fail_data(cat("sample input_ids must have at least one dimension, got a ", it->second.dim(), "-d tensor"));
+  return it->second.size(0);
+}
+
+std::shared_ptr<DraftModel> Algorithm::from_config(const Json&, const BuildContext&) const {
+  fail_usage(cat("algorithm ", name(), " does not support loading a saved checkpoint"));
+}
+
+std::pair<Json, Json> Algorithm::trainer_kwargs(const Args&) const {
+  return {Json::object(), Json::object()};
+}
+
+}  // namespace speculators

@@ -121,9 +121,10 @@ std::shared_ptr<DraftModel> MyAlgo::from_training_args(const BuildContext& ctx) 
   // draft_vocab_size is set, facts §1.6 step 3); the size follows from it.
   const std::int64_t full = ctx.verifier.vocab_size;
   config.draft_vocab_size = ctx.vocab.empty() ? int_or(args, "draft_vocab_size", full) : ctx.vocab.d2t.size(0);
-  if (!ctx.vocab.empty() && args.has("draft_vocab_size") && args.get_int("draft_vocab_size") != config.draft_vocab_size)
-    fail_usage(cat("myalgo: draft_vocab_size ", args.get_int("draft_vocab_size"), " does not match the vocab mapping (d2t has ",
-                   config.draft_vocab_size, " entries)"));
+  if (!ctx.vocab.empty() && args.has("draft_vocab_size") &&
+      args.get_int("draft_vocab_size") != config.draft_vocab_size)
+    fail_usage(cat("myalgo: draft_vocab_size ", args.get_int("draft_vocab_size"),
+                   " does not match the vocab mapping (d2t has ", config.draft_vocab_size, " entries)"));
   config.verifier_architectures = ctx.verifier.architectures;
   config.verifier_name_or_path = ctx.verifier_name;
 

@@ -2,8 +2,9 @@
 #include "sampling.h"
 
 #include <algorithm>
-#include <iostream>
+#include <optional>
 
+#include "progress.h"
 #include "speculators/error.h"
 #include "speculators/json.h"
 #include "speculators/log.h"
@@ -83,8 +84,10 @@ SampledSequences sample_sequences(VerifierModelImpl& verifier, const SampleOptio
   ids.slice(1, 0, prompt).copy_(torch::randint(0, vocab, {n, prompt}, gen, torch::kLong));
   double top1_sum = 0.0;
   const std::int64_t total_steps = n * (t_len - prompt);
-  std::int64_t done_steps = 0, shown_percent = -1;
+  std::int64_t done_steps = 0;
   const double temperature = o.temperature > 0 ? o.temperature : 1.0;
+  std::optional<ProgressBar> bar;
+  if (o.progress) bar.emplace("sampling", total_steps);
 
   for (std::int64_t b0 = 0; b0 < n; b0 += o.batch_size) {
     const std::int64_t b1 = std::min(n, b0 + o.batch_size);
@@ -99,15 +102,11 @@ SampledSequences sample_sequences(VerifierModelImpl& verifier, const SampleOptio
       rows.select(1, t).copy_(next.to(device));
       if (t + 1 < t_len) logits = decoder.step(rows.slice(1, t, t + 1));
       done_steps += b1 - b0;
-      const std::int64_t percent = 100 * done_steps / total_steps;
-      if (o.progress && percent != shown_percent) {
-        shown_percent = percent;
-        std::cerr << "\rsampling: " << percent << "% (" << done_steps << "/" << total_steps << " tokens)" << std::flush;
-      }
+      if (bar) bar->update(done_steps, "tokens");
     }
     ids.slice(0, b0, b1).copy_(rows.to(torch::kCPU));
   }
-  if (o.progress) std::cerr << "\n";
+  if (bar) bar->finish("tokens");
 
   SampledSequences out;
   out.input_ids = ids;

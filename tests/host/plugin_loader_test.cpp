@@ -325,9 +325,9 @@ TEST_CASE("load_for_algorithm loads the named plugin and explains failures", "[p
   }
 }
 
-// The real in-tree plugins. Hidden until plugins/myalgo and plugins/eagle3 register their
-// algorithms; run with `host_tests "[real-plugins]"`.
-TEST_CASE("the real myalgo and eagle3 plugins load from the build tree", "[real-plugins][.]") {
+// The real in-tree plugins, built into the build tree's plugins/ before host_tests (see
+// tests/plugins/CMakeLists.txt). Their absence fails the test: it means a broken build.
+TEST_CASE("the real myalgo and eagle3 plugins load from the build tree", "[real-plugins][plugins]") {
   const fs::path dir = SPECULATORS_REAL_PLUGIN_DIR;
   for (const char* name : {"myalgo", "eagle3"}) {
     INFO(name);

@@ -56,7 +56,8 @@ struct Fixture {
     auto out = verifier->forward(ids, positions, docs, layer_ids, /*want_logits=*/true);
     Batch b;
     b["input_ids"] = ids;
-    b["hidden_states"] = torch::cat(std::vector<torch::Tensor>(out.hidden_states.begin(), out.hidden_states.end() - 1), -1);
+    const std::vector<torch::Tensor> aux(out.hidden_states.begin(), out.hidden_states.end() - 1);
+    b["hidden_states"] = torch::cat(aux, -1);
     b["verifier_last_hidden_states"] = out.hidden_states.back();
     b["loss_mask"] = torch::ones({1, 10}, torch::kInt64);
     b["position_ids"] = positions;

@@ -72,6 +72,17 @@ std::string shape_str(const std::vector<std::int64_t>& shape) {
   return out + "]";
 }
 
+// A header value for an error message. Containers are only named unless they are a short flat
+// list: a hostile header must not make the message huge or its rendering recurse deeply.
+std::string show(const nlohmann::json& j) {
+  const bool flat_list = j.is_array() && j.size() <= 16 &&
+                         std::all_of(j.begin(), j.end(), [](const auto& e) { return e.is_primitive(); });
+  if (!j.is_primitive() && !flat_list) return std::string("a JSON ") + j.type_name();
+  std::string text = j.dump();
+  if (text.size() > 120) text = text.substr(0, 120) + "...";
+  return text;
+}
+
 std::uint64_t read_le64(const unsigned char* p) {
   std::uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
@@ -96,12 +107,12 @@ std::uint64_t checked_header_length(const std::string& path, const unsigned char
 // Reads "shape": a list of non-negative integers whose element count, and every stride, fits
 // in int64 (so torch can index it) and whose byte size fits in uint64.
 std::vector<std::int64_t> parse_shape(const std::string& where, const nlohmann::json& j) {
-  if (!j.is_array()) fail_data(where + ": \"shape\" must be a list of non-negative integers, got " + j.dump());
+  if (!j.is_array()) fail_data(where + ": \"shape\" must be a list of non-negative integers, got " + show(j));
   std::vector<std::int64_t> shape;
   std::uint64_t span = 1;  // product of max(dim, 1): bounds every stride
   for (const auto& d : j) {
     if (!d.is_number_unsigned() || d.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {
-      fail_data(where + ": \"shape\" must be a list of non-negative integers, got " + j.dump());
+      fail_data(where + ": \"shape\" must be a list of non-negative integers, got " + show(j));
     }
     const std::uint64_t dim = d.get<std::uint64_t>();
     if (__builtin_mul_overflow(span, std::max<std::uint64_t>(dim, 1), &span) ||
@@ -131,7 +142,7 @@ TensorInfo parse_tensor(const std::string& path, const std::string& name, const 
   if (offsets == j.end() || !offsets->is_array() || offsets->size() != 2 ||
       !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned()) {
     fail_data(where + ": \"data_offsets\" must be [begin, end] with non-negative integers, got " +
-              (offsets == j.end() ? std::string("nothing") : offsets->dump()));
+              (offsets == j.end() ? std::string("nothing") : show(*offsets)));
   }
   info.begin = (*offsets)[0].get<std::uint64_t>();
   info.end = (*offsets)[1].get<std::uint64_t>();
@@ -195,7 +206,7 @@ ParsedHeader parse_header(const std::string& path, const char* text, std::size_t
       Json::Object fields;
       for (const auto& [key, v] : value.items()) {
         if (!v.is_string()) {
-          fail_data(in_file(path) + ": \"__metadata__\" value for '" + key + "' must be a string, got " + v.dump());
+          fail_data(in_file(path) + ": \"__metadata__\" value for '" + key + "' must be a string, got " + show(v));
         }
         fields.emplace(key, Json(v.get<std::string>()));
       }

@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <iostream>
+#include <optional>
 
 #include "speculators/error.h"
 #include "speculators/json.h"
 #include "speculators/log.h"
+#include "progress.h"
 
 namespace speculators {
 
@@ -42,14 +44,18 @@ SampledSequences sample_sequences(VerifierModelImpl& verifier, const SampleOptio
   double top1_sum = 0.0;
   const std::int64_t total_steps = n * (t_len - prompt);
   std::int64_t done_steps = 0;
+  const std::int64_t n_layers = verifier.config().num_hidden_layers;
 
+  std::optional<ProgressBar> bar;
+  if (o.progress) bar.emplace("sampling", total_steps);
   for (std::int64_t b0 = 0; b0 < n; b0 += o.batch_size) {
     const std::int64_t b1 = std::min(n, b0 + o.batch_size);
     torch::Tensor rows = ids.slice(0, b0, b1).to(device);
     for (std::int64_t t = prompt; t < t_len; ++t) {
-      const torch::Tensor prefix = rows.slice(1, 0, t);
-      const torch::Tensor logits =
-          verifier.forward(prefix, torch::Tensor(), torch::Tensor(), {}).logits.select(1, t - 1).to(torch::kCPU, torch::kFloat);
+      // Only the last position's logits are needed: run the head on that row alone.
+      const auto out = verifier.forward(rows.slice(1, 0, t), torch::Tensor(), torch::Tensor(), {n_layers}, false);
+      const torch::Tensor last = out.hidden_states[0].select(1, t - 1);
+      const torch::Tensor logits = verifier.lm_head(verifier.norm(last)).to(torch::kCPU, torch::kFloat);
       const double temperature = o.temperature > 0 ? o.temperature : 1.0;
       const torch::Tensor probs = torch::softmax(logits / temperature, -1);
       top1_sum += std::get<0>(probs.max(-1)).sum().item<double>();
@@ -57,11 +63,11 @@ SampledSequences sample_sequences(VerifierModelImpl& verifier, const SampleOptio
           o.temperature > 0 ? torch::multinomial(probs, 1, /*replacement=*/false, gen).squeeze(1) : logits.argmax(-1);
       rows.select(1, t).copy_(next.to(device));
       done_steps += b1 - b0;
-      if (o.progress) std::cerr << "\rsampling: " << done_steps << "/" << total_steps << " tokens" << std::flush;
+      if (bar) bar->update(done_steps, "tokens");
     }
     ids.slice(0, b0, b1).copy_(rows.to(torch::kCPU));
   }
-  if (o.progress) std::cerr << "\n";
+  if (bar) bar->finish("tokens");
 
   SampledSequences out;
   out.input_ids = ids;

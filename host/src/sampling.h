@@ -18,7 +18,7 @@ struct SampleOptions {
   std::int64_t prompt_len = 0;  // 0: seq_len / 4 (at least 1); prompt tokens are uniform random
   double temperature = 1.0;     // 0: greedy
   std::uint64_t seed = 0;
-  std::int64_t batch_size = 32; // sequences sampled together
+  std::int64_t batch_size = 256; // sequences sampled together
   bool progress = false;        // a progress line on stderr
 };
 

@@ -1,14 +1,16 @@
-// myalgo's loss and metrics (see loss.h for the indexing rule). Written as straightforward
-// tensor code: one [L, Vd] fp32 log-softmax per head. That is fine for the sizes a template is
-// tried on; an algorithm meant for a 128k vocabulary at L = 8192 should compute the divergence
-// in row chunks so that only one chunk of [rows, Vd] fp32 exists at a time (facts §2.9 notes
-// the reference's fused kernels for the same reason).
+// myalgo's loss and metrics (see loss.h for the indexing rule). The divergence itself is the
+// SDK's nn::masked_divergence (speculators/nn/losses.h): it works through the rows in chunks, so
+// no [L, Vd] fp32 softmax outlives one chunk, in the forward or the backward pass — what a draft
+// over a 128k vocabulary at L = 8192 needs (facts §2.9). What stays here is the part that is
+// myalgo's own: which rows pair with which targets, the per-head decay, and the metrics.
 #include "loss.h"
 
+#include <algorithm>
 #include <string>
 
 #include "speculators/error.h"
 #include "speculators/log.h"
+#include "speculators/nn/losses.h"
 
 namespace speculators {
 namespace myalgo {
@@ -54,9 +56,10 @@ HeadLoss multi_head_kl_loss(const std::vector<torch::Tensor>& head_logits, const
   const std::int64_t length = target_logits.size(0);
   auto options = target_logits.options().dtype(torch::kFloat32);
 
-  // The verifier side is fixed: computed once, no gradient.
-  auto target_logp = torch::log_softmax(target_logits.detach().to(torch::kFloat32), -1);
-  auto target_top1 = target_logits.detach().argmax(-1);
+  // Forward KL(verifier ‖ head), the reference's default loss_fn; the targets get no gradient.
+  static const nn::LossSpec kKlDiv = nn::parse_loss_fn("kl_div");
+  const torch::Tensor targets = target_logits.detach();
+  const torch::Tensor target_top1 = targets.argmax(-1);
 
   HeadLoss result;
   result.loss = torch::zeros({}, options);
@@ -66,16 +69,13 @@ HeadLoss multi_head_kl_loss(const std::vector<torch::Tensor>& head_logits, const
   for (std::size_t k = 0; k < head_logits.size(); ++k, weight *= gamma) {
     const auto j = static_cast<std::int64_t>(k) + 1;
     const std::int64_t n = std::max<std::int64_t>(length - j, 0);
-    auto logits = head_logits[k].slice(0, 0, n);
-    auto logp = target_logp.slice(0, j - 1, j - 1 + n);
-    auto logq = torch::log_softmax(logits.to(torch::kFloat32), -1);
-    auto kl = (logp.exp() * (logp - logq)).sum(-1);  // forward KL(verifier ‖ head), per position
-
+    auto logits = head_logits[k].slice(0, 0, n);  // head j at positions i = 0 .. n-1
+    auto target_rows = targets.slice(0, j - 1, j - 1 + n);  // the verifier at i + j - 1
     auto valid = valid_positions(loss_mask, document_ids, j);
-    auto weight_i = valid.to(torch::kFloat32);
-    auto count = weight_i.sum();
-    result.loss = result.loss + weight * (kl * weight_i).sum() / (count + 1e-5);
+    // Σ_i valid_i · KL_i · gamma^(j-1) / (Σ_i valid_i + 1e-5)
+    if (n > 0) result.loss = result.loss + nn::masked_divergence(logits, target_rows, valid, kKlDiv, weight).loss;
 
+    auto count = valid.sum();
     auto correct = logits.detach().argmax(-1).eq(target_top1.slice(0, j - 1, j - 1 + n));
     chain = chain.slice(0, 0, n) & correct;
     const std::string suffix = "_" + std::to_string(j);

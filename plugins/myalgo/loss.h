@@ -34,7 +34,7 @@ struct HeadLoss {
 //
 // loss = Σ_j gamma^(j-1) · Σ_i m_ij KL(p_{i+j-1} ‖ q_ij) / (Σ_i m_ij + 1e-5), with p and q
 // softmaxes over the draft vocabulary in fp32 (facts §2.9: forward KL, the reference's masked
-// mean with its 1e-5 guard, one decay factor per head as per TTT step).
+// mean with its 1e-5 guard, one decay factor per head as per TTT step), computed in row chunks.
 HeadLoss multi_head_kl_loss(const std::vector<torch::Tensor>& head_logits, const torch::Tensor& target_logits,
                             const torch::Tensor& loss_mask, const torch::Tensor& document_ids, double gamma);
 

@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "loss.h"
-#include "speculators/build_config.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
 #include "speculators/verifier.h"

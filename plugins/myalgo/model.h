@@ -13,8 +13,8 @@
 // Frozen parts copied from the verifier (requires_grad = false): lm_head (rows of the draft
 // vocabulary when a vocab mapping is used, facts §2.8), verifier_norm (the verifier's final
 // norm, to turn verifier_last_hidden_states into target logits) and embed_tokens (unused by
-// the computation; the host requires every draft to expose one, facts §1.5). Only lm_head is
-// saved: the other two are re-read from the verifier whenever a model is built.
+// the computation; the host requires every draft to expose one, facts §1.5). Of the three only
+// lm_head is saved: the other two are re-read from the verifier whenever a model is built.
 #pragma once
 
 #include <torch/torch.h>

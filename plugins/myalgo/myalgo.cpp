@@ -54,9 +54,13 @@ std::vector<std::int64_t> default_aux_layer_ids(std::int64_t n) {
   if (n < 1) fail_usage(cat("myalgo: the verifier has ", n, " layers; at least 1 is needed"));
   const std::vector<std::int64_t> reference = {2, n / 2, n - 3};
   if (std::set<std::int64_t>(reference.begin(), reference.end()).size() == 3 && n - 3 >= 1) return reference;
-  const std::int64_t count = std::min<std::int64_t>(3, n);
+  // Small verifiers: up to three distinct layers strictly inside the stack. Layer n (the final
+  // output) is avoided while there is another choice: the verifier's own prediction is a linear
+  // read-out of it, which would leave a draft nothing to learn for head 1.
+  const std::int64_t count = std::min<std::int64_t>(3, n - 1);
+  if (count < 1) return {n};
   std::vector<std::int64_t> ids;
-  for (std::int64_t k = 1; k <= count; ++k) ids.push_back(k * n / count);  // distinct: n / count >= 1
+  for (std::int64_t k = 1; k <= count; ++k) ids.push_back(k * n / (count + 1));  // distinct: n / (count+1) >= 1
   return ids;
 }
 
@@ -117,9 +121,10 @@ std::shared_ptr<DraftModel> MyAlgo::from_training_args(const BuildContext& ctx) 
   // draft_vocab_size is set, facts §1.6 step 3); the size follows from it.
   const std::int64_t full = ctx.verifier.vocab_size;
   config.draft_vocab_size = ctx.vocab.empty() ? int_or(args, "draft_vocab_size", full) : ctx.vocab.d2t.size(0);
-  if (!ctx.vocab.empty() && args.has("draft_vocab_size") && args.get_int("draft_vocab_size") != config.draft_vocab_size)
-    fail_usage(cat("myalgo: draft_vocab_size ", args.get_int("draft_vocab_size"), " does not match the vocab mapping (d2t has ",
-                   config.draft_vocab_size, " entries)"));
+  if (!ctx.vocab.empty() && args.has("draft_vocab_size") &&
+      args.get_int("draft_vocab_size") != config.draft_vocab_size)
+    fail_usage(cat("myalgo: draft_vocab_size ", args.get_int("draft_vocab_size"),
+                   " does not match the vocab mapping (d2t has ", config.draft_vocab_size, " entries)"));
   config.verifier_architectures = ctx.verifier.architectures;
   config.verifier_name_or_path = ctx.verifier_name;
 

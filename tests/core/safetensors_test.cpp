@@ -240,6 +240,8 @@ TEST_CASE("safetensors reader rejects malformed files naming the file", "[safete
       {"missing dtype", st_bytes(R"({"x":{"shape":[1],"data_offsets":[0,1]}})", "a"), {"'x'", "\"dtype\""}},
       {"shape not a list", st_bytes(R"({"x":{"dtype":"U8","shape":3,"data_offsets":[0,3]}})", "abc"),
        {"'x'", "\"shape\" must be a list"}},
+      {"shape a nested object", st_bytes(R"({"x":{"dtype":"U8","shape":{"deep":[[1]]},"data_offsets":[0,1]}})", "a"),
+       {"'x'", "got a JSON object"}},
       {"negative shape", st_bytes(R"({"x":{"dtype":"U8","shape":[-1],"data_offsets":[0,0]}})", ""),
        {"'x'", "non-negative integers"}},
       {"fractional shape", st_bytes(R"({"x":{"dtype":"U8","shape":[2.5],"data_offsets":[0,2]}})", "ab"),

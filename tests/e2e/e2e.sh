@@ -88,9 +88,9 @@ case "$CASE" in
     # Plugins built for another ABI major, LibTorch minor or C++11 ABI are rejected with a
     # one-line reason, and the host still trains with the good plugins.
     tiny_inputs
-    fixtures=$BUILD/tests/plugins/fixtures
+    fixtures=$BUILD/tests/plugin_fixtures
     mkdir -p "$WORK/plugins"
-    for f in "$fixtures"/*.so; do cp "$f" "$WORK/plugins/"; done
+    for f in bad_abi_major bad_torch bad_cxx11 garbage; do cp "$fixtures/$f.so" "$WORK/plugins/"; done
     expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/plugins" --list-plugins
     expect_text "$WORK/out.txt" 'rejected: .*ABI major'
     expect_text "$WORK/out.txt" 'rejected: .*LibTorch 1\.[0-9]+ != host 1\.13'

@@ -23,7 +23,9 @@ struct TensorInfo {
 };
 
 // A memory-mapped safetensors file. Tensors returned by get() are copies by default, or
-// zero-copy views that keep the mapping alive when `view` is true.
+// zero-copy views that keep the mapping alive when `view` is true. The mapping is read-only:
+// never write through a view (it faults); clone() it first. A view of data not aligned to its
+// element size is returned as a copy instead. The file must not be truncated while mapped.
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);

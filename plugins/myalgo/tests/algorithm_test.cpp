@@ -83,12 +83,13 @@ TEST_CASE("default aux layers follow the reference and stay distinct on small ve
   CHECK(default_aux_layer_ids(36) == std::vector<std::int64_t>{2, 18, 33});  // Qwen3-8B
   CHECK(default_aux_layer_ids(7) == std::vector<std::int64_t>{2, 3, 4});
   CHECK(default_aux_layer_ids(1) == std::vector<std::int64_t>{1});
-  CHECK(default_aux_layer_ids(2) == std::vector<std::int64_t>{1, 2});
-  CHECK(default_aux_layer_ids(3) == std::vector<std::int64_t>{1, 2, 3});
+  CHECK(default_aux_layer_ids(2) == std::vector<std::int64_t>{1});
+  CHECK(default_aux_layer_ids(3) == std::vector<std::int64_t>{1, 2});
+  CHECK(default_aux_layer_ids(4) == std::vector<std::int64_t>{1, 2, 3});
   for (std::int64_t n = 1; n <= 64; ++n) {
     INFO("n = " << n);
     auto ids = default_aux_layer_ids(n);
-    CHECK(ids.size() == static_cast<std::size_t>(std::min<std::int64_t>(3, n)));
+    CHECK(ids.size() == static_cast<std::size_t>(std::min<std::int64_t>(3, std::max<std::int64_t>(1, n - 1))));
     CHECK(std::set<std::int64_t>(ids.begin(), ids.end()).size() == ids.size());
     for (auto id : ids) CHECK((id >= 1 && id <= n));
   }
@@ -97,7 +98,7 @@ TEST_CASE("default aux layers follow the reference and stay distinct on small ve
 
 TEST_CASE("target_layer_ids from the job are checked against the verifier", "[myalgo][algorithm][errors]") {
   const TransformerConfig verifier = four_layer_verifier();
-  CHECK(MyAlgo().target_layer_ids(context_for("", verifier, job())) == std::vector<std::int64_t>{1, 2, 4});
+  CHECK(MyAlgo().target_layer_ids(context_for("", verifier, job())) == std::vector<std::int64_t>{1, 2, 3});
   auto given = job(Json::object({{"target_layer_ids", std::vector<std::int64_t>{0, 3}}}));
   CHECK(MyAlgo().target_layer_ids(context_for("", verifier, given)) == std::vector<std::int64_t>{0, 3});
   auto outside = job(Json::object({{"target_layer_ids", std::vector<std::int64_t>{1, 5}}}));
@@ -132,7 +133,7 @@ TEST_CASE("from_training_args builds a draft from a verifier directory", "[myalg
   auto draft = MyAlgo().from_training_args(context_for(dir.str(), verifier, args));
 
   CHECK(draft->layers()->size() == 2);
-  CHECK(draft->target_layer_ids() == std::vector<std::int64_t>{1, 2, 4});
+  CHECK(draft->target_layer_ids() == std::vector<std::int64_t>{1, 2, 3});
   auto head = std::dynamic_pointer_cast<torch::nn::LinearImpl>(draft->lm_head());
   REQUIRE(head);
   CHECK(torch::equal(head->weight, tensors["lm_head.weight"]));

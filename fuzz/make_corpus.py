@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Writes the seed inputs of the fuzz targets into corpus/<name>/ (standard library only).
+
+The seeds are small valid files that cover each dtype, 0-d and empty tensors, misaligned data,
+metadata and every npy header version; the fuzzer mutates them into the malformed cases.
+Run from anywhere: python3 fuzz/make_corpus.py
+"""
+import json
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+SAFETENSORS_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "I16": 2, "I32": 4, "I64": 8,
+                     "F16": 2, "BF16": 2, "F32": 4, "F64": 8}
+
+
+def safetensors(tensors, metadata=None, pad_to=8, extra_pad=0):
+    """tensors: list of (name, dtype, shape); data bytes are a counting pattern."""
+    header, data = {}, b""
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, dtype, shape in tensors:
+        n = SAFETENSORS_SIZES[dtype]
+        for d in shape:
+            n *= d
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + n]}
+        data += bytes((len(data) + i) % 2 if dtype == "BOOL" else (len(data) + i) % 251 for i in range(n))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((pad_to - len(text) % pad_to) % pad_to + extra_pad)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def npy(descr, shape, data, version=(1, 0)):
+    shape_repr = "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    text = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, shape_repr)
+    if shape:
+        text += " " * (21 - len(str(shape[0])))
+    length_format = "<H" if version == (1, 0) else "<I"
+    prefix = 8 + struct.calcsize(length_format)
+    pad = 64 - (prefix + len(text) + 1) % 64
+    header = text.encode() + b" " * pad + b"\n"
+    return b"\x93NUMPY" + bytes(version) + struct.pack(length_format, len(header)) + header + data
+
+
+def write(kind, name, content):
+    directory = os.path.join(HERE, "corpus", kind)
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, name), "wb") as f:
+        f.write(content)
+
+
+def main():
+    write("safetensors", "empty.safetensors", safetensors([]))
+    write("safetensors", "f32.safetensors", safetensors([("w", "F32", [2, 2])], {"format": "pt"}))
+    write("safetensors", "all_dtypes.safetensors",
+          safetensors([(dtype.lower(), dtype, [3]) for dtype in SAFETENSORS_SIZES], {"format": "pt"}))
+    write("safetensors", "scalar_and_empty.safetensors",
+          safetensors([("s", "I64", []), ("z", "F16", [0, 3]), ("b", "BOOL", [2, 1])]))
+    write("safetensors", "misaligned.safetensors", safetensors([("d", "F64", [2])], pad_to=1, extra_pad=3))
+    write("safetensors", "hidden_states.safetensors",
+          safetensors([("hidden_states", "BF16", [2, 3, 4]), ("token_ids", "I64", [2])], {"format": "pt"}))
+
+    write("npy", "arange_i8.npy", npy("<i8", [3], struct.pack("<3q", 0, 1, 2)))
+    write("npy", "bool.npy", npy("|b1", [3], b"\x01\x00\x01"))
+    write("npy", "f4_2x3.npy", npy("<f4", [2, 3], struct.pack("<6f", 1, 2, 3, 4, 5, 6)))
+    write("npy", "scalar_f8.npy", npy("<f8", [], struct.pack("<d", 0.5)))
+    write("npy", "empty_i4.npy", npy("<i4", [0, 4], b""))
+    write("npy", "f2.npy", npy("<f2", [2], struct.pack("<2e", 1.0, -2.0)))
+    write("npy", "i1_u1_i2.npy", npy("|i1", [2, 2], b"\x01\xff\x02\xfe"))
+    write("npy", "v2_u1.npy", npy("|u1", [4], b"\x00\x01\x02\xff", version=(2, 0)))
+    write("npy", "v3_i2.npy", npy("<i2", [2], struct.pack("<2h", -1, 7), version=(3, 0)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+// speculators-train: resolve the job, load the algorithm's plugin, build the draft from the
+// verifier, then dry-run or train (facts §1.6).
+#include "train_command.h"
+
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+
+#include "data.h"
+#include "host_info.h"
+#include "job.h"
+#include "plugin_loader.h"
+#include "speculators/checkpoint.h"
+#include "speculators/error.h"
+#include "speculators/log.h"
+#include "speculators/vocab.h"
+#include "trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace speculators {
+
+namespace {
+
+std::string shell_quote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == std::string::npos) return s;
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// facts §1.6 step 3 / §2.8: explicit paths, then <data-path>/{d2t,t2d}.npy, then built from
+// token frequencies when --draft-vocab-size asks for a smaller vocabulary.
+VocabMapping resolve_vocab(const Args& args, const TransformerConfig& verifier, const std::string& data_path) {
+  const auto V = verifier.vocab_size;
+  std::string d2t = args.has("d2t_path") ? args.get_string("d2t_path") : "";
+  std::string t2d = args.has("t2d_path") ? args.get_string("t2d_path") : "";
+  if (d2t.empty() && t2d.empty()) {
+    auto dd = fs::path(data_path) / "d2t.npy", tt = fs::path(data_path) / "t2d.npy";
+    if (fs::exists(dd) && fs::exists(tt)) d2t = dd.string(), t2d = tt.string();
+  }
+  if (!d2t.empty() || !t2d.empty()) {
+    VocabMapping m = load_vocab_mapping(d2t, t2d);
+    const auto vd = m.d2t.size(0);
+    if (args.has("draft_vocab_size") && args.get_int("draft_vocab_size") != vd) {
+      fail_usage(cat("--draft-vocab-size ", args.get_int("draft_vocab_size"), " disagrees with ", d2t, " (", vd,
+                     " entries)"));
+    }
+    if (vd == V) return {};  // facts §2.8: a full-size mapping is ignored
+    validate_vocab_mapping(m, V, vd, d2t, t2d);
+    log::info(cat("vocabulary mapping from ", d2t, " and ", t2d, ": ", vd, " of ", V, " tokens"));
+    return m;
+  }
+  if (!args.has("draft_vocab_size") || args.get_int("draft_vocab_size") == V) return {};
+  const auto vd = args.get_int("draft_vocab_size");
+  if (vd <= 0 || vd > V) fail_usage(cat("--draft-vocab-size must be in [1, ", V, "], got ", vd));
+  TokenFrequencies freq;
+  std::string source;
+  if (args.has("token_freq_path")) {
+    source = args.get_string("token_freq_path");
+    freq = read_token_frequencies(source);
+  } else {
+    source = (fs::path(data_path) / "data.jsonl").string();
+    for (const auto& row : read_data_jsonl(source)) {
+      count_token_frequencies(torch::tensor(row.input_ids, torch::kInt64), torch::tensor(row.loss_mask, torch::kInt64),
+                              freq);
+    }
+  }
+  VocabMapping m = build_vocab_mapping(freq, V, vd);
+  save_vocab_mapping(m, data_path);
+  log::info(cat("built a ", vd, "-token draft vocabulary from ", source, "; wrote ", data_path, "/{d2t,t2d}.npy"));
+  return m;
+}
+
+void check_model(DraftModel& model, const std::string& name) {
+  // facts §1.5 verify_training_compatible, in the terms of this SDK.
+  if (model.layers().is_empty() || model.layers()->size() == 0) {
+    fail(cat("algorithm ", name, ": the model's layers() is empty (the host shards and trains by layer)"),
+         ExitCode::kPlugin);
+  }
+  if (!model.embed_tokens()) fail(cat("algorithm ", name, ": the model has no embed_tokens()"), ExitCode::kPlugin);
+  if (!model.lm_head()) fail(cat("algorithm ", name, ": the model has no lm_head()"), ExitCode::kPlugin);
+}
+
+void write_run_files(const Args& args, const Schema& schema, const std::vector<std::string>& argv) {
+  const fs::path save = args.get_string("save_path");
+  fs::create_directories(save);
+  write_file_atomic((save / "run.yaml").string(), job_to_yaml(args, schema));
+  std::time_t now = std::time(nullptr);
+  char stamp[64];
+  std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S%z", std::localtime(&now));
+  std::string text = cat("# Timestamp: ", stamp, "\n# World size: 1\n# ", host_version_string(), "\nspeculators-train");
+  for (const auto& a : argv) text += " " + shell_quote(a);
+  write_file_atomic((save / "train_command.txt").string(), text + "\n");
+}
+
+int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
+  Registry registry;
+  PluginHost plugins(registry);
+  auto candidates = discover_plugins(plugin_search_path(plugin_search_inputs(cmd.plugin_dirs)));
+
+  if (cmd.list_plugins) {
+    plugins.load_all(candidates);
+    std::cout << format_plugin_list(plugins.records());
+    return 0;
+  }
+  if (!cmd.describe.empty()) {
+    std::cout << describe_algorithm(*plugins.load_for_algorithm(cmd.describe, candidates).algorithm);
+    return 0;
+  }
+  const std::string type = peek_speculator_type(cmd);
+  if (cmd.help) {
+    Schema schema = host_schema();
+    try {
+      const auto& entry = plugins.load_for_algorithm(type, candidates);
+      schema = merge_schemas(schema, entry.algorithm->schema(), type);
+    } catch (const Error& e) {
+      log::warn(cat("showing host options only: ", e.what()));
+    }
+    std::cout << help_text(schema);
+    return 0;
+  }
+  const auto& entry = plugins.load_for_algorithm(type, candidates);
+  const Algorithm& algorithm = *entry.algorithm;
+  const Schema schema = merge_schemas(host_schema(), algorithm.schema(), type);
+  Args args = resolve_job(cmd, schema);
+  if (cmd.dump_config) {
+    std::cout << job_to_yaml(args, schema);
+    return 0;
+  }
+  if (!args.has("verifier_name_or_path")) {
+    fail_usage("--verifier-name-or-path is required (flag, or verifier.verifier_name_or_path in the job file)");
+  }
+  algorithm.validate(args);
+  if (args.get_int("num_threads") > 0) torch::set_num_threads(static_cast<int>(args.get_int("num_threads")));
+  torch::manual_seed(static_cast<std::uint64_t>(args.get_int("seed")));
+
+  const std::string verifier_dir = args.get_string("verifier_name_or_path");
+  if (!fs::is_directory(verifier_dir)) {
+    fail_usage(cat("--verifier-name-or-path ", verifier_dir, ": not a local directory (this host reads a "
+                   "Hugging Face layout directory: config.json + model.safetensors)"));
+  }
+  BuildContext ctx;
+  ctx.verifier_json = read_verifier_config_json(verifier_dir);
+  ctx.verifier = TransformerConfig::from_hf_json(ctx.verifier_json, verifier_dir + "/config.json");
+  ctx.verifier_path = verifier_dir;
+  ctx.verifier_name = verifier_dir;
+  const std::string data_path = args.get_string("data_path");
+  ctx.vocab = resolve_vocab(args, ctx.verifier, data_path);
+  ctx.args = args;
+
+  std::shared_ptr<DraftModel> model;
+  const std::string from = args.get_string("from_pretrained");
+  if (!from.empty()) {
+    Json saved = Json::read_file((fs::path(from) / "config.json").string());
+    model = algorithm.from_config(saved, ctx);
+    if (fs::exists(fs::path(from) / "model.safetensors")) {
+      load_draft_weights(*model, from);
+      model->after_load(ctx);
+      log::info(cat("loaded draft weights from ", from));
+    }
+  } else {
+    model = algorithm.from_training_args(ctx);
+  }
+  if (!model) fail(cat("algorithm ", type, ": the factory returned no model"), ExitCode::kPlugin);
+  registry.note_built(model.get(), type);
+  check_model(*model, type);
+  write_run_files(args, schema, argv);
+
+  if (args.get_bool("dry_run")) {
+    save_draft(*model, args.get_string("save_path"));
+    log::info(cat("dry run: wrote the initialised checkpoint to ", args.get_string("save_path")));
+    return 0;
+  }
+
+  std::string source = args.get_string("data_source");
+  if (source == "auto") source = fs::exists(fs::path(data_path) / "hidden_states") ? "files" : "online";
+  if (source == "files") {
+    fail_usage(cat(data_path, "/hidden_states: the files feature source is not available in this build; "
+                   "use --data-source online"));
+  }
+  auto rows = read_data_jsonl((fs::path(data_path) / "data.jsonl").string());
+  const auto total_len = args.get_int("total_seq_len");
+  OnlineFeatureSource features(load_verifier(verifier_dir), std::move(rows), model->target_layer_ids(),
+                               static_cast<std::size_t>(args.get_int("feature_cache_mb")) << 20, total_len);
+  auto [train_idx, val_idx] = split_rows(features.size(), args.get_double("train_data_ratio"));
+  const auto seed = static_cast<std::uint64_t>(args.get_int("seed"));
+  Loader train_loader(features, algorithm, train_idx, total_len, args.get_double("noise_std"), seed, true);
+  Loader val_loader(features, algorithm, val_idx, total_len, 0.0, seed, false);
+  log::info(cat("data: ", train_idx.size(), " train rows, ", val_idx.size(), " validation rows, ",
+                train_loader.num_batches(), " packed rows of ", total_len, " tokens per epoch (online source)"));
+  Trainer trainer(args, algorithm, model, train_loader, &val_loader);
+  auto summary = trainer.run();
+  log::info(cat("done: ", summary.global_step, " steps; last checkpoint ", summary.last_checkpoint));
+  return 0;
+}
+
+}  // namespace
+
+int run_train_command(const std::vector<std::string>& argv) {
+  try {
+    CommandLine cmd = parse_command_line(argv);
+    if (cmd.version) {
+      std::cout << host_version_string() << "\n";
+      return 0;
+    }
+    return train(cmd, argv);
+  } catch (const Error& e) {
+    log::error(e.what());
+    return static_cast<int>(e.code());
+  } catch (const c10::Error& e) {
+    log::error(cat("LibTorch: ", e.what_without_backtrace()));
+    return static_cast<int>(ExitCode::kFailure);
+  } catch (const std::exception& e) {
+    log::error(e.what());
+    return static_cast<int>(ExitCode::kFailure);
+  }
+}
+
+}  // namespace speculators

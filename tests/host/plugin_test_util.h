@@ -1,0 +1,47 @@
+// Helpers shared by the plugin-host tests: a temporary directory that cleans up after itself.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <unistd.h>
+
+namespace speculators {
+namespace test {
+
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag) {
+    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
+    path_ = std::filesystem::temp_directory_path() /
+            ("speculators_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(stamp));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  // Creates directory `relative` (and its parents) and returns its canonical path.
+  std::string dir(const std::string& relative) const {
+    std::filesystem::create_directories(path_ / relative);
+    return std::filesystem::canonical(path_ / relative).string();
+  }
+  // Creates an empty file (and its directory) and returns its canonical path.
+  std::string file(const std::string& relative) const {
+    std::filesystem::create_directories((path_ / relative).parent_path());
+    std::ofstream(path_ / relative).put('\n');
+    return std::filesystem::canonical(path_ / relative).string();
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace test
+}  // namespace speculators

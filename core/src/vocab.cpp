@@ -191,8 +191,27 @@ void save_vocab_mapping(const VocabMapping& mapping, const std::string& dir) {
   save_npy((std::filesystem::path(dir) / "t2d.npy").string(), mapping.t2d.to(torch::kCPU, torch::kBool));
 }
 
+static TokenFrequencies frequencies_from_npy(const std::string& path) {
+  const auto counts = load_npy(path);
+  if (counts.dim() != 1 || counts.is_floating_point() || counts.scalar_type() == torch::kBool) {
+    fail_data(cat(path, ": expected a 1-D integer array of counts indexed by token id, got ", counts.scalar_type(),
+                  " ", shape_text(counts)));
+  }
+  const auto c = counts.to(torch::kLong).contiguous();
+  const auto* values = c.data_ptr<std::int64_t>();
+  TokenFrequencies out;
+  for (std::int64_t id = 0; id < c.numel(); ++id) {
+    if (values[id] < 0) fail_data(cat(path, ": token ", id, " has a negative count ", values[id]));
+    if (values[id] > 0) out[id] = values[id];
+  }
+  return out;
+}
+
 TokenFrequencies read_token_frequencies(const std::string& path) {
   const auto bytes = read_bytes(path);
+  if (bytes.size() >= 6 && std::string(bytes.begin() + 1, bytes.begin() + 6) == "NUMPY") {
+    return frequencies_from_npy(path);
+  }
   // torch.save writes a zip archive ("PK"); an old-style pickle starts with the PROTO opcode.
   const bool pickled = bytes.size() >= 2 && ((bytes[0] == 'P' && bytes[1] == 'K') ||
                                              static_cast<unsigned char>(bytes[0]) == 0x80);
@@ -201,7 +220,20 @@ TokenFrequencies read_token_frequencies(const std::string& path) {
 }
 
 void write_token_frequencies(const std::string& path, const TokenFrequencies& frequencies) {
-  const bool as_json = path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
+  auto ends_with = [&](const std::string& suffix) {
+    return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  if (ends_with(".npy")) {
+    const std::int64_t size = frequencies.empty() ? 0 : frequencies.rbegin()->first + 1;
+    auto counts = torch::zeros({size}, torch::kLong);
+    for (const auto& [id, count] : frequencies) {
+      if (id < 0) fail(cat("write_token_frequencies: negative token id ", id));
+      counts[id] = count;
+    }
+    save_npy(path, counts);
+    return;
+  }
+  const bool as_json = ends_with(".json");
   if (as_json) {
     Json out = Json::object();
     for (const auto& [id, count] : frequencies) out[std::to_string(id)] = Json(static_cast<long long>(count));

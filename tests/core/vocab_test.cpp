@@ -135,13 +135,18 @@ TEST_CASE("d2t.npy / t2d.npy round trip and validation", "[vocab]") {
   }
 }
 
-TEST_CASE("token frequency files: torch.save pickle and JSON", "[vocab]") {
+TEST_CASE("token frequency files: torch.save pickle, npy and JSON", "[vocab]") {
   TempDir dir;
   const TokenFrequencies freq = {{0, 3}, {17, 1}, {128000, 42}};
   write_token_frequencies(dir.file("token_freq.pt"), freq);
   REQUIRE(read_token_frequencies(dir.file("token_freq.pt")) == freq);
   write_token_frequencies(dir.file("token_freq.json"), freq);
   REQUIRE(read_token_frequencies(dir.file("token_freq.json")) == freq);
+  write_token_frequencies(dir.file("token_freq.npy"), freq);
+  REQUIRE(load_npy(dir.file("token_freq.npy")).size(0) == 128001);
+  REQUIRE(read_token_frequencies(dir.file("token_freq.npy")) == freq);
+  save_npy(dir.file("float_freq.npy"), torch::ones({4}));
+  REQUIRE_THROWS_WITH(read_token_frequencies(dir.file("float_freq.npy")), Catch::Contains("float_freq.npy"));
 
   std::ofstream(dir.file("bad.json")) << "{\"abc\": 1}";
   REQUIRE_THROWS_WITH(read_token_frequencies(dir.file("bad.json")),

@@ -41,11 +41,12 @@ VocabMapping load_vocab_mapping(const std::string& d2t_path, const std::string& 
 // Writes DIR/d2t.npy (int64) and DIR/t2d.npy (bool).
 void save_vocab_mapping(const VocabMapping& mapping, const std::string& dir);
 
-// Token frequencies from the reference's token_freq.pt (a torch.save'd dict {int: int}) or from a
-// JSON object {"id": count}; chosen by the file's content, errors name the file.
+// Token frequencies from the reference's token_freq.pt (a torch.save'd dict {int: int}), a
+// token_freq.npy (1-D integer counts indexed by token id) or a JSON object {"id": count}; the
+// format is recognised from the content, errors name the file.
 TokenFrequencies read_token_frequencies(const std::string& path);
-// Writes token frequencies: as JSON when `path` ends in ".json", else in torch.save's format
-// (a pickled dict {int: int} in a zip archive, readable by Python's torch.load).
+// Writes token frequencies: .npy (counts indexed by id) or .json by the extension, else in
+// torch.save's format (a pickled dict {int: int} in a zip archive, readable by torch.load).
 void write_token_frequencies(const std::string& path, const TokenFrequencies& frequencies);
 
 }  // namespace speculators

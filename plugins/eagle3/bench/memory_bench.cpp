@@ -2,7 +2,10 @@
 // (docs/performance.md). Linux only: the peak resident set is reset through
 // /proc/self/clear_refs before the step and read from /proc/self/status (VmHWM) after it.
 //
-//   eagle3_memory_bench chunked|dense [L=8192] [K=3] [heads=2]
+//   eagle3_memory_bench chunked|dense [L=8192] [K=3] [heads=2] [vocab=2048]
+//
+// The draft: one llama layer, head_dim 64 (H = 64 x heads), MLP 2H, full vocabulary, window 2048;
+// the row holds four documents of L/4 tokens.
 #include <torch/torch.h>
 
 #include <chrono>
@@ -29,11 +32,11 @@ long status_kib(const std::string& field) {
 
 void reset_peak() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
-Eagle3Config bench_config(std::int64_t heads) {
+Eagle3Config bench_config(std::int64_t heads, std::int64_t vocab) {
   Eagle3Config c;
   auto& l = c.layer;
   l.model_type = "llama";
-  l.vocab_size = 2048;
+  l.vocab_size = vocab;
   l.hidden_size = 64 * heads;
   l.intermediate_size = 2 * l.hidden_size;
   l.num_hidden_layers = 1;
@@ -56,8 +59,9 @@ int main(int argc, char** argv) {
   const std::int64_t L = argc > 2 ? std::stoll(argv[2]) : 8192;
   const std::int64_t K = argc > 3 ? std::stoll(argv[3]) : 3;
   const std::int64_t heads = argc > 4 ? std::stoll(argv[4]) : 2;
+  const std::int64_t vocab = argc > 5 ? std::stoll(argv[5]) : 2048;
   torch::manual_seed(0);
-  Eagle3DraftModel model(bench_config(heads));
+  Eagle3DraftModel model(bench_config(heads, vocab));
   {
     torch::NoGradGuard no_grad;
     for (auto* w : {&model.embed_tokens_->weight, &model.lm_head_->weight, &model.verifier_lm_head_->weight}) {
@@ -68,7 +72,7 @@ int main(int argc, char** argv) {
   model.set_attention_mode(mode == "dense" ? AttentionMode::kDense : AttentionMode::kChunked);
   const std::int64_t H = model.config().hidden_size();
   Batch batch;
-  batch["input_ids"] = torch::randint(0, 2048, {1, L}, torch::kLong);
+  batch["input_ids"] = torch::randint(0, model.config().target_vocab_size(), {1, L}, torch::kLong);
   batch["hidden_states"] = torch::randn({1, L, 3 * H});
   batch["verifier_last_hidden_states"] = torch::randn({1, L, H});
   batch["loss_mask"] = torch::ones({1, L}, torch::kLong);
@@ -81,11 +85,15 @@ int main(int argc, char** argv) {
   const long before = status_kib("VmRSS");
   const auto start = std::chrono::steady_clock::now();
   auto result = model.run(batch, options);
+  const long after_forward = status_kib("VmHWM");
+  const long held_after_forward = status_kib("VmRSS");
   result.loss.backward();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const long peak = status_kib("VmHWM");
-  std::printf("mode=%s L=%lld K=%lld heads=%lld H=%lld window=2048 loss=%.6f peak_extra_MiB=%.1f seconds=%.1f\n",
+  std::printf("forward: peak_extra_MiB=%.1f held_MiB=%.1f\n", (after_forward - before) / 1024.0,
+              (held_after_forward - before) / 1024.0);
+  std::printf("mode=%s L=%lld K=%lld heads=%lld H=%lld V=%lld window=2048 loss=%.6f peak_extra_MiB=%.1f seconds=%.1f\n",
               mode.c_str(), static_cast<long long>(L), static_cast<long long>(K), static_cast<long long>(heads),
-              static_cast<long long>(H), result.loss.item<double>(), (peak - before) / 1024.0, seconds);
+              static_cast<long long>(H), static_cast<long long>(vocab), result.loss.item<double>(), (peak - before) / 1024.0, seconds);
   return 0;
 }

@@ -51,7 +51,7 @@ case "$CASE" in
     expect_text "$WORK/ckpt/19/training_state.json" '"epoch": 19'
     expect_text "$WORK/ckpt/19/config.json" '"speculators_model_type": "myalgo"'
     expect_text "$WORK/ckpt/metrics.jsonl" '"val/loss_epoch"'
-    expect_text "$WORK/ckpt/run.yaml" 'block_size: 8'
+    expect_text "$WORK/ckpt/run.yaml" 'speculator_type: "myalgo"'  # defaults (block_size 8, epochs 20) are left out
     expect_text "$WORK/ckpt/train_command.txt" '--speculator-type myalgo'
     ;;
   exit_codes)

@@ -144,10 +144,14 @@ VerifierModelImpl::Output VerifierModelImpl::forward(const torch::Tensor& input_
                     .unsqueeze(0)
                     .expand({input_ids.size(0), length});
   }
-  // Without document ids every row is one causal sequence.
-  const torch::Tensor docs = document_ids.defined()
-                                 ? document_ids
-                                 : torch::zeros({length}, torch::TensorOptions().dtype(torch::kLong).device(input_ids.device()));
+  // Without document ids every row is one causal sequence; a packed row's [1, L] ids are accepted too.
+  torch::Tensor docs = document_ids.defined()
+                           ? document_ids
+                           : torch::zeros({length}, torch::TensorOptions().dtype(torch::kLong).device(input_ids.device()));
+  if (docs.dim() == 2 && docs.size(0) == 1) docs = docs[0];
+  if (docs.dim() != 1 || docs.size(0) != length) {
+    fail(cat("verifier forward: document_ids must be [L] = [", length, "], got ", docs.sizes()));
+  }
 
   torch::Tensor h = embed_tokens(input_ids);
   const nn::RotaryTables rope = rotary_.tables(positions, h.scalar_type());

@@ -264,7 +264,8 @@ Args resolve_job(const CommandLine& cmd, const Schema& schema) {
   Json values = Json::object();
   for (const auto& o : schema) values[o.key] = o.default_value;
   if (!cmd.config_path.empty()) {
-    for (const auto& [key, value] : read_job_yaml(cmd.config_path, schema).as_object()) values[key] = value;
+    const Json yaml = read_job_yaml(cmd.config_path, schema);  // keep it alive for the loop
+    for (const auto& [key, value] : yaml.as_object()) values[key] = value;
   }
   std::vector<std::string> flags;
   for (const auto& o : schema) flags.push_back(o.flag());

@@ -1,6 +1,6 @@
-// On-policy token data from a verifier: batched autoregressive sampling (full recompute per
-// token, no KV cache; meant for the tiny verifiers of tests and the quickstart) and the
-// data.jsonl format the online feature source reads ({"input_ids": [...], "loss_mask": [...]}).
+// On-policy token data from a verifier: batched autoregressive sampling (with a key/value cache
+// per layer, built on the verifier's own modules) and the data.jsonl format the online feature
+// source reads ({"input_ids": [...], "loss_mask": [...]}).
 #pragma once
 
 #include <torch/torch.h>

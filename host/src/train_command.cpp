@@ -103,6 +103,7 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
   if (cmd.list_plugins) {
     plugins.load_all(candidates);
     std::cout << format_plugin_list(plugins.records());
+    std::cerr << format_search_path(plugin_search_path(plugin_search_inputs(cmd.plugin_dirs)));
     return 0;
   }
   if (!cmd.describe.empty()) {
@@ -122,6 +123,9 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
     return 0;
   }
   const auto& entry = plugins.load_for_algorithm(type, candidates);
+  for (const auto& record : plugins.records()) {
+    if (record.status == PluginStatus::kRejected) log::warn(cat("plugin ", record.path, " rejected: ", record.reason));
+  }
   const Algorithm& algorithm = *entry.algorithm;
   const Schema schema = merge_schemas(host_schema(), algorithm.schema(), type);
   Args args = resolve_job(cmd, schema);

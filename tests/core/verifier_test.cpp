@@ -126,6 +126,8 @@ TEST_CASE("packed documents give the same outputs as separate sequences", "[veri
     }
     CHECK(torch::allclose(p.logits.slice(1, 5, 9), sb.logits, 1e-5, 1e-5));
     CHECK(torch::isfinite(p.logits).all().item<bool>());
+    CHECK(torch::equal(m->forward(packed, pos, doc.unsqueeze(0), {}).logits, p.logits));
+    CHECK_THROWS_AS(m->forward(packed, pos, doc.slice(0, 0, 5), {}), Error);
   }
 }
 

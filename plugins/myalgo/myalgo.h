@@ -41,7 +41,9 @@ class MyAlgo : public Algorithm {
 };
 
 // The default aux layers for a verifier of n layers: the reference's [2, n/2, n-3] (facts §2.2)
-// when those are distinct and >= 1, else min(3, n) distinct ids spread over [1, n].
+// when those are distinct and >= 1; else up to three distinct ids spread inside [1, n-1], so
+// that the final layer (whose linear read-out is the verifier's own prediction) stays out while
+// there is another choice (n = 1 gives [1]).
 std::vector<std::int64_t> default_aux_layer_ids(std::int64_t num_verifier_layers);
 
 // The draft decoder config synthesised from the verifier's (facts §1.7): same width, heads,

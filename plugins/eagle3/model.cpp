@@ -158,6 +158,26 @@ torch::Tensor Eagle3DraftModel::project_aux(const torch::Tensor& hidden_states) 
   return fc_(h);
 }
 
+torch::Tensor Eagle3DraftModel::decoder_step(torch::Tensor x, const nn::RotaryTables& rope, std::vector<TttCache>& caches,
+                                             const torch::Tensor& document_ids) {
+  for (std::size_t i = 0; i < layer_impls_.size(); ++i) {
+    auto& cache = caches[i];
+    const auto window = windows_[i];
+    // Each layer appends this step's keys/values to its own cache (facts §2.4b, §2.5).
+    nn::AttentionKernel kernel = [this, &cache, &document_ids, window](
+                                     const torch::Tensor& q, const torch::Tensor& key, const torch::Tensor& value) {
+      cache.keys.push_back(key);
+      cache.values.push_back(value);
+      if (attention_mode_ == AttentionMode::kDense) {
+        return dense_ttt_attention(q, cache.keys, cache.values, document_ids, window);
+      }
+      return ttt_attention(q, cache.keys, cache.values, document_ids, window, attention_chunk_);
+    };
+    x = layer_impls_[i]->forward(x, rope, kernel);
+  }
+  return x;
+}
+
 ForwardResult Eagle3DraftModel::forward(const Batch& batch, const Json& call_args) {
   return run(batch, StepOptions::from_json(call_args));
 }
@@ -203,18 +223,7 @@ ForwardResult Eagle3DraftModel::run(const Batch& batch, const StepOptions& optio
     auto x = torch::cat({embeds.to(h.scalar_type()), h}, -1);  // [1, L, 2H]
     // facts §2.6: step k uses positions + k; keys are cached with their rotary applied.
     const auto rope = rotary_.tables(positions + k, x.scalar_type());
-    for (std::size_t i = 0; i < layer_impls_.size(); ++i) {
-      auto& cache = caches[i];
-      const auto window = windows_[i];
-      nn::AttentionKernel kernel = [this, &cache, &doc, window](const torch::Tensor& q, const torch::Tensor& key,
-                                                                const torch::Tensor& value) {
-        cache.keys.push_back(key);
-        cache.values.push_back(value);
-        if (attention_mode_ == AttentionMode::kDense) return dense_ttt_attention(q, cache.keys, cache.values, doc, window);
-        return ttt_attention(q, cache.keys, cache.values, doc, window, attention_chunk_);
-      };
-      x = layer_impls_[i]->forward(x, rope, kernel);
-    }
+    x = decoder_step(x, rope, caches, doc);
     torch::Tensor logits;
     if (config_.norm_output) {  // facts §2.4d: the normalised state is carried forward
       h = norm_(x);

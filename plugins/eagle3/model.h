@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "attention.h"
 #include "config.h"
 #include "speculators/algorithm.h"
 #include "speculators/nn/components.h"
@@ -94,6 +95,9 @@ class Eagle3DraftModel : public DraftModel {
 
  private:
   torch::Tensor project_aux(const torch::Tensor& hidden_states);
+  // One TTT step through every decoder layer; x is [1, L, 2H] for the first layer.
+  torch::Tensor decoder_step(torch::Tensor x, const nn::RotaryTables& rope, std::vector<TttCache>& caches,
+                             const torch::Tensor& document_ids);
   void check_against_spec() const;
 
   Eagle3Config config_;

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "eagle3_algorithm.h"
 #include "model.h"
+#include "speculators/checkpoint.h"
 #include "speculators/error.h"
 #include "speculators/json.h"
 #include "speculators/tensor_io.h"
@@ -382,4 +383,29 @@ TEST_CASE("preprocess is shift_batch", "[eagle3][model]") {
   const auto out = Eagle3Algorithm().preprocess(s);
   REQUIRE(out->tensors.at("input_ids")[0].item<std::int64_t>() == 1);
   REQUIRE(out->tensors.at("input_ids").size(0) == 3);
+}
+
+TEST_CASE("a saved checkpoint's header is exactly state_spec (facts §5.4)", "[eagle3][model]") {
+  TinyVerifier v;
+  auto m = build(v);
+  const auto dir = v.dir / "checkpoint";
+  save_draft(*m, dir.string());
+  const auto header = SafetensorsFile::read_header((dir / "model.safetensors").string());
+  std::size_t saved = 0;
+  for (const auto& s : state_spec(m->config())) {
+    INFO(s.name);
+    if (!s.saved) {
+      REQUIRE(header.count(s.name) == 0);
+      continue;
+    }
+    ++saved;
+    REQUIRE(header.count(s.name) == 1);
+    REQUIRE(header.at(s.name).shape == s.shape);
+    REQUIRE(header.at(s.name).dtype == dtype_to_safetensors(s.dtype));
+  }
+  REQUIRE(header.size() == saved);
+  REQUIRE(header.at("embed_tokens.weight").dtype == "BF16");
+  REQUIRE(header.at("d2t").dtype == "I64");
+  REQUIRE(header.at("t2d").dtype == "BOOL");
+  REQUIRE(Json::read_file((dir / "config.json").string()) == m->config_json());
 }

@@ -2,9 +2,8 @@
 // compact JSONL and the byte format of Python's json.dumps(indent=2, sort_keys=True) (facts §5.2).
 #include "speculators/json.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include "atomic_file.h"
+
 
 #include <cerrno>
 #include <cmath>
@@ -347,39 +346,9 @@ std::string python_float_repr(double v) {
 }
 
 void write_file_atomic(const std::string& path, const std::string& text) {
-  std::string tmp = cat(path, ".tmp.", ::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail(cat(path, ": cannot create ", tmp, ": ", std::strerror(errno)));
-  std::size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      fail(cat(path, ": write failed: ", std::strerror(err)));
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    fail(cat(path, ": fsync/close failed: ", std::strerror(err)));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    fail(cat(path, ": rename failed: ", std::strerror(err)));
-  }
-  // Make the rename itself durable.
-  std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
-  if (dir.empty()) dir = "/";
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  AtomicFileWriter out(path);
+  out.write(text);
+  out.commit();
 }
 
 }  // namespace speculators

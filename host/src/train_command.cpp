@@ -161,9 +161,12 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
     model = algorithm.from_config(saved, ctx);
     if (fs::exists(fs::path(from) / "model.safetensors")) {
       load_draft_weights(*model, from);
-      model->after_load(ctx);
       log::info(cat("loaded draft weights from ", from));
+    } else {
+      log::info(cat(from, " has a config.json and no weights: fresh initialisation from that config"));
     }
+    // facts §5.5: vocab mapping and frozen verifier tensors are settled after any load.
+    model->after_load(ctx);
   } else {
     model = algorithm.from_training_args(ctx);
   }

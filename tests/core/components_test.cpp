@@ -8,27 +8,14 @@
 
 #include "speculators/error.h"
 #include "speculators/nn/components.h"
+#include "tiny_config.h"
 
 using namespace speculators;
 using namespace speculators::nn;
 
-namespace {
+using speculators::testing::tiny_config;
 
-TransformerConfig tiny_config(const std::string& model_type = "llama") {
-  TransformerConfig c;
-  c.model_type = model_type;
-  c.vocab_size = 64;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.rms_norm_eps = 1e-6;
-  c.rope_theta = 10000.0;
-  c.layer_types = {"full_attention", "full_attention"};
-  return c;
-}
+namespace {
 
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();

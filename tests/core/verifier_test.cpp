@@ -12,26 +12,14 @@
 #include "speculators/error.h"
 #include "speculators/tensor_io.h"
 #include "speculators/verifier.h"
+#include "tiny_config.h"
 
 using namespace speculators;
 namespace fs = std::filesystem;
 
-namespace {
+using speculators::testing::tiny_config;
 
-TransformerConfig tiny_config(const std::string& model_type = "llama") {
-  TransformerConfig c;
-  c.model_type = model_type;
-  c.vocab_size = 64;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.rms_norm_eps = 1e-6;
-  c.layer_types = {"full_attention", "full_attention"};
-  return c;
-}
+namespace {
 
 VerifierModel random_verifier(const TransformerConfig& c, std::uint64_t seed = 0) {
   torch::manual_seed(seed);

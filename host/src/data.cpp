@@ -229,15 +229,16 @@ Loader::Loader(FeatureSource& source, const Algorithm& algorithm, std::vector<st
   start_epoch(0);
 }
 
-void Loader::start_epoch(std::int64_t epoch) {
+void Loader::start_epoch(std::int64_t epoch, std::size_t skip) {
   epoch_ = epoch;
   plan_ = pack_rows(indices_, lengths_, total_len_, seed_, epoch);
-  cursor_ = 0;
-  noise_gen_.set_current_seed(seed_ * 1000003ULL + static_cast<std::uint64_t>(epoch));
+  cursor_ = std::min(skip, plan_.size());
 }
 
 std::optional<Batch> Loader::next() {
   while (cursor_ < plan_.size()) {
+    // The noise of a batch depends on (seed, epoch, batch index) only: resumable mid-epoch.
+    noise_gen_.set_current_seed((seed_ * 1000003ULL + static_cast<std::uint64_t>(epoch_)) * 1000003ULL + cursor_);
     auto samples = source_.get(plan_[cursor_++]);
     std::vector<Sample> kept;
     for (auto& s : samples) {

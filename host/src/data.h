@@ -78,8 +78,13 @@ class Loader {
  public:
   Loader(FeatureSource& source, const Algorithm& algorithm, std::vector<std::size_t> indices,
          std::int64_t total_len, double noise_std, std::uint64_t seed, bool train);
-  void start_epoch(std::int64_t epoch);
+  // Starts `epoch` at packed row `skip` (a resumed run skips the rows it already trained on).
+  // Every batch is a function of (seed, epoch, its index) alone, so a resumed epoch yields the
+  // same batches as an uninterrupted one.
+  void start_epoch(std::int64_t epoch, std::size_t skip = 0);
   std::size_t num_batches() const { return plan_.size(); }
+  // Index of the next batch next() will yield within this epoch.
+  std::size_t position() const { return cursor_; }
   // The next batch of this epoch, or nullopt at its end.
   std::optional<Batch> next();
   bool empty() const { return indices_.empty(); }

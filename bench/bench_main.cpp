@@ -52,6 +52,7 @@ struct Result {
   double fraction = 0;           // achieved / reference
   double matmul_time_share = 0;  // share of the profiled step's op time spent in matrix products
   std::vector<std::pair<std::string, double>> top_other_ops;  // (op, share of op time)
+  std::map<std::string, OpStats> matmul_ops;
   std::int64_t trainable_params = 0;
   double peak_rss_mib = 0;
 };
@@ -152,6 +153,9 @@ Result run_one(const Algorithm& algorithm, const std::string& name, const Shape&
   std::sort(others.begin(), others.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
   others.resize(std::min<std::size_t>(others.size(), 6));
   r.top_other_ops = others;
+  for (const auto& [op, s] : prof.ops) {
+    if (OpProfile::is_matmul(op)) r.matmul_ops[op] = s;
+  }
   r.reference_gflops = reference_matmul_gflops(static_cast<double>(prof.matmul_flops), 2048);
   r.fraction = r.achieved_gflops / r.reference_gflops;
   r.algorithm = name;
@@ -164,7 +168,12 @@ Result run_one(const Algorithm& algorithm, const std::string& name, const Shape&
 Json to_json(const Result& r) {
   Json top = Json::array();
   for (const auto& [op, share] : r.top_other_ops) top.push_back(Json::object({{"op", op}, {"share", share}}));
+  Json mm = Json::object();
+  for (const auto& [op, s] : r.matmul_ops) {
+    mm[op] = Json::object({{"calls", s.calls}, {"gflop", static_cast<double>(s.flops) / 1e9}, {"self_ms", s.self_us / 1e3}});
+  }
   return Json::object({{"algorithm", r.algorithm},
+                       {"matmul_ops", mm},
                        {"shape", r.shape},
                        {"threads", static_cast<std::int64_t>(torch::get_num_threads())},
                        {"trainable_params", r.trainable_params},

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -88,6 +89,13 @@ std::vector<std::int64_t> resolve_layer_ids(const HiddenStateGenOptions& o, std:
   return ids;
 }
 
+std::string rate_text(std::int64_t done, std::chrono::steady_clock::time_point start) {
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  char text[48];
+  std::snprintf(text, sizeof(text), "samples/s=%.1f", static_cast<double>(done) / std::max(elapsed, 1e-9));
+  return text;
+}
+
 }  // namespace
 
 HiddenStateGenReport generate_hidden_states(const HiddenStateGenOptions& o) {
@@ -156,10 +164,9 @@ HiddenStateGenReport generate_hidden_states(const HiddenStateGenOptions& o) {
       if (o.validate) read_hs_file(path, group_ids[k], *group[k], slots, config.hidden_size, /*check_finite=*/true);
       ++report.written;
     }
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (o.progress) bar.update(report.written, cat("samples/s=", static_cast<std::int64_t>(report.written / std::max(elapsed, 1e-9))));
+    if (o.progress) bar.update(report.written, rate_text(report.written, start));
   }
-  if (o.progress) bar.finish();
+  if (o.progress) bar.finish(rate_text(report.written, start));
   return report;
 }
 

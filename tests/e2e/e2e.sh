@@ -112,14 +112,14 @@ case "$CASE" in
     # trained draft gets more than the bonus token per step on average.
     tiny_inputs
     expect_code 0 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$VERIFIER" \
-      --data-path "$DATA" --save-path "$WORK/ckpt" --epochs 8 --total-seq-len 256 --lr 1e-2
-    expect_code 0 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$DATA" --draft "$WORK/ckpt/7" \
+      --data-path "$DATA" --save-path "$WORK/ckpt" --epochs 16 --total-seq-len 256 --lr 1e-2
+    expect_code 0 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$DATA" --draft "$WORK/ckpt/15" \
       --num-prompts 6 --max-new-tokens 16 --json
     expect_text "$WORK/out.txt" '"exact_prompts":6'
     tau=$(sed -E 's/.*"acceptance_length":([0-9.e+-]+).*/\1/' "$WORK/out.txt")
-    awk -v t="$tau" 'BEGIN { exit !(t > 1.5 && t <= 4) }' || fail "acceptance length $tau not in (1.5, 4]"
-    expect_text "$WORK/ckpt/7/eval.json" '"acceptance_length"'
-    expect_code 0 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$DATA" --draft "$WORK/ckpt/7" \
+    awk -v t="$tau" 'BEGIN { exit !(t > 2 && t <= 4) }' || fail "acceptance length $tau not in (2, 4]"
+    expect_text "$WORK/ckpt/15/eval.json" '"acceptance_length"'
+    expect_code 0 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$DATA" --draft "$WORK/ckpt/15" \
       --num-prompts 2 --max-new-tokens 8
     expect_text "$WORK/out.txt" 'acceptance length tau'
     expect_text "$WORK/out.txt" 'training estimate'

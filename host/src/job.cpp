@@ -82,7 +82,7 @@ Schema host_schema() {
       opt_int("max_bad_steps", 10, "Stop (saving the last good state) after this many consecutive steps with a "
               "non-finite loss or gradient; each one is skipped", "trainer"),
       opt_int("log_freq", 1, "Write a metrics line every N steps", "trainer"),
-      opt_int("num_threads", 0, "CPU threads for LibTorch (0 = all cores)", "trainer"),
+      opt_int("num_threads", 0, "CPU threads for LibTorch (0 = every CPU the process may use; OMP_NUM_THREADS overrides)", "trainer"),
       opt_string("log_dir", Json(), "Where metrics.jsonl, report.html and the TensorBoard run go (default: "
                  "--save-path)", "logging"),
       opt_string("logger", "tensorboard", "Comma list of extra loggers: tensorboard (event files in "

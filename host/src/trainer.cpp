@@ -178,23 +178,8 @@ void Trainer::optimizer_step(std::int64_t epoch) {
     optim_->step();
     bad_streak_ = 0;
   }
-  const double step_ms = ms_since(t0);
-  const double tokens_per_s = tokens / std::max(1e-9, step_ms / 1000.0);
   if (!bad && global_step_ % std::max<std::int64_t>(1, args_.get_int("log_freq")) == 0) {
-    auto values = acc.values();
-    summary_.last_train = values;
-    const auto lrs = optim_->lrs();
-    Json line = Json::object({{"epoch", epoch}, {"global_step", global_step_}});
-    line["lr"] = lrs.count("adamw") ? lrs.at("adamw") : lrs.begin()->second;
-    if (lrs.count("muon")) line["lr/muon"] = lrs.at("muon");
-    for (const auto& [k, v] : values) line["train/" + k] = v;
-    line["train/acceptance_length"] = estimated_acceptance_length(values);
-    line["train/grad_norm"] = grad_norm;
-    line["profile/step_ms"] = step_ms;
-    line["profile/fetch_ms"] = fetch_ms;
-    line["profile/fetch_frac"] = fetch_ms / std::max(1e-9, step_ms);
-    line["profile/tokens_per_s"] = tokens_per_s;
-    log_->write(line, global_step_);
+    log_step(epoch, acc.values(), grad_norm, ms_since(t0), fetch_ms, tokens);
   }
   ++global_step_;
   if (bad && bad_streak_ >= args_.get_int("max_bad_steps")) {
@@ -207,6 +192,24 @@ void Trainer::optimizer_step(std::int64_t epoch) {
              "). The last good state is in ", summary_.last_checkpoint,
              "; lower --lr or check the data before resuming"));
   }
+}
+
+void Trainer::log_step(std::int64_t epoch, const std::map<std::string, double>& values, double grad_norm,
+                       double step_ms, double fetch_ms, std::int64_t tokens) {
+  summary_.last_train = values;
+  const auto lrs = optim_->lrs();  // facts §4.3: read after the optimizer step
+  Json line = Json::object({{"epoch", epoch}, {"global_step", global_step_}});
+  line["lr"] = lrs.count("adamw") ? lrs.at("adamw") : lrs.begin()->second;
+  if (lrs.count("muon")) line["lr/muon"] = lrs.at("muon");
+  for (const auto& [k, v] : values) line["train/" + k] = v;
+  line["train/acceptance_length"] = estimated_acceptance_length(values);
+  line["train/grad_norm"] = grad_norm;
+  line["profile/step_ms"] = step_ms;
+  line["profile/fetch_ms"] = fetch_ms;
+  line["profile/fetch_frac"] = fetch_ms / std::max(1e-9, step_ms);  // share of the step waiting for data
+  // facts §4.1: non-padding tokens of the step over its wall time.
+  line["profile/tokens_per_s"] = static_cast<double>(tokens) / std::max(1e-9, step_ms / 1000.0);
+  log_->write(line, global_step_);
 }
 
 std::optional<std::map<std::string, double>> Trainer::validate(std::int64_t epoch) {

@@ -50,6 +50,8 @@ class Trainer {
   // trainer.cpp
   Stop train_epoch(std::int64_t epoch);
   void optimizer_step(std::int64_t epoch);
+  void log_step(std::int64_t epoch, const std::map<std::string, double>& values, double grad_norm, double step_ms,
+                double fetch_ms, std::int64_t tokens);
   std::optional<std::map<std::string, double>> validate(std::int64_t epoch);
   void finish_epoch(std::int64_t epoch);
   [[noreturn]] void stop_interrupted(std::int64_t epoch);

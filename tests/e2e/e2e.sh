@@ -266,6 +266,31 @@ case "$CASE" in
     expect_code 2 "$BIN/speculators-train" report "$WORK/nowhere"
     expect_text "$WORK/err.txt" 'nowhere: not a directory'
     ;;
+  best_checkpoint)
+    # checkpoint_best follows the lowest val/loss_epoch; --save-best keeps only that epoch.
+    tiny_inputs
+    best_by_metrics() {  # the epoch with the lowest val/loss_epoch in metrics.jsonl
+      grep '"val/loss_epoch"' "$1" | sed -E 's/^\{"epoch":([0-9]+),.*"val\/loss_epoch":([-0-9.e+]+).*/\2 \1/' |
+        sort -g -k1,1 | head -n 1 | cut -d' ' -f2
+    }
+    for mode in all best; do
+      flags=""; [ "$mode" = best ] && flags=--save-best
+      expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/$mode") --epochs 4 --lr 3e-3 $flags
+      best=$(readlink "$WORK/$mode/checkpoint_best")
+      [ "$best" = "$(best_by_metrics "$WORK/$mode/metrics.jsonl")" ] || fail "$mode: checkpoint_best -> $best"
+      expect_text "$WORK/$mode/$best/val_metrics.json" '"loss_epoch"'
+      # facts §4.5: val_metrics.json only in epochs that became the best when they were saved.
+      for f in "$WORK/$mode"/[0-9]*/val_metrics.json; do
+        e=$(basename "$(dirname "$f")")
+        [ "$(best_by_metrics <(grep -E '^\{"epoch":[0-9]+,' "$WORK/$mode/metrics.jsonl" |
+          awk -v e="$e" -F'[:,]' '$2 <= e'))" = "$e" ] || fail "$mode: $f but epoch $e was never the best"
+      done
+      [ -f "$WORK/$mode/run.yaml" ] || fail "$mode: run.yaml was removed"
+    done
+    [ "$(cd "$WORK/all" && ls -d [0-9]* | tr '\n' ' ')" = "0 1 2 3 " ] || fail "default: not every epoch was saved"
+    [ "$(cd "$WORK/best" && ls -d [0-9]*)" = "$(readlink "$WORK/best/checkpoint_best")" ] ||
+      fail "--save-best kept more than the best epoch"
+    ;;
   *) fail "unknown case $CASE" ;;
 esac
 echo "PASS [$CASE]"

@@ -182,6 +182,13 @@ case "$CASE" in
       --scheduler-total-steps 40
     expect_text "$WORK/ga2/1/training_state.json" "\"global_step\": $stop"
     expect_text "$WORK/ga2/1/training_state.json" '"local_step": 4'
+    # A checkpoint that does not fit the data, or of an unknown format, is refused by name.
+    cp -r "$WORK/ga2" "$WORK/ga3"
+    expect_code 4 "$BIN/speculators-train" $(train_args "$WORK/ga3") --grad-accum-steps 2 --total-seq-len 256
+    expect_text "$WORK/err.txt" 'ga3/1/trainer_state.json: the checkpoint was taken with [0-9]+ packed rows in epoch 1'
+    sed -i 's/"format": 1/"format": 7/' "$WORK/ga3/1/trainer_state.json"
+    expect_code 1 "$BIN/speculators-train" $(train_args "$WORK/ga3") --grad-accum-steps 2
+    expect_text "$WORK/err.txt" 'ga3/1/trainer_state.json: unknown trainer state format 7'
     expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/ga2") --grad-accum-steps 2 --scheduler-total-steps 40
     stable_metrics "$WORK/ga/metrics.jsonl" >"$WORK/a.jsonl"; stable_metrics "$WORK/ga2/metrics.jsonl" >"$WORK/b.jsonl"
     diff "$WORK/a.jsonl" "$WORK/b.jsonl" | cut -c1-150 >&2; diff -q "$WORK/a.jsonl" "$WORK/b.jsonl" >/dev/null || fail "--max-steps then resume differs with --grad-accum-steps 2"

@@ -42,6 +42,7 @@ class Trainer {
   enum class Stop { kNone, kMaxSteps, kInterrupted };
   // trainer_checkpoint.cpp
   void resume_if_possible();
+  void restore_model_tensors(const NamedTensors& tensors, const std::string& tensor_path);
   void save_checkpoint(std::int64_t epoch, std::int64_t local_step, const std::map<std::string, double>* best_val);
   void fill_checkpoint(const std::filesystem::path& dir, std::int64_t epoch, std::int64_t local_step,
                        const std::map<std::string, double>* best_val);

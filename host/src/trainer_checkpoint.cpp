@@ -128,6 +128,26 @@ void Trainer::fill_checkpoint(const fs::path& dir, std::int64_t epoch, std::int6
   }
 }
 
+void Trainer::restore_model_tensors(const NamedTensors& tensors, const std::string& tensor_path) {
+  torch::NoGradGuard no_grad;
+  auto ignored_list = model_->keys_to_ignore_on_save();
+  std::set<std::string> ignored(ignored_list.begin(), ignored_list.end());
+  auto restore = [&](const std::string& name, torch::Tensor target) {
+    auto it = tensors.find("model/" + name);
+    if (it == tensors.end()) {
+      if (ignored.count(name)) return;  // frozen verifier tensors: rebuilt from the verifier
+      fail(cat(tensor_path, ": tensor \"model/", name, "\" is missing"));
+    }
+    if (it->second.sizes() != target.sizes()) {
+      fail(cat(tensor_path, ": tensor \"model/", name, "\" has shape ", it->second.sizes(), ", the model has ",
+               target.sizes()));
+    }
+    target.copy_(it->second.to(target.dtype()));
+  };
+  for (const auto& item : model_->named_parameters(true)) restore(item.key(), item.value());
+  for (const auto& item : model_->named_buffers(true)) restore(item.key(), item.value());
+}
+
 void Trainer::resume_if_possible() {
   if (!args_.get_bool("resume_from_checkpoint")) {
     // Starting over: checkpoints of the earlier run would otherwise be resumed from later on.
@@ -167,25 +187,7 @@ void Trainer::resume_if_possible() {
   }
   const std::string tensor_path = (dir / "optimizer_state.safetensors").string();
   const NamedTensors tensors = load_safetensors(tensor_path);
-  {
-    torch::NoGradGuard no_grad;
-    auto ignored_list = model_->keys_to_ignore_on_save();
-    std::set<std::string> ignored(ignored_list.begin(), ignored_list.end());
-    auto restore = [&](const std::string& name, torch::Tensor target) {
-      auto it = tensors.find("model/" + name);
-      if (it == tensors.end()) {
-        if (ignored.count(name)) return;  // frozen verifier tensors: rebuilt from the verifier
-        fail(cat(tensor_path, ": tensor \"model/", name, "\" is missing"));
-      }
-      if (it->second.sizes() != target.sizes()) {
-        fail(cat(tensor_path, ": tensor \"model/", name, "\" has shape ", it->second.sizes(), ", the model has ",
-                 target.sizes()));
-      }
-      target.copy_(it->second.to(target.dtype()));
-    };
-    for (const auto& item : model_->named_parameters(true)) restore(item.key(), item.value());
-    for (const auto& item : model_->named_buffers(true)) restore(item.key(), item.value());
-  }
+  restore_model_tensors(tensors, tensor_path);
   optim_->load_state(tensors, tensor_path);
   if (!tensors.count(kRngKey)) fail(cat(tensor_path, ": the RNG state \"", kRngKey, "\" is missing"));
   set_cpu_rng_state(tensors.at(kRngKey));

@@ -129,6 +129,8 @@ Trainer::Stop Trainer::train_epoch(std::int64_t epoch) {
     }
   }
   bar.finish(short_metrics(summary_.last_train, {"loss"}));
+  // Reading past the last batch lets the loader close its epoch (it reports skipped samples).
+  if (train_.next()) fail(cat("the data loader yielded more than its ", n, " packed rows in epoch ", epoch));
   return Stop::kNone;
 }
 

@@ -104,8 +104,14 @@ void summarize_acceptance(EvalReport& r) {
   }
 }
 
+std::string run_dir_of(const std::string& draft_dir) {
+  fs::path p = fs::path(draft_dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();  // "ckpt/3/" -> "ckpt/3"
+  return p.parent_path().string();
+}
+
 std::optional<double> training_acceptance_estimate(const std::string& draft_dir, std::string* source) {
-  for (const fs::path& dir : {fs::path(draft_dir), fs::path(draft_dir).lexically_normal().parent_path()}) {
+  for (const fs::path& dir : {fs::path(draft_dir), fs::path(run_dir_of(draft_dir))}) {
     const fs::path metrics = dir / "metrics.jsonl";
     if (!fs::exists(metrics)) continue;
     std::ifstream in(metrics);

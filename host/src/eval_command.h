@@ -45,6 +45,10 @@ EvalReport run_eval(const EvalOptions& options);
 std::string format_eval_report(const EvalReport& report);
 Json eval_report_json(const EvalReport& report);
 
+// The directory of the run that wrote the checkpoint `draft_dir` (its parent; a trailing slash
+// is ignored).
+std::string run_dir_of(const std::string& draft_dir);
+
 // The last val/acceptance_length_epoch in the metrics.jsonl of the run that wrote `draft_dir`
 // (the draft's directory or its parent), if any.
 std::optional<double> training_acceptance_estimate(const std::string& draft_dir, std::string* source = nullptr);

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "eval_command.h"
+#include "report.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
 #include "threads.h"
@@ -16,7 +17,8 @@ int main(int argc, char** argv) {
                "per verification step), acceptance by draft position, tokens/s with and without the draft,\n"
                "and checks that every output equals the verifier's plain greedy output (exit 1 if not).\n"
                "Prompts are the last --num-prompts rows of DATA/data.jsonl, each cut before its first\n"
-               "supervised token. The result is also written to DRAFT/eval.json."};
+               "supervised token. The result is also written to DRAFT/eval.json, and the run's\n"
+               "report.html (in the checkpoint's parent directory) is refreshed to show it."};
   EvalOptions o;
   bool json = false;
   int threads = 0;
@@ -39,7 +41,17 @@ int main(int argc, char** argv) {
     apply_num_threads(threads);
     const EvalReport report = run_eval(o);
     const Json j = eval_report_json(report);
-    write_file_atomic((std::filesystem::path(o.draft) / "eval.json").string(), j.dump_python() + "\n");
+    const std::filesystem::path draft(o.draft);
+    write_file_atomic((draft / "eval.json").string(), j.dump_python() + "\n");
+    // The run's report shows the measured tau next to the training estimate: refresh it.
+    const std::filesystem::path run_dir = run_dir_of(o.draft);
+    if (!run_dir.empty() && std::filesystem::exists(run_dir / "metrics.jsonl")) {
+      try {
+        log::info(cat("updated the run report ", write_run_report(run_dir.string())));
+      } catch (const Error& e) {
+        log::warn(cat("could not update the run report in ", run_dir.string(), ": ", e.what()));
+      }
+    }
     if (json) {
       std::cout << j.dump() << std::endl;
     } else {

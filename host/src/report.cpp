@@ -1,6 +1,7 @@
 // The HTML run report (see report.h).
 #include "report.h"
 
+#include <algorithm>
 #include <ctime>
 #include <optional>
 #include <filesystem>
@@ -116,9 +117,9 @@ std::string script_safe(const std::string& json) {
   return out;
 }
 
-std::string summary_rows(const std::vector<Json>& lines) {
+std::string summary_rows(const std::vector<Json>& lines, const std::vector<MeasuredAcceptance>& measured) {
   std::int64_t steps = 0;
-  std::optional<double> last_loss, best_val;
+  std::optional<double> last_loss, best_val, estimate;
   for (const auto& line : lines) {
     if (line.contains("global_step") && line.at("global_step").is_int()) steps = std::max(steps, line.at("global_step").as_int() + 1);
     if (line.contains("train/loss") && line.at("train/loss").is_number()) last_loss = line.at("train/loss").as_double();
@@ -126,10 +127,25 @@ std::string summary_rows(const std::vector<Json>& lines) {
       const double v = line.at("val/loss_epoch").as_double();
       if (!best_val || v < *best_val) best_val = v;
     }
+    if (line.contains("val/acceptance_length_epoch") && line.at("val/acceptance_length_epoch").is_number()) {
+      estimate = line.at("val/acceptance_length_epoch").as_double();
+    }
   }
   std::string rows = cat("<tr><td>optimizer steps</td><td>", steps, "</td></tr>");
   if (last_loss) rows += cat("<tr><td>last train loss</td><td>", *last_loss, "</td></tr>");
   if (best_val) rows += cat("<tr><td>best validation loss</td><td>", *best_val, "</td></tr>");
+  if (estimate) {
+    rows += cat("<tr><td>estimated acceptance length (last validation, 1 + &Sigma; full_acc_k)</td><td>", *estimate,
+                "</td></tr>");
+  }
+  for (const auto& m : measured) {
+    const Json& e = m.eval;
+    rows += cat("<tr class=\"measured\"><td>measured acceptance length &tau; of checkpoint ", html_escape(m.checkpoint),
+                " (speculators-eval: ", e.get("prompts", Json(0)).as_int(), " prompts, k = ",
+                e.get("speculative_tokens", Json(0)).as_int(), ", ",
+                e.get("exact_prompts", Json(0)).as_int() == e.get("prompts", Json(-1)).as_int() ? "exact" : "NOT exact",
+                ")</td><td>", e.at("acceptance_length").as_double(), "</td></tr>");
+  }
   return rows;
 }
 
@@ -149,7 +165,37 @@ std::vector<Json> read_metrics_jsonl(const std::string& path) {
   return lines;
 }
 
-std::string render_report_html(const std::vector<Json>& lines, const std::string& title) {
+std::vector<MeasuredAcceptance> read_run_evaluations(const std::string& run_dir) {
+  std::vector<std::pair<std::string, fs::path>> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(run_dir, ec)) {
+    const fs::path eval = entry.path() / "eval.json";
+    if (entry.is_directory() && !entry.is_symlink() && fs::exists(eval)) {
+      found.emplace_back(entry.path().filename().string(), eval);
+    }
+  }
+  // Numeric checkpoint names in numeric order, others after them.
+  auto key = [](const std::string& name) {
+    const bool numeric = !name.empty() && name.find_first_not_of("0123456789") == std::string::npos;
+    return std::make_pair(numeric ? 0 : 1, numeric ? std::string(20 - std::min<std::size_t>(20, name.size()), '0') + name : name);
+  };
+  std::sort(found.begin(), found.end(), [&](const auto& a, const auto& b) { return key(a.first) < key(b.first); });
+  std::vector<MeasuredAcceptance> out;
+  for (const auto& [name, path] : found) {
+    try {
+      Json j = Json::read_file(path.string());
+      if (j.is_object() && j.contains("acceptance_length") && j.at("acceptance_length").is_number()) {
+        out.push_back({name, std::move(j)});
+      }
+    } catch (const Error& e) {
+      log::warn(cat("report: skipping ", path.string(), ": ", e.what()));
+    }
+  }
+  return out;
+}
+
+std::string render_report_html(const std::vector<Json>& lines, const std::string& title,
+                               const std::vector<MeasuredAcceptance>& measured) {
   Json array = Json::array();
   for (const auto& l : lines) array.push_back(l);
   std::time_t now = std::time(nullptr);
@@ -157,7 +203,7 @@ std::string render_report_html(const std::vector<Json>& lines, const std::string
   std::strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&now));
   return cat("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>", html_escape(title),
              "</title>\n<style>", kStyle, "</style></head>\n<body>\n<h1>", html_escape(title), "</h1>\n<p>", lines.size(),
-             " metric lines; written ", stamp, ".</p>\n<table>", summary_rows(lines), "</table>\n<div id=\"charts\"></div>\n",
+             " metric lines; written ", stamp, ".</p>\n<table>", summary_rows(lines, measured), "</table>\n<div id=\"charts\"></div>\n",
              "<script type=\"application/json\" id=\"metrics\">", script_safe(array.dump()), "</script>\n<script>",
              kScript, "</script>\n</body></html>\n");
 }
@@ -166,7 +212,8 @@ std::string write_run_report(const std::string& run_dir) {
   if (!fs::is_directory(run_dir)) fail_usage(cat(run_dir, ": not a directory (expected a training run's --log-dir)"));
   const auto lines = read_metrics_jsonl((fs::path(run_dir) / "metrics.jsonl").string());
   const std::string out = (fs::path(run_dir) / "report.html").string();
-  write_file_atomic(out, render_report_html(lines, cat("speculators training report: ", run_dir)));
+  write_file_atomic(out, render_report_html(lines, cat("speculators training report: ", run_dir),
+                                            read_run_evaluations(run_dir)));
   return out;
 }
 

@@ -15,8 +15,19 @@ namespace speculators {
 // Reads <run_dir>/metrics.jsonl (errors name the file and line).
 std::vector<Json> read_metrics_jsonl(const std::string& path);
 
-// The report page for these metric lines.
-std::string render_report_html(const std::vector<Json>& lines, const std::string& title);
+// A speculative-decoding measurement of one of the run's checkpoints (its eval.json, written by
+// speculators-eval), shown next to the training estimate.
+struct MeasuredAcceptance {
+  std::string checkpoint;  // the checkpoint directory's name within the run
+  Json eval;               // the eval.json object
+};
+
+// The <run_dir>/<checkpoint>/eval.json files, in checkpoint order; unreadable ones are skipped.
+std::vector<MeasuredAcceptance> read_run_evaluations(const std::string& run_dir);
+
+// The report page for these metric lines (and measurements, if any).
+std::string render_report_html(const std::vector<Json>& lines, const std::string& title,
+                               const std::vector<MeasuredAcceptance>& measured = {});
 
 // Reads <run_dir>/metrics.jsonl and writes <run_dir>/report.html atomically; returns its path.
 std::string write_run_report(const std::string& run_dir);

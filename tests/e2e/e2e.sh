@@ -145,6 +145,7 @@ case "$CASE" in
     tau=$(sed -E 's/.*"acceptance_length":([0-9.e+-]+).*/\1/' "$WORK/out.txt")
     awk -v t="$tau" 'BEGIN { exit !(t > 2 && t <= 4) }' || fail "acceptance length $tau not in (2, 4]"
     expect_text "$WORK/ckpt/15/eval.json" '"acceptance_length"'
+    expect_text "$WORK/ckpt/report.html" 'measured acceptance length &tau; of checkpoint 15'
     expect_code 0 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$DATA" --draft "$WORK/ckpt/15" \
       --num-prompts 2 --max-new-tokens 8
     expect_text "$WORK/out.txt" 'acceptance length tau'

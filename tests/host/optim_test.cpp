@@ -62,13 +62,6 @@ torch::Tensor to_tensor(const Mat& m) {
   return t;
 }
 
-Mat to_mat(const torch::Tensor& t) {
-  Mat m(t.size(0), std::vector<double>(t.size(1)));
-  for (long i = 0; i < t.size(0); ++i)
-    for (long j = 0; j < t.size(1); ++j) m[i][j] = t[i][j].item<double>();
-  return m;
-}
-
 void check_close(const torch::Tensor& got, const Mat& want, double tol) {
   REQUIRE(got.size(0) == static_cast<long>(want.size()));
   for (long i = 0; i < got.size(0); ++i)

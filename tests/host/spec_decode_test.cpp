@@ -133,3 +133,9 @@ TEST_CASE("acceptance statistics from the histogram", "[spec_decode]") {
   CHECK(r.conditional[1] == Approx(7.0 / 8.0));
   CHECK(r.conditional[2] == Approx(4.0 / 7.0));
 }
+
+TEST_CASE("the run directory of a checkpoint ignores a trailing slash", "[spec_decode]") {
+  CHECK(run_dir_of("out/ckpt/3") == "out/ckpt");
+  CHECK(run_dir_of("out/ckpt/3/") == "out/ckpt");
+  CHECK(run_dir_of("out/./ckpt/3") == "out/ckpt");
+}

@@ -57,7 +57,7 @@ std::vector<Field> fields(const std::string& msg) {
   std::size_t at = 0;
   while (at < msg.size()) {
     const auto key = varint(msg, at);
-    Field f{static_cast<int>(key >> 3), static_cast<int>(key & 7)};
+    Field f{static_cast<int>(key >> 3), static_cast<int>(key & 7), 0, {}};
     if (f.wire == 0) {
       f.integer = varint(msg, at);
     } else if (f.wire == 1) {

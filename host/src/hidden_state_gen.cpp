@@ -31,10 +31,26 @@ std::vector<std::int64_t> default_target_layer_ids(std::int64_t num_layers) {
 
 namespace {
 
-// Temporary files of a killed run: <name>.tmp.<pid> whose writer no longer exists.
+// A .lock file nobody holds (its writer was killed between the rename and the unlink).
+void remove_if_unheld(const fs::path& lock) {
+  const int fd = ::open(lock.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return;
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    ::unlink(lock.c_str());
+    ::flock(fd, LOCK_UN);
+  }
+  ::close(fd);
+}
+
+// Leftovers of a killed run: temporary files <name>.tmp.<pid> whose writer no longer exists,
+// and lock files nobody holds.
 void remove_stale_temporaries(const fs::path& dir) {
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
+    if (name.rfind("hs_", 0) == 0 && name.size() > 5 && name.compare(name.size() - 5, 5, ".lock") == 0) {
+      remove_if_unheld(entry.path());
+      continue;
+    }
     const auto at = name.rfind(".tmp.");
     if (at == std::string::npos || name.rfind("hs_", 0) != 0) continue;
     const std::string pid_text = name.substr(at + 5);

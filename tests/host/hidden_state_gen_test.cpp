@@ -2,6 +2,9 @@
 // own residual streams, loss-masked token counts (§2.8), resume and --validate, and the same
 // batches through the files and online sources (up to dtype rounding).
 #include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -125,7 +128,20 @@ TEST_CASE("hidden-states resumes: valid files are kept, broken or missing ones r
   // A stale temporary of a killed writer (pid 0x7fffffff does not exist) is removed.
   const std::string stale = hs_file_path(f.data_dir, 6) + ".tmp.2147483647";
   std::ofstream(stale) << "partial";
+  // A lock left by a writer killed between its rename and its unlink (file 1 exists and is valid)
+  // is removed; a lock someone still holds stays.
+  const std::string stale_lock = hs_file_path(f.data_dir, 1) + ".lock";
+  std::ofstream(stale_lock) << "";
+  const std::string held_lock = hs_file_path(f.data_dir, 3) + ".lock";
+  const int held = ::open(held_lock.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  REQUIRE(held >= 0);
+  REQUIRE(::flock(held, LOCK_EX) == 0);
   auto resumed = generate_hidden_states(o);
+  CHECK_FALSE(fs::exists(stale_lock));
+  CHECK(fs::exists(held_lock));
+  ::flock(held, LOCK_UN);
+  ::close(held);
+  fs::remove(held_lock);
   CHECK(resumed.written == 2);      // rows 2 and 4; row 5's NaN is only seen with --validate
   CHECK(resumed.regenerated == 1);
   CHECK_FALSE(fs::exists(stale));

@@ -1,10 +1,15 @@
 // speculators-train: the trainer's entry point (everything else is in speculators_host).
+// `speculators-train plugins ...` manages installed plugin packages; anything else is a job.
 #include <string>
 #include <vector>
 
+#include "plugin_packages.h"
 #include "train_command.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args.front() == "plugins") {
+    return speculators::run_plugins_command(std::vector<std::string>(args.begin() + 1, args.end()));
+  }
   return speculators::run_train_command(args);
 }

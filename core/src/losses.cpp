@@ -38,8 +38,7 @@ std::string joined_names() {
 // Σ_v exp(log_a) · (log_a − log_b) with 0·(−inf) read as 0, i.e. KL(a || b) from log-probs.
 torch::Tensor kl_from_logs(const torch::Tensor& log_a, const torch::Tensor& log_b) {
   auto a = log_a.exp();
-  auto term = torch::where(a > 0, a * (log_a - log_b), torch::zeros_like(a));
-  return term.sum(-1);
+  return torch::where(a > 0, a * (log_a - log_b), at::Scalar(0.0)).sum(-1);
 }
 
 // Per-row values [T, C] of one chunk; `logits` may require grad, `targets` never does.
@@ -95,6 +94,30 @@ std::vector<Divergence> kinds_from_ints(const std::vector<std::int64_t>& ints) {
   return kinds;
 }
 
+// d/dlogits of Σ_t g_t·ℓ_t for the terms with a closed form (KL(p‖q): q − p; CE: q − onehot),
+// computed straight from the chunk instead of through autograd. Undefined when a term has none.
+torch::Tensor closed_form_grad(const torch::Tensor& logits, const torch::Tensor& targets,
+                               const std::vector<Divergence>& kinds, const torch::Tensor& grad_values) {
+  torch::Tensor p_weighted;  // Σ_t g_t · (target distribution of term t)
+  torch::Tensor g_total;     // Σ_t g_t, per row
+  for (std::size_t t = 0; t < kinds.size(); ++t) {
+    const auto g = grad_values[static_cast<std::int64_t>(t)].to(torch::kFloat).unsqueeze(-1);  // [C, 1]
+    torch::Tensor p;
+    if (kinds[t] == Divergence::kKlDiv) {
+      p = torch::softmax(targets.to(torch::kFloat), -1) * g;
+    } else if (kinds[t] == Divergence::kCrossEntropy) {
+      p = torch::zeros(targets.sizes(), targets.options().dtype(torch::kFloat))
+              .scatter_(-1, targets.argmax(-1, /*keepdim=*/true), g);
+    } else {
+      return {};
+    }
+    p_weighted = p_weighted.defined() ? p_weighted + p : p;
+    g_total = g_total.defined() ? g_total + g : g;
+  }
+  auto q = torch::softmax(logits.to(torch::kFloat), -1);
+  return (q.mul_(g_total).sub_(p_weighted)).to(logits.scalar_type());
+}
+
 class ChunkedDivergenceFunction : public torch::autograd::Function<ChunkedDivergenceFunction> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits,
@@ -124,13 +147,21 @@ class ChunkedDivergenceFunction : public torch::autograd::Function<ChunkedDiverg
     const auto kinds = kinds_from_ints(ctx->saved_data["kinds"].toIntVector());
     const std::int64_t chunk = ctx->saved_data["chunk"].toInt();
     const auto& grad_values = grad_outputs[0];  // [T, N]
-    auto grad_logits = torch::zeros_like(logits);
+    auto grad_logits = torch::empty_like(logits);
     const std::int64_t n = logits.size(0);
     for (std::int64_t begin = 0; begin < n; begin += chunk) {
       const std::int64_t end = std::min(n, begin + chunk);
       auto grad_chunk = grad_values.slice(1, begin, end);
       // Rows outside the loss mask get zero gradient; skip chunks made only of them.
-      if (!grad_chunk.ne(0).any().item<bool>()) continue;
+      if (!grad_chunk.ne(0).any().item<bool>()) {
+        grad_logits.slice(0, begin, end).zero_();
+        continue;
+      }
+      auto closed = closed_form_grad(logits.slice(0, begin, end), targets.slice(0, begin, end), kinds, grad_chunk);
+      if (closed.defined()) {
+        grad_logits.slice(0, begin, end).copy_(closed);
+        continue;
+      }
       torch::AutoGradMode enable_grad(true);
       auto leaf = logits.slice(0, begin, end).detach().requires_grad_(true);
       auto values = chunk_divergences(leaf, targets.slice(0, begin, end).detach(), kinds);

@@ -61,7 +61,7 @@ Schema host_schema() {
       opt_int("max_steps", Json(), "Stop after this many optimizer steps", "trainer"),
       opt_string("save_path", "./output/checkpoints", "Checkpoint directory", "trainer"),
       opt_int("log_freq", 1, "Write a metrics line every N steps", "trainer"),
-      opt_int("num_threads", 0, "CPU threads for LibTorch (0 = all cores)", "trainer"),
+      opt_int("num_threads", 0, "CPU threads for LibTorch (0 = every CPU the process may use; OMP_NUM_THREADS overrides)", "trainer"),
       opt_string("log_dir", Json(), "Where metrics.jsonl goes (default: --save-path)", "logging"),
   };
 }

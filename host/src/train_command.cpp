@@ -1,6 +1,7 @@
 // speculators-train: resolve the job, load the algorithm's plugin, build the draft from the
 // verifier, then dry-run or train (facts §1.6).
 #include "train_command.h"
+#include "threads.h"
 
 #include <chrono>
 #include <ctime>
@@ -137,7 +138,7 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
     fail_usage("--verifier-name-or-path is required (flag, or verifier.verifier_name_or_path in the job file)");
   }
   algorithm.validate(args);
-  if (args.get_int("num_threads") > 0) torch::set_num_threads(static_cast<int>(args.get_int("num_threads")));
+  apply_num_threads(static_cast<int>(args.get_int("num_threads")));
   torch::manual_seed(static_cast<std::uint64_t>(args.get_int("seed")));
 
   const std::string verifier_dir = args.get_string("verifier_name_or_path");

@@ -95,6 +95,21 @@ TEST_CASE("several terms are computed in one pass, each with its own gradient", 
   REQUIRE(torch::allclose(both[1], textbook(logits.detach(), targets, Divergence::kKlDiv), 1e-5, 1e-6));
 }
 
+TEST_CASE("a weighted KL + CE pair has the gradient of the textbook sum", "[losses]") {
+  torch::manual_seed(4);
+  const auto targets = torch::randn({9, 6}) * 2;
+  const auto upstream = torch::randn({2, 9});
+  upstream[1][3] = 0;  // a row one term ignores
+  auto a = torch::randn({9, 6}).requires_grad_(true);
+  auto b = a.detach().clone().requires_grad_(true);
+  const auto pair = nn::rowwise_divergences(a, targets, {Divergence::kKlDiv, Divergence::kCrossEntropy}, 4);
+  (pair * upstream).sum().backward();
+  const auto expected = textbook(b, targets, Divergence::kKlDiv) * upstream[0] +
+                        textbook(b, targets, Divergence::kCrossEntropy) * upstream[1];
+  expected.sum().backward();
+  REQUIRE(torch::allclose(a.grad(), b.grad(), 1e-5, 1e-6));
+}
+
 TEST_CASE("bf16 logits: values in fp32, gradient in bf16", "[losses]") {
   torch::manual_seed(3);
   auto logits = torch::randn({4, 8}).to(torch::kBFloat16).requires_grad_(true);

@@ -265,6 +265,10 @@ TEST_CASE("plugin directories writable by others, or owned by another user, are 
   CHECK_FALSE(unsafe_permissions_reason("/d", 040755, 0, me));  // root-owned system directories are fine
   CHECK(*unsafe_permissions_reason("/d", 040775, me, me) ==
         "/d is writable by group (mode 0775); anyone who can write there can run code in this process (chmod go-w /d)");
+  // Group-writable is fine when the group is the owner's private group (umask 002 systems)...
+  CHECK_FALSE(unsafe_permissions_reason("/d", 040775, me, me, true));
+  // ...but others-writable never is.
+  CHECK(unsafe_permissions_reason("/d", 040777, me, me, true)->rfind("/d is writable by others (mode 0777)", 0) == 0);
   CHECK(unsafe_permissions_reason("/d", 041777, me, me)->rfind("/d is writable by group and others (mode 1777)", 0) == 0);
   CHECK(unsafe_permissions_reason("/d", 040757, me, me)->rfind("/d is writable by others (mode 0757)", 0) == 0);
   CHECK(*unsafe_permissions_reason("/d", 040755, me + 1000, me == 0 ? 4242 : me) ==
@@ -273,12 +277,12 @@ TEST_CASE("plugin directories writable by others, or owned by another user, are 
 
   test::TempDir temp("unsafe_dirs");
   const std::string open_dir = temp.dir("open");
-  fs::permissions(open_dir, fs::perms(0775));
+  fs::permissions(open_dir, fs::perms(0757));
   PluginSearchInputs inputs;
   inputs.plugin_dirs = {open_dir};
   Error e = error_of([&] { plugin_search_path(inputs); });
   CHECK(e.code() == ExitCode::kPlugin);
-  CHECK(std::string(e.what()) == "--plugin-dir " + *unsafe_permissions_reason(open_dir, 040775, me, me));
+  CHECK(std::string(e.what()) == "--plugin-dir " + *unsafe_permissions_reason(open_dir, 040757, me, me));
   // Elsewhere in the search path an unsafe directory is skipped, with a warning.
   const std::string safe = temp.dir("safe");
   inputs.plugin_dirs = {};
@@ -293,6 +297,13 @@ TEST_CASE("plugin directories writable by others, or owned by another user, are 
     e = error_of([&] { plugin_search_path(inputs); });
     CHECK(std::string(e.what()).find(foreign + " is owned by uid 4242, not by this user (uid 0) or root") !=
           std::string::npos);
+    // Group-writable with a group that is not root's own (gid 4242 has no entry): refused.
+    const std::string shared = temp.dir("shared");
+    fs::permissions(shared, fs::perms(0775));
+    REQUIRE(::chown(shared.c_str(), 0, 4242) == 0);
+    inputs.plugin_dirs = {shared};
+    e = error_of([&] { plugin_search_path(inputs); });
+    CHECK(std::string(e.what()).rfind("--plugin-dir " + shared + " is writable by group (mode 0775)", 0) == 0);
   }
 
   // A plugin file others may write to is not opened either.
@@ -303,12 +314,15 @@ TEST_CASE("plugin directories writable by others, or owned by another user, are 
   PluginHost plugins(registry, cpu_host());
   const PluginRecord record = plugins.load(so.string());
   CHECK_FALSE(record.ok);
-  CHECK(record.reason == "refusing to open " + *unsafe_permissions_reason(so.string(), 0100666, me, me));
+  // "group and others", or "others" where the file's group is this user's private group.
+  CHECK(record.reason.rfind("refusing to open " + so.string() + " is writable by ", 0) == 0);
+  CHECK(record.reason.find("others (mode 0666); anyone who can write there can run code in this process") !=
+        std::string::npos);
   CHECK_FALSE(is_mapped(so.string()));
 
   // Installing into such a directory is refused too, before anything is copied.
   e = error_of([&] { install_plugin_package(SPECULATORS_FIXTURE_PACKAGE_GOOD_A, open_dir, cpu_host()); });
-  CHECK(std::string(e.what()) == "refusing to install into " + *unsafe_permissions_reason(open_dir, 040775, me, me));
+  CHECK(std::string(e.what()) == "refusing to install into " + *unsafe_permissions_reason(open_dir, 040757, me, me));
   CHECK(fs::is_empty(open_dir));
 }
 

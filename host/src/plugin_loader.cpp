@@ -1,6 +1,8 @@
-// The plugin host (DESIGN §3): search path, discovery, and the checked loading sequence. Every
-// failure becomes one line on the plugin's record that names both the plugin's value and the
-// host's; the host keeps going with the plugins that passed. Text output for --list-plugins and
+// The plugin host (DESIGN §3): search path, discovery, and the checked loading sequence, which
+// starts with what can be checked without opening the .so (permissions, and its manifest's
+// fingerprint and sha256: plugin_packages.h). Every failure becomes one line on the plugin's
+// record that names both the plugin's value and the host's; the host keeps going with the
+// plugins that passed. Text output for --list-plugins and
 // --describe lives in plugin_listing.cpp.
 #include "plugin_loader.h"
 
@@ -276,6 +278,8 @@ bool PluginHost::check_before_open(const std::string& path, PluginRecord& record
       record.reason = cat("manifest ", manifest_path, ": ", *why);
       return false;
     }
+    // The file could change between this hash and dlopen only for someone who can write to its
+    // directory, which the search path has already limited to this user (or root).
     if (auto why = check_manifest_sha256(manifest, path)) {
       record.reason = *why;
       return false;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "cached_verifier.h"
 #include "progress.h"
 #include "speculators/error.h"
 #include "speculators/json.h"
@@ -16,48 +17,6 @@ namespace {
 std::int64_t resolved_prompt_len(const SampleOptions& o) {
   return o.prompt_len > 0 ? o.prompt_len : std::max<std::int64_t>(1, o.seq_len / 4);
 }
-
-// Runs a verifier a few positions at a time with a key/value cache per layer. It goes through
-// the verifier's own decoder-layer modules; the cache lives in the attention kernel, which sees
-// the new positions' rotated keys and values and attends over everything cached so far.
-class CachedDecoder {
- public:
-  explicit CachedDecoder(VerifierModelImpl& verifier)
-      : verifier_(verifier), rope_(verifier.config()),
-        keys_(static_cast<std::size_t>(verifier.config().num_hidden_layers)),
-        values_(keys_.size()) {}
-
-  // tokens [B, S] at positions [offset, offset + S) -> next-token logits after the last [B, V].
-  torch::Tensor step(const torch::Tensor& tokens) {
-    const std::int64_t b = tokens.size(0), s = tokens.size(1);
-    const auto longs = torch::TensorOptions().dtype(torch::kLong).device(tokens.device());
-    const torch::Tensor query_pos = torch::arange(offset_, offset_ + s, longs);
-    const torch::Tensor key_pos = torch::arange(offset_ + s, longs);
-    torch::Tensor h = verifier_.embed_tokens(tokens);
-    const nn::RotaryTables rope = rope_.tables(query_pos.unsqueeze(0).expand({b, s}), h.scalar_type());
-    for (std::size_t i = 0; i < keys_.size(); ++i) {
-      torch::Tensor allowed = key_pos.unsqueeze(0) <= query_pos.unsqueeze(1);
-      if (auto window = verifier_.config().window_of_layer(static_cast<std::int64_t>(i))) {
-        allowed = allowed.logical_and(key_pos.unsqueeze(0) > query_pos.unsqueeze(1) - *window);
-      }
-      const nn::AttentionKernel kernel = [this, i, &allowed](const torch::Tensor& q, const torch::Tensor& k,
-                                                             const torch::Tensor& v) {
-        keys_[i] = keys_[i].defined() ? torch::cat({keys_[i], k}, 2) : k;
-        values_[i] = values_[i].defined() ? torch::cat({values_[i], v}, 2) : v;
-        return nn::dense_attention(q, keys_[i], values_[i], allowed);
-      };
-      h = verifier_.layers->ptr<nn::DecoderLayerImpl>(i)->forward(h, rope, kernel);
-    }
-    offset_ += s;
-    return verifier_.lm_head(verifier_.norm(h.select(1, s - 1)));
-  }
-
- private:
-  VerifierModelImpl& verifier_;
-  nn::RotaryEmbedding rope_;
-  std::vector<torch::Tensor> keys_, values_;  // per layer: [B, nkv, positions so far, hd]
-  std::int64_t offset_ = 0;
-};
 
 }  // namespace
 
@@ -92,15 +51,15 @@ SampledSequences sample_sequences(VerifierModelImpl& verifier, const SampleOptio
   for (std::int64_t b0 = 0; b0 < n; b0 += o.batch_size) {
     const std::int64_t b1 = std::min(n, b0 + o.batch_size);
     torch::Tensor rows = ids.slice(0, b0, b1).to(device);
-    CachedDecoder decoder(verifier);
-    torch::Tensor logits = decoder.step(rows.slice(1, 0, prompt));
+    CachedVerifier decoder(verifier);
+    torch::Tensor logits = decoder.step(rows.slice(1, 0, prompt), /*last_logits_only=*/true).logits;
     for (std::int64_t t = prompt; t < t_len; ++t) {
       const torch::Tensor probs = torch::softmax(logits.to(torch::kCPU, torch::kFloat) / temperature, -1);
       top1_sum += std::get<0>(probs.max(-1)).sum().item<double>();
       const torch::Tensor next =
           o.temperature > 0 ? torch::multinomial(probs, 1, /*replacement=*/false, gen).squeeze(1) : probs.argmax(-1);
       rows.select(1, t).copy_(next.to(device));
-      if (t + 1 < t_len) logits = decoder.step(rows.slice(1, t, t + 1));
+      if (t + 1 < t_len) logits = decoder.step(rows.slice(1, t, t + 1), /*last_logits_only=*/true).logits;
       done_steps += b1 - b0;
       if (bar) bar->update(done_steps, "tokens");
     }

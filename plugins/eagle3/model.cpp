@@ -1,6 +1,7 @@
 // The EAGLE-3 draft model: construction, the K-step training-time-test forward with teacher
 // forcing (facts §2.4), vocab mapping and verifier weights (facts §2.8).
 #include "model.h"
+#include "proposer.h"
 
 #include <limits>
 #include <map>
@@ -332,6 +333,8 @@ void Eagle3DraftModel::after_load(const BuildContext& ctx) {
   load_verifier_weights(ctx.verifier_path, ctx.verifier.hidden_size);
   check_loaded();
 }
+
+std::unique_ptr<Proposer> Eagle3DraftModel::make_proposer() { return std::make_unique<Eagle3Proposer>(*this); }
 
 }  // namespace eagle3
 }  // namespace speculators

@@ -63,6 +63,7 @@ class Eagle3DraftModel : public DraftModel {
   std::vector<std::string> keys_to_ignore_on_save() const override;
   std::vector<std::string> keys_allowed_missing_on_load() const override;
   void after_load(const BuildContext& ctx) override;
+  std::unique_ptr<Proposer> make_proposer() override;
 
   ForwardResult run(const Batch& batch, const StepOptions& options);
 
@@ -94,6 +95,7 @@ class Eagle3DraftModel : public DraftModel {
   torch::Tensor t2d_;  // bool [V], iff Vd != V
 
  private:
+  friend class Eagle3Proposer;
   torch::Tensor project_aux(const torch::Tensor& hidden_states);
   // One TTT step through every decoder layer; x is [1, L, 2H] for the first layer.
   torch::Tensor decoder_step(torch::Tensor x, const nn::RotaryTables& rope, std::vector<TttCache>& caches,

@@ -78,6 +78,7 @@ class MyAlgoModel : public DraftModel {
   Json config_json() const override { return config_.to_json(); }
   std::vector<std::string> keys_to_ignore_on_save() const override;
   std::vector<std::string> keys_allowed_missing_on_load() const override;
+  std::unique_ptr<Proposer> make_proposer() override;
   void after_load(const BuildContext& ctx) override;
 
   // --- the pieces of forward, public so that tests (and subclasses) can reach them ---
@@ -94,6 +95,7 @@ class MyAlgoModel : public DraftModel {
   nn::RMSNorm verifier_norm() const { return verifier_norm_; }
 
  private:
+  friend class MyAlgoProposer;
   MyAlgoConfig config_;
   nn::RotaryEmbedding rotary_;
   torch::nn::Linear fc_{nullptr};

@@ -134,6 +134,26 @@ case "$CASE" in
     expect_text "$WORK/dry/config.json" '"speculators_model_type": "eagle3"'
     [ -s "$WORK/dry/model.safetensors" ] || fail "dry run wrote no weights"
     ;;
+  eagle3_eval)
+    # Train a little, then decode speculatively: every output equals greedy decoding, and the
+    # trained draft gets more than the bonus token per step on average.
+    tiny_inputs
+    expect_code 0 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$VERIFIER" \
+      --data-path "$DATA" --save-path "$WORK/ckpt" --epochs 4 --total-seq-len 256 --lr 3e-3
+    expect_code 0 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$DATA" --draft "$WORK/ckpt/3" \
+      --num-prompts 6 --max-new-tokens 16 --json
+    expect_text "$WORK/out.txt" '"exact_prompts":6'
+    tau=$(sed -E 's/.*"acceptance_length":([0-9.e+-]+).*/\1/' "$WORK/out.txt")
+    awk -v t="$tau" 'BEGIN { exit !(t > 1.2 && t <= 4) }' || fail "acceptance length $tau not in (1.2, 4]"
+    expect_text "$WORK/ckpt/3/eval.json" '"acceptance_length"'
+    expect_code 0 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$DATA" --draft "$WORK/ckpt/3" \
+      --num-prompts 2 --max-new-tokens 8
+    expect_text "$WORK/out.txt" 'acceptance length tau'
+    expect_text "$WORK/out.txt" 'training estimate'
+    expect_text "$WORK/out.txt" '2/2 outputs identical'
+    expect_code 2 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$DATA" --draft "$WORK/nothing"
+    expect_text "$WORK/err.txt" 'no config.json'
+    ;;
   eagle3_train)
     tiny_inputs
     expect_code 0 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$VERIFIER" \

@@ -15,6 +15,7 @@
 #include "speculators/args.h"
 #include "speculators/json.h"
 #include "speculators/nn/transformer_config.h"
+#include "speculators/proposal.h"
 #include "speculators/schema.h"
 
 namespace speculators {
@@ -82,6 +83,10 @@ class DraftModel : public torch::nn::Module {
   virtual std::vector<std::string> keys_allowed_missing_on_load() const { return {}; }
   // Called after weights were loaded from a checkpoint (re-derive frozen state, etc.).
   virtual void after_load(const BuildContext&) {}
+
+  // Plugin ABI 1.1: inference. A proposer over this model (which must outlive it), or nullptr
+  // when the algorithm cannot propose. The host calls this only on plugins built for ABI >= 1.1.
+  virtual std::unique_ptr<Proposer> make_proposer() { return nullptr; }
 };
 
 class Algorithm {

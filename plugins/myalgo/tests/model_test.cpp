@@ -219,3 +219,45 @@ TEST_CASE("a batch without a needed key or of the wrong width is reported", "[my
   CHECK_THROWS_WITH(model.forward(narrow, Json::object()),
                     Catch::Contains("hidden_states") && Catch::Contains("expected [1, L, 32]"));
 }
+
+TEST_CASE("proposals are heads 2..k+1 at the last accepted position, as forward computes them",
+          "[myalgo][model][proposer]") {
+  MyAlgoModel model(test::tiny_config(/*block_size=*/4));
+  test::fill_frozen(model);
+  torch::manual_seed(9);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model.parameters()) {
+      if (p.requires_grad()) p.add_(torch::randn_like(p) * 0.3);
+    }
+  }
+  model.eval();
+  const std::int64_t n = 9, width = model.fc()->weight.size(1), H = 16;
+  const auto features = torch::randn({n, width});
+  const auto last = torch::randn({n, H});
+  const auto next = torch::randint(0, 32, {n}, torch::kLong);
+
+  auto proposer = model.make_proposer();
+  REQUIRE(proposer);
+  proposer->extend(features.slice(0, 0, 6), last.slice(0, 0, 6), next.slice(0, 0, 6));
+  proposer->extend(features.slice(0, 6, n), last.slice(0, 6, n), next.slice(0, 6, n));
+  REQUIRE(proposer->length() == n);
+  const auto proposals = proposer->propose(5);
+  REQUIRE(proposals.size() == 3);  // block_size 4: heads 2, 3, 4
+
+  Batch batch;
+  batch["hidden_states"] = features.unsqueeze(0);
+  batch["verifier_last_hidden_states"] = last.unsqueeze(0);
+  batch["input_ids"] = next.unsqueeze(0);
+  batch["loss_mask"] = torch::ones({1, n}, torch::kLong);
+  batch["position_ids"] = torch::arange(n, torch::kLong).unsqueeze(0);
+  batch["document_ids"] = torch::zeros({1, n}, torch::kLong);
+  torch::NoGradGuard no_grad;
+  const auto out = model.forward(batch, Json());
+  for (std::size_t j = 1; j < 4; ++j) {
+    INFO("head " << j + 1);
+    CHECK(out.output[j][0][n - 1].item<std::int64_t>() == proposals[j - 1]);
+  }
+  CHECK(proposer->propose(1).size() == 1);
+  CHECK_THROWS_WITH(model.make_proposer()->propose(2), Catch::Contains("before any extend"));
+}

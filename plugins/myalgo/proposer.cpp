@@ -1,0 +1,65 @@
+// See proposer.h. The decoder layers run with a key/value cache; positions are not shifted
+// (row i holds the verifier's features after token i, rotary position i), as in draft_states().
+#include "proposer.h"
+
+#include "speculators/error.h"
+
+namespace speculators {
+namespace myalgo {
+
+MyAlgoProposer::MyAlgoProposer(MyAlgoModel& model)
+    : model_(model),
+      keys_(static_cast<std::size_t>(model.config().layer_config.num_hidden_layers)),
+      values_(keys_.size()) {}
+
+void MyAlgoProposer::extend(const torch::Tensor& features, const torch::Tensor& /*last_hidden*/,
+                            const torch::Tensor& next_tokens) {
+  const std::int64_t n = next_tokens.numel();
+  if (n == 0) return;
+  const std::int64_t width = model_.fc_->weight.size(1);
+  if (features.dim() != 2 || features.size(0) != n || features.size(1) != width) {
+    fail_data(cat("myalgo proposer: features must be [", n, ", ", width, "], got ", features.sizes()));
+  }
+  torch::NoGradGuard no_grad;
+  const auto& c = model_.config().layer_config;
+  auto x = model_.fc_(features.unsqueeze(0).to(model_.fc_->weight.scalar_type()));
+  const auto positions = torch::arange(length_, length_ + n, torch::kLong).unsqueeze(0);
+  const nn::RotaryTables rope = model_.rotary_.tables(positions, x.scalar_type());
+  const auto longs = torch::TensorOptions().dtype(torch::kLong);
+  for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const auto window = c.window_of_layer(i);
+    const auto li = static_cast<std::size_t>(i);
+    nn::AttentionKernel kernel = [&, li, window](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+      keys_[li] = keys_[li].defined() ? torch::cat({keys_[li], k}, 2) : k;
+      values_[li] = values_[li].defined() ? torch::cat({values_[li], v}, 2) : v;
+      const std::int64_t total = keys_[li].size(2);
+      const auto query_index = torch::arange(total - n, total, longs).unsqueeze(1);
+      const auto key_index = torch::arange(total, longs).unsqueeze(0);
+      auto allowed = key_index <= query_index;
+      if (window) allowed = allowed.logical_and(key_index > query_index - *window);
+      return nn::dense_attention(q, keys_[li], values_[li], allowed);
+    };
+    x = model_.layers_[li]->as<nn::DecoderLayerImpl>()->forward(x, rope, kernel);
+  }
+  last_state_ = model_.norm_(x)[0][n - 1];
+  length_ += n;
+}
+
+std::vector<std::int64_t> MyAlgoProposer::propose(std::int64_t k) {
+  if (length_ == 0) fail("myalgo proposer: propose() before any extend()");
+  torch::NoGradGuard no_grad;
+  std::vector<std::int64_t> out;
+  const auto heads = static_cast<std::int64_t>(model_.heads_->size());
+  for (std::int64_t j = 2; j <= std::min(k + 1, heads); ++j) {
+    const auto logits = model_.lm_head_(model_.heads_[static_cast<std::size_t>(j - 1)]
+                                            ->as<ResidualHeadImpl>()
+                                            ->forward(last_state_.unsqueeze(0)))[0];
+    std::int64_t id = logits.argmax().item<std::int64_t>();
+    if (model_.d2t_.defined()) id += model_.d2t_[id].item<std::int64_t>();  // facts §2.8: offsets
+    out.push_back(id);
+  }
+  return out;
+}
+
+}  // namespace myalgo
+}  // namespace speculators

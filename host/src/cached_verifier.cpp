@@ -5,6 +5,7 @@
 #include <map>
 
 #include "speculators/error.h"
+#include "speculators/log.h"
 
 namespace speculators {
 

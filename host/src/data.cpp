@@ -1,9 +1,11 @@
-// The host's data path: data.jsonl rows, the online feature source, split, collate, packing.
+// The host's data path: data.jsonl rows, bad-sample accounting, verifier features and the online
+// feature source, split, collate. Packing is in packing.cpp, the Loader in loader.cpp.
 #include "data.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <numeric>
 
@@ -30,6 +32,7 @@ std::vector<TokenRow> read_data_jsonl(const std::string& path) {
     }
     if (!j.is_object() || !j.contains("input_ids")) fail_data(cat(where, ": row has no \"input_ids\""));
     TokenRow row;
+    row.line = line_no;
     try {
       row.input_ids = j.at("input_ids").get<std::vector<std::int64_t>>();
       if (j.contains("loss_mask")) {
@@ -53,6 +56,88 @@ std::vector<TokenRow> read_data_jsonl(const std::string& path) {
   return rows;
 }
 
+void check_token_range(const std::vector<TokenRow>& rows, std::int64_t vocab_size, const std::string& path) {
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    for (auto t : rows[i].input_ids) {
+      if (t < 0 || t >= vocab_size) {
+        fail_data(cat(path, ":", rows[i].line, " (row ", i, "): token id ", t,
+                      " is outside the verifier vocabulary [0, ", vocab_size, ")"));
+      }
+    }
+  }
+}
+
+BadSamplePolicy parse_bad_sample_policy(const std::string& text) {
+  if (text == "skip") return BadSamplePolicy::kSkip;
+  if (text == "raise") return BadSamplePolicy::kRaise;
+  fail_usage(cat("on_bad_sample must be skip or raise, got \"", text, "\""));
+}
+
+void BadSampleLog::report(const std::string& message) {
+  if (policy_ == BadSamplePolicy::kRaise) fail_data(cat(message, " (--on-bad-sample raise)"));
+  const auto n = ++count_;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (n <= kMaxWarnings) {
+    log::warn(cat("skipping bad sample: ", message));
+    if (n == kMaxWarnings) log::warn("further bad samples are counted but not shown");
+  }
+}
+
+std::vector<std::size_t> keep_supervised_rows(const std::vector<TokenRow>& rows,
+                                              const std::vector<std::size_t>& indices, BadSampleLog& bad,
+                                              const std::string& path) {
+  std::vector<std::size_t> kept;
+  for (auto i : indices) {
+    const auto& mask = rows.at(i).loss_mask;
+    if (std::find(mask.begin(), mask.end(), 1) != mask.end()) {
+      kept.push_back(i);
+    } else {
+      bad.report(cat(path, ":", rows[i].line, " (row ", i, "): no supervised token (loss_mask is all 0)"));
+    }
+  }
+  return kept;
+}
+
+std::vector<torch::Tensor> verifier_features(VerifierModelImpl& verifier, const std::vector<const TokenRow*>& rows,
+                                             const std::vector<std::int64_t>& layer_ids) {
+  // Pack the rows into one causal, document-masked forward (no cross-row attention).
+  torch::NoGradGuard no_grad;
+  std::vector<std::int64_t> ids, pos, doc;
+  for (std::size_t d = 0; d < rows.size(); ++d) {
+    for (std::size_t t = 0; t < rows[d]->input_ids.size(); ++t) {
+      ids.push_back(rows[d]->input_ids[t]);
+      pos.push_back(static_cast<std::int64_t>(t));
+      doc.push_back(static_cast<std::int64_t>(d));
+    }
+  }
+  const auto total = static_cast<std::int64_t>(ids.size());
+  auto input_ids = torch::tensor(ids, torch::kInt64).view({1, total});
+  auto position_ids = torch::tensor(pos, torch::kInt64).view({1, total});
+  auto document_ids = torch::tensor(doc, torch::kInt64);
+  auto out = verifier.forward(input_ids, position_ids, document_ids, layer_ids, /*want_logits=*/false);
+  auto stacked = torch::stack(out.hidden_states, 2)[0].to(torch::kFloat32);  // [total, layers, H]
+  std::vector<torch::Tensor> per_row;
+  std::int64_t offset = 0;
+  for (const auto* row : rows) {
+    const auto t = static_cast<std::int64_t>(row->input_ids.size());
+    per_row.push_back(stacked.narrow(0, offset, t).clone());
+    offset += t;
+  }
+  return per_row;
+}
+
+Sample sample_from_features(const TokenRow& row, const torch::Tensor& features) {
+  // facts §3.3: hidden_states = hs[:, :-1].flatten(1), verifier_last_hidden_states = hs[:, -1].
+  const auto t = features.size(0), slots = features.size(1), h = features.size(2);
+  Sample s;
+  s.tensors["hidden_states"] = features.narrow(1, 0, slots - 1).reshape({t, (slots - 1) * h}).to(torch::kFloat32).clone();
+  s.tensors["verifier_last_hidden_states"] = features.select(1, slots - 1).to(torch::kFloat32).clone();
+  s.tensors["input_ids"] = torch::tensor(row.input_ids, torch::kInt64);
+  s.tensors["loss_mask"] = torch::tensor(row.loss_mask, torch::kInt64);
+  s.tensors["position_ids"] = torch::arange(t, torch::kInt64);
+  return s;
+}
+
 OnlineFeatureSource::OnlineFeatureSource(VerifierModel verifier, std::vector<TokenRow> rows,
                                          std::vector<std::int64_t> aux_layer_ids, std::size_t cache_bytes,
                                          std::int64_t max_tokens_per_call)
@@ -66,12 +151,7 @@ OnlineFeatureSource::OnlineFeatureSource(VerifierModel verifier, std::vector<Tok
     if (id < 0 || id > n) fail_usage(cat("target layer id ", id, " is outside [0, ", n, "] for this verifier"));
   }
   layer_ids_.push_back(n);  // facts §2.2: the final layer is always appended
-  const auto vocab = verifier_->config().vocab_size;
-  for (std::size_t i = 0; i < rows_.size(); ++i) {
-    for (auto t : rows_[i].input_ids) {
-      if (t < 0 || t >= vocab) fail_data(cat("data row ", i, ": token id ", t, " is outside the verifier vocabulary [0, ", vocab, ")"));
-    }
-  }
+  check_token_range(rows_, verifier_->config().vocab_size, "data.jsonl");
   verifier_->eval();
   for (auto& p : verifier_->parameters()) p.set_requires_grad(false);
 }
@@ -81,48 +161,24 @@ std::int64_t OnlineFeatureSource::length(std::size_t index) const {
 }
 
 void OnlineFeatureSource::compute(const std::vector<std::size_t>& indices) {
-  // Pack the rows into one causal, document-masked forward (no cross-row attention).
-  torch::NoGradGuard no_grad;
-  std::vector<std::int64_t> ids, pos, doc;
-  for (std::size_t d = 0; d < indices.size(); ++d) {
-    const auto& row = rows_[indices[d]];
-    for (std::size_t t = 0; t < row.input_ids.size(); ++t) {
-      ids.push_back(row.input_ids[t]);
-      pos.push_back(static_cast<std::int64_t>(t));
-      doc.push_back(static_cast<std::int64_t>(d));
-    }
-  }
-  const auto total = static_cast<std::int64_t>(ids.size());
-  auto input_ids = torch::tensor(ids, torch::kInt64).view({1, total});
-  auto position_ids = torch::tensor(pos, torch::kInt64).view({1, total});
-  auto document_ids = torch::tensor(doc, torch::kInt64);
-  auto out = verifier_->forward(input_ids, position_ids, document_ids, layer_ids_, /*want_logits=*/false);
-  std::vector<torch::Tensor> aux(out.hidden_states.begin(), out.hidden_states.end() - 1);
-  auto hidden = torch::cat(aux, -1)[0];              // [total, A*H]
-  auto last = out.hidden_states.back()[0];           // [total, H]
-  std::int64_t offset = 0;
-  for (auto index : indices) {
-    const auto& row = rows_[index];
-    const auto t = static_cast<std::int64_t>(row.input_ids.size());
-    Sample s;
-    s.tensors["hidden_states"] = hidden.narrow(0, offset, t).clone();
-    s.tensors["verifier_last_hidden_states"] = last.narrow(0, offset, t).clone();
-    s.tensors["input_ids"] = torch::tensor(row.input_ids, torch::kInt64);
-    s.tensors["loss_mask"] = torch::tensor(row.loss_mask, torch::kInt64);
-    s.tensors["position_ids"] = torch::arange(t, torch::kInt64);
-    offset += t;
+  std::vector<const TokenRow*> rows;
+  for (auto i : indices) rows.push_back(&rows_[i]);
+  auto features = verifier_features(*verifier_, rows, layer_ids_);
+  for (std::size_t k = 0; k < indices.size(); ++k) {
+    Sample s = sample_from_features(rows_[indices[k]], features[k]);
     std::size_t bytes = 0;
-    for (const auto& [k, v] : s.tensors) bytes += v.numel() * v.element_size();
+    for (const auto& [key, v] : s.tensors) bytes += v.numel() * v.element_size();
     if (cached_bytes_ + bytes <= cache_bytes_) {
       cached_bytes_ += bytes;
-      cache_[index] = std::move(s);
+      cache_[indices[k]] = std::move(s);
     } else {
-      pending_.emplace(index, std::move(s));
+      pending_.emplace(indices[k], std::move(s));
     }
   }
 }
 
 std::vector<Sample> OnlineFeatureSource::get(const std::vector<std::size_t>& indices) {
+  std::lock_guard<std::mutex> lock(mutex_);
   std::vector<std::size_t> missing;
   for (auto i : indices) {
     if (i >= rows_.size()) fail(cat("sample index ", i, " out of range (", rows_.size(), " rows)"));
@@ -146,7 +202,7 @@ std::vector<Sample> OnlineFeatureSource::get(const std::vector<std::size_t>& ind
   for (auto i : indices) {
     auto it = cache_.find(i);
     if (it != cache_.end()) {
-      out.push_back(it->second);
+      out.push_back(it->second);  // shares tensors: the loader never writes into a sample
     } else {
       out.push_back(std::move(pending_.at(i)));
       pending_.erase(i);
@@ -190,74 +246,6 @@ Batch collate(const std::vector<Sample>& samples, std::int64_t total_len) {
   for (auto& [key, t] : batch) t = t.unsqueeze(0);
   batch["document_ids"] = doc.unsqueeze(0);
   return batch;
-}
-
-std::vector<std::vector<std::size_t>> pack_rows(const std::vector<std::size_t>& indices,
-                                                const std::vector<std::int64_t>& lengths,
-                                                std::int64_t total_len, std::uint64_t seed, std::int64_t epoch) {
-  std::vector<std::size_t> order = indices;
-  std::mt19937_64 rng(seed + static_cast<std::uint64_t>(epoch));
-  std::shuffle(order.begin(), order.end(), rng);
-  std::vector<std::vector<std::size_t>> bins;
-  std::vector<std::int64_t> fill;
-  for (auto i : order) {
-    const auto len = std::min(lengths[i], total_len);
-    std::size_t b = 0;
-    while (b < bins.size() && fill[b] + len > total_len) ++b;
-    if (b == bins.size()) {
-      bins.emplace_back();
-      fill.push_back(0);
-    }
-    bins[b].push_back(i);
-    fill[b] += len;
-  }
-  return bins;
-}
-
-Loader::Loader(FeatureSource& source, const Algorithm& algorithm, std::vector<std::size_t> indices,
-               std::int64_t total_len, double noise_std, std::uint64_t seed, bool train)
-    : source_(source),
-      algorithm_(algorithm),
-      indices_(std::move(indices)),
-      total_len_(total_len),
-      noise_std_(noise_std),
-      seed_(seed),
-      train_(train),
-      noise_gen_(at::detail::createCPUGenerator(seed)) {
-  lengths_.resize(source_.size());
-  for (std::size_t i = 0; i < source_.size(); ++i) lengths_[i] = source_.length(i);
-  start_epoch(0);
-}
-
-void Loader::start_epoch(std::int64_t epoch, std::size_t skip) {
-  epoch_ = epoch;
-  plan_ = pack_rows(indices_, lengths_, total_len_, seed_, epoch);
-  cursor_ = std::min(skip, plan_.size());
-}
-
-std::optional<Batch> Loader::next() {
-  while (cursor_ < plan_.size()) {
-    // The noise of a batch depends on (seed, epoch, batch index) only: resumable mid-epoch.
-    noise_gen_.set_current_seed((seed_ * 1000003ULL + static_cast<std::uint64_t>(epoch_)) * 1000003ULL + cursor_);
-    auto samples = source_.get(plan_[cursor_++]);
-    std::vector<Sample> kept;
-    for (auto& s : samples) {
-      if (train_ && noise_std_ > 0) {
-        // facts §3.6: uniform in [-std, std) on the aux states only, train split only.
-        auto& h = s.tensors.at("hidden_states");
-        auto u = torch::rand(h.sizes(), noise_gen_, h.options());
-        h = h + (2 * u - 1) * noise_std_;
-      }
-      auto processed = algorithm_.preprocess(std::move(s));
-      if (processed && processed->length() > 0) {
-        kept.push_back(std::move(*processed));
-      } else {
-        ++dropped_;
-      }
-    }
-    if (!kept.empty()) return collate(kept, total_len_);
-  }
-  return std::nullopt;
 }
 
 }  // namespace speculators

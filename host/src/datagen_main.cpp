@@ -1,12 +1,14 @@
 // speculators-datagen: makes the inputs of a training run without an external model server.
 //   make-verifier  a random Llama / Qwen3 verifier in Hugging Face layout, with learnable structure
 //   sample         on-policy token data (data.jsonl) sampled from a verifier
+//   hidden-states  the verifier's features of data.jsonl as hidden_states/hs_{i}.safetensors
 #include <CLI/CLI.hpp>
 
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
 
+#include "hidden_state_gen.h"
 #include "make_verifier.h"
 #include "sampling.h"
 #include "speculators/error.h"
@@ -47,10 +49,19 @@ void run_sample(const std::string& verifier_dir, SampleOptions options, const st
             << samples.mean_top1 << "\n";
 }
 
+void run_hidden_states(const HiddenStateGenOptions& options) {
+  const HiddenStateGenReport r = generate_hidden_states(options);
+  std::string ids;
+  for (auto id : r.layer_ids) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+  std::cout << "hidden states of " << r.rows << " rows in " << options.data_dir << "/hidden_states (layers " << ids
+            << ", " << options.dtype << "): wrote " << r.written << ", kept " << r.kept << " existing, regenerated "
+            << r.regenerated << "\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"speculators-datagen: tiny verifiers and on-policy token data"};
+  CLI::App app{"speculators-datagen: tiny verifiers, on-policy token data and offline hidden states"};
   app.require_subcommand(1);
 
   MakeVerifierOptions make;
@@ -78,6 +89,21 @@ int main(int argc, char** argv) {
   sample_cmd->add_option("--seed", sample.seed, "random seed");
   sample_cmd->add_option("--prompt-len", sample.prompt_len, "random prompt tokens, loss_mask 0 (default seq-len/4)");
 
+  HiddenStateGenOptions hs;
+  std::int64_t hs_vocab = 0;
+  CLI::App* hs_cmd = app.add_subcommand(
+      "hidden-states", "write DIR/hidden_states/hs_{i}.safetensors (verifier features of DIR/data.jsonl), "
+                       "DIR/token_freq.npy and, with --draft-vocab-size, DIR/{d2t,t2d}.npy; resumable");
+  hs_cmd->add_option("--verifier", hs.verifier_dir, "verifier directory")->required();
+  hs_cmd->add_option("--data", hs.data_dir, "data directory with data.jsonl")->required();
+  hs_cmd->add_option("--target-layer-ids", hs.target_layer_ids,
+                     "aux layer ids (default [2, n/2, n-3] as eagle3; the final layer is always appended)");
+  hs_cmd->add_option("--dtype", hs.dtype, "stored dtype: bf16 (default, as the reference) or fp32")
+      ->check(CLI::IsMember({"bf16", "fp32"}));
+  hs_cmd->add_option("--batch-tokens", hs.batch_tokens, "tokens per verifier forward (default 8192)");
+  hs_cmd->add_flag("--validate", hs.validate, "re-read every file (existing ones too): ids, shapes, finite values");
+  hs_cmd->add_option("--draft-vocab-size", hs_vocab, "also write d2t.npy and t2d.npy for this draft vocabulary");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -87,6 +113,10 @@ int main(int argc, char** argv) {
   try {
     if (make_cmd->parsed()) run_make_verifier(make, make_out);
     if (sample_cmd->parsed()) run_sample(sample_verifier, sample, sample_out);
+    if (hs_cmd->parsed()) {
+      if (hs_cmd->count("--draft-vocab-size") > 0) hs.draft_vocab_size = hs_vocab;
+      run_hidden_states(hs);
+    }
   } catch (const Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return static_cast<int>(e.code());

@@ -105,7 +105,7 @@ void summarize_acceptance(EvalReport& r) {
 }
 
 std::optional<double> training_acceptance_estimate(const std::string& draft_dir, std::string* source) {
-  for (const fs::path dir : {fs::path(draft_dir), fs::path(draft_dir).lexically_normal().parent_path()}) {
+  for (const fs::path& dir : {fs::path(draft_dir), fs::path(draft_dir).lexically_normal().parent_path()}) {
     const fs::path metrics = dir / "metrics.jsonl";
     if (!fs::exists(metrics)) continue;
     std::ifstream in(metrics);

@@ -48,6 +48,13 @@ Schema host_schema() {
                 "data"),
       opt_int("feature_cache_mb", 2048, "Online source: keep verifier features of up to this many MiB in "
               "memory across epochs (0 disables)", "data"),
+      opt_string("on_bad_sample", "skip", "A sample that cannot be used (corrupt or missing hs file, wrong "
+                 "shape, NaN/Inf, token mismatch, no supervised token): skip it with a warning and count it per "
+                 "epoch, or raise (exit code 4)", "data", {"skip", "raise"}),
+      opt_int("num_workers", 2, "Background threads that read, add noise and pack the next batches while a "
+              "step runs (0 = build each batch in the training thread)", "data"),
+      opt_int("prefetch_factor", 2, "Batches each worker may build ahead (memory: num_workers x "
+              "prefetch_factor packed rows)", "data"),
       opt_string("optimizer", "adamw", "Optimizer", "optimizer", {"adamw"}),
       opt_float("lr", 1e-4, "Learning rate", "optimizer"),
       opt_float("weight_decay", 0.01, "AdamW weight decay", "optimizer"),

@@ -5,6 +5,7 @@
 
 #include "cached_verifier.h"
 #include "speculators/error.h"
+#include "speculators/log.h"
 
 namespace speculators {
 

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "data.h"
+#include "feature_files.h"
 #include "host_info.h"
 #include "job.h"
 #include "plugin_loader.h"
@@ -185,20 +186,35 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
 
   std::string source = args.get_string("data_source");
   if (source == "auto") source = fs::exists(fs::path(data_path) / "hidden_states") ? "files" : "online";
-  if (source == "files") {
-    fail_usage(cat(data_path, "/hidden_states: the files feature source is not available in this build; "
-                   "use --data-source online"));
-  }
-  auto rows = read_data_jsonl((fs::path(data_path) / "data.jsonl").string());
+  const std::string jsonl = (fs::path(data_path) / "data.jsonl").string();
+  auto rows = read_data_jsonl(jsonl);
+  check_token_range(rows, ctx.verifier.vocab_size, jsonl);
+  auto bad = std::make_shared<BadSampleLog>(parse_bad_sample_policy(args.get_string("on_bad_sample")));
+  auto [train_idx, val_idx] = split_rows(rows.size(), args.get_double("train_data_ratio"));
+  train_idx = keep_supervised_rows(rows, train_idx, *bad, jsonl);
+  val_idx = keep_supervised_rows(rows, val_idx, *bad, jsonl);
   const auto total_len = args.get_int("total_seq_len");
-  OnlineFeatureSource features(load_verifier(verifier_dir), std::move(rows), model->target_layer_ids(),
-                               static_cast<std::size_t>(args.get_int("feature_cache_mb")) << 20, total_len);
-  auto [train_idx, val_idx] = split_rows(features.size(), args.get_double("train_data_ratio"));
+  std::unique_ptr<FeatureSource> features;
+  if (source == "files") {
+    features = std::make_unique<FileFeatureSource>(data_path, std::move(rows),
+                                                   static_cast<std::int64_t>(model->target_layer_ids().size()),
+                                                   ctx.verifier.hidden_size, bad);
+  } else {
+    features = std::make_unique<OnlineFeatureSource>(load_verifier(verifier_dir), std::move(rows),
+                                                     model->target_layer_ids(),
+                                                     static_cast<std::size_t>(args.get_int("feature_cache_mb")) << 20,
+                                                     total_len);
+  }
   const auto seed = static_cast<std::uint64_t>(args.get_int("seed"));
-  Loader train_loader(features, algorithm, train_idx, total_len, args.get_double("noise_std"), seed, true);
-  Loader val_loader(features, algorithm, val_idx, total_len, 0.0, seed, false);
+  LoaderOptions loader_options;
+  loader_options.num_workers = static_cast<int>(args.get_int("num_workers"));
+  loader_options.prefetch_factor = static_cast<int>(args.get_int("prefetch_factor"));
+  Loader train_loader(*features, algorithm, train_idx, total_len, args.get_double("noise_std"), seed, true,
+                      loader_options);
+  Loader val_loader(*features, algorithm, val_idx, total_len, 0.0, seed, false, loader_options);
   log::info(cat("data: ", train_idx.size(), " train rows, ", val_idx.size(), " validation rows, ",
-                train_loader.num_batches(), " packed rows of ", total_len, " tokens per epoch (online source)"));
+                train_loader.num_batches(), " packed rows of ", total_len, " tokens per epoch (", source, " source, ",
+                loader_options.num_workers, " workers)"));
   Trainer trainer(args, algorithm, model, train_loader, &val_loader);
   auto summary = trainer.run();
   log::info(cat("done: ", summary.global_step, " steps; last checkpoint ", summary.last_checkpoint));

@@ -3,6 +3,7 @@
 #include "proposer.h"
 
 #include "speculators/error.h"
+#include "speculators/log.h"
 
 namespace speculators {
 namespace myalgo {

@@ -6,11 +6,13 @@
 #include <set>
 
 #include "data.h"
+#include "data_util.h"
 #include "metrics.h"
 #include "speculators/error.h"
 #include "trainer.h"
 
 using namespace speculators;
+using namespace speculators::test;
 namespace fs = std::filesystem;
 
 namespace {
@@ -29,14 +31,6 @@ std::string error_of(const std::function<void()>& f) {
     return e.what();
   }
   return "";
-}
-Sample make_sample(std::int64_t t, std::int64_t base) {
-  Sample s;
-  s.tensors["input_ids"] = torch::arange(base, base + t, torch::kInt64);
-  s.tensors["loss_mask"] = torch::ones({t}, torch::kInt64);
-  s.tensors["position_ids"] = torch::arange(t, torch::kInt64);
-  s.tensors["hidden_states"] = torch::full({t, 3}, static_cast<double>(base));
-  return s;
 }
 }  // namespace
 
@@ -96,35 +90,6 @@ TEST_CASE("packing covers every row once, respects the capacity and reshuffles p
   CHECK(pack_rows(idx, lengths, 16, 0, 1) != bins);   // seed + epoch reshuffles
 }
 
-namespace {
-// A feature source over in-memory samples and an algorithm that keeps every sample as it is.
-class VectorSource : public FeatureSource {
- public:
-  explicit VectorSource(std::vector<Sample> samples) : samples_(std::move(samples)) {}
-  std::size_t size() const override { return samples_.size(); }
-  std::int64_t length(std::size_t i) const override { return samples_[i].length(); }
-  std::vector<Sample> get(const std::vector<std::size_t>& indices) override {
-    std::vector<Sample> out;
-    for (auto i : indices) {
-      Sample copy;
-      for (const auto& [k, t] : samples_[i].tensors) copy.tensors[k] = t.clone();
-      out.push_back(std::move(copy));
-    }
-    return out;
-  }
-
- private:
-  std::vector<Sample> samples_;
-};
-class IdentityAlgorithm : public Algorithm {
- public:
-  std::string name() const override { return "identity"; }
-  std::string description() const override { return ""; }
-  Schema schema() const override { return {}; }
-  std::vector<std::int64_t> target_layer_ids(const BuildContext&) const override { return {}; }
-  std::shared_ptr<DraftModel> from_training_args(const BuildContext&) const override { return nullptr; }
-};
-}  // namespace
 
 TEST_CASE("a loader started mid-epoch yields the same noisy batches as one read from the start", "[data]") {
   std::vector<Sample> samples;

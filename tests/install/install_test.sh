@@ -90,7 +90,7 @@ tar -tzf "$sdk" | sed 's|^[^/]*/||' >"$WORK/sdk.txt"
 for f in include/speculators/plugin/abi.h include/speculators/plugin/plugin.h include/speculators/build_config.h \
          lib/libspeculators_core.so lib/cmake/Speculators/SpeculatorsConfig.cmake \
          lib/cmake/Speculators/SpeculatorsPlugin.cmake lib/cmake/Speculators/SpeculatorsPluginPackage.cmake \
-         lib/cmake/Speculators/SpeculatorsTargets.cmake bin/speculators-train bin/speculators-datagen bin/speculators-bench \
+         lib/cmake/Speculators/SpeculatorsTargets.cmake bin/speculators-train bin/speculators-datagen bin/speculators-eval bin/speculators-bench \
          lib/speculators/plugins/myalgo.so lib/speculators/plugins/myalgo.manifest.json \
          lib/speculators/plugins/eagle3.so lib/speculators/plugins/eagle3.manifest.json; do
   grep -q -x "$f" "$WORK/sdk.txt" || { cat "$WORK/sdk.txt"; fail "the SDK archive lacks $f"; }

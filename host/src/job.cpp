@@ -55,21 +55,47 @@ Schema host_schema() {
               "step runs (0 = build each batch in the training thread)", "data"),
       opt_int("prefetch_factor", 2, "Batches each worker may build ahead (memory: num_workers x "
               "prefetch_factor packed rows)", "data"),
-      opt_string("optimizer", "adamw", "Optimizer", "optimizer", {"adamw"}),
-      opt_float("lr", 1e-4, "Learning rate", "optimizer"),
+      opt_string("optimizer", "muon", "Optimizer: muon (Muon for 2-D hidden weights, AdamW for the rest) or "
+                 "adamw (AdamW for everything)", "optimizer", {"adamw", "muon"}),
+      opt_float("lr", 1e-4, "Learning rate (AdamW)", "optimizer"),
       opt_float("weight_decay", 0.01, "AdamW weight decay", "optimizer"),
+      opt_float("muon_lr", Json(), "Muon learning rate (default 10 x --lr)", "optimizer"),
+      opt_float("muon_momentum", 0.95, "Muon momentum (Nesterov)", "optimizer"),
+      opt_float("muon_weight_decay", 0.1, "Muon weight decay", "optimizer"),
+      opt_int("muon_ns_steps", 5, "Muon Newton-Schulz iterations", "optimizer"),
+      opt_string("muon_adjust_lr_fn", "match_rms_adamw", "Muon LR scaling: match_rms_adamw (0.2 x sqrt(max(rows, "
+                 "cols))) or original (sqrt(max(1, rows/cols)))", "optimizer", {"original", "match_rms_adamw"}),
       opt_float("max_grad_norm", 1.0, "Gradient-norm clip", "optimizer"),
+      opt_int("grad_accum_steps", 1, "Packed rows whose gradients are averaged into one optimizer step",
+              "optimizer"),
       opt_string("scheduler_type", "linear", "Learning-rate schedule", "scheduler", {"linear", "cosine", "none"}),
       opt_int("scheduler_warmup_steps", Json(), "Warmup steps (default 1% of total)", "scheduler"),
       opt_float("scheduler_warmup_ratio", Json(), "Warmup as a fraction of total steps", "scheduler"),
       opt_int("scheduler_total_steps", Json(), "Total steps (default epochs x steps per epoch)", "scheduler"),
       opt_float("scheduler_num_cosine_cycles", 0.5, "Cosine cycles", "scheduler"),
       opt_int("epochs", 20, "Epochs", "trainer"),
-      opt_int("max_steps", Json(), "Stop after this many optimizer steps", "trainer"),
+      opt_int("max_steps", Json(), "Stop after this many optimizer steps (the run ends there, with a checkpoint)",
+              "trainer"),
       opt_string("save_path", "./output/checkpoints", "Checkpoint directory", "trainer"),
+      opt_float("checkpoint_freq", 1.0, "f >= 1: save epoch 0, every f-th epoch and the last; f < 1: every epoch "
+                "end plus every round(f x steps per epoch) steps within it", "trainer"),
+      opt_int("save_steps", 0, "Also save within an epoch every N optimizer steps (0: only as --checkpoint-freq "
+              "says)", "trainer"),
+      opt_bool("save_best", false, "Save an epoch only when its validation loss is the best so far, and keep only "
+               "that checkpoint", "trainer"),
+      opt_int("keep_last", 0, "Keep only the N newest epoch checkpoints, plus the best (0 keeps all)", "trainer"),
+      opt_bool("resume_from_checkpoint", true, "Continue from the newest complete checkpoint in --save-path "
+               "(--no-resume-from-checkpoint starts over)", "trainer"),
+      opt_int("max_bad_steps", 10, "Stop (saving the last good state) after this many consecutive steps with a "
+              "non-finite loss or gradient; each one is skipped", "trainer"),
       opt_int("log_freq", 1, "Write a metrics line every N steps", "trainer"),
       opt_int("num_threads", 0, "CPU threads for LibTorch (0 = every CPU the process may use; OMP_NUM_THREADS overrides)", "trainer"),
-      opt_string("log_dir", Json(), "Where metrics.jsonl goes (default: --save-path)", "logging"),
+      opt_string("log_dir", Json(), "Where metrics.jsonl, report.html and the TensorBoard run go (default: "
+                 "--save-path)", "logging"),
+      opt_string("logger", "tensorboard", "Comma list of extra loggers: tensorboard (event files in "
+                 "<log-dir>/<run-name>), or empty for none", "logging"),
+      opt_string("run_name", Json(), "TensorBoard run directory name (default \"tensorboard\"; placeholders "
+                 "{time}, {utc_time}, {rank}, {local_rank})", "logging"),
   };
 }
 

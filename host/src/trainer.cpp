@@ -1,32 +1,21 @@
-// The training loop (see trainer.h).
+// The training loop (see trainer.h); checkpoint contents and resume are in trainer_checkpoint.cpp.
 #include "trainer.h"
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include "metrics.h"
 #include "progress.h"
-#include "speculators/checkpoint.h"
+#include "signals.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
 
 namespace fs = std::filesystem;
 
 namespace speculators {
-
-double lr_factor(const std::string& type, std::int64_t step, std::int64_t total, std::int64_t warmup,
-                 double cosine_cycles) {
-  if (type == "none") return 1.0;
-  if (step < warmup) return static_cast<double>(step) / static_cast<double>(std::max<std::int64_t>(1, warmup));
-  const double span = static_cast<double>(std::max<std::int64_t>(1, total - warmup));
-  const double progress = static_cast<double>(step - warmup) / span;
-  if (type == "cosine") {
-    return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * 2.0 * cosine_cycles * progress)));
-  }
-  return std::max(0.0, static_cast<double>(total - step) / span);
-}
 
 namespace {
 
@@ -52,135 +41,201 @@ std::string short_metrics(const std::map<std::string, double>& values, const std
 
 Trainer::Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<DraftModel> model, Loader& train,
                  Loader* val)
-    : args_(args), algorithm_(algorithm), model_(std::move(model)), train_(train), val_(val) {
-  for (auto& p : model_->parameters()) {
-    if (p.requires_grad()) trainable_.push_back(p);
+    : args_(args),
+      algorithm_(algorithm),
+      model_(std::move(model)),
+      train_(train),
+      val_(val),
+      store_(args.get_string("save_path"), args.get_int("keep_last")) {
+  for (const auto& item : model_->named_parameters(/*recurse=*/true)) {
+    if (!item.value().requires_grad()) continue;
+    trainable_.push_back({item.key(), item.value()});
+    trainable_tensors_.push_back(item.value());
   }
-  if (trainable_.empty()) fail(cat("algorithm ", algorithm_.name(), ": the model has no trainable parameters"), ExitCode::kPlugin);
-  base_lr_ = args_.get_double("lr");
-  optimizer_ = std::make_unique<torch::optim::AdamW>(
-      trainable_, torch::optim::AdamWOptions(base_lr_).weight_decay(args_.get_double("weight_decay")));
+  if (trainable_.empty()) {
+    fail(cat("algorithm ", algorithm_.name(), ": the model has no trainable parameters"), ExitCode::kPlugin);
+  }
+  grad_accum_ = args_.get_int("grad_accum_steps");
+  if (grad_accum_ < 1) fail_usage(cat("--grad-accum-steps must be >= 1, got ", grad_accum_));
+  if (args_.get_int("max_bad_steps") < 1) {
+    fail_usage(cat("--max-bad-steps must be >= 1, got ", args_.get_int("max_bad_steps")));
+  }
+  if (args_.get_double("checkpoint_freq") <= 0) {
+    fail_usage(cat("--checkpoint-freq must be > 0, got ", args_.get_double("checkpoint_freq")));
+  }
+  optim_ = std::make_unique<OptimizerSet>(args_, trainable_);
   std::tie(train_kwargs_, val_kwargs_) = algorithm_.trainer_kwargs(args_);
-
-  const auto epochs = args_.get_int("epochs");
-  total_steps_ = args_.has("scheduler_total_steps") ? args_.get_int("scheduler_total_steps")
-                                                     : epochs * static_cast<std::int64_t>(train_.num_batches());
-  if (args_.has("max_steps")) total_steps_ = std::min(total_steps_, args_.get_int("max_steps"));
-  if (args_.has("scheduler_warmup_steps")) {
-    warmup_steps_ = args_.get_int("scheduler_warmup_steps");
-  } else if (args_.has("scheduler_warmup_ratio")) {
-    warmup_steps_ = static_cast<std::int64_t>(std::floor(total_steps_ * args_.get_double("scheduler_warmup_ratio")));
-  } else {
-    warmup_steps_ = total_steps_ / 100;  // facts §4.3: 1%
-  }
-  const std::string log_dir = args_.has("log_dir") ? args_.get_string("log_dir") : args_.get_string("save_path");
-  fs::create_directories(log_dir);
-  metrics_path_ = (fs::path(log_dir) / "metrics.jsonl").string();
-  std::ofstream(metrics_path_, std::ios::trunc);
+  schedule_ = make_schedule(args_, steps_per_epoch());
+  log_ = std::make_unique<RunLog>(args_);
 }
 
-void Trainer::set_lr(double factor) {
-  for (auto& group : optimizer_->param_groups()) {
-    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(base_lr_ * factor);
-  }
-}
+Trainer::~Trainer() = default;
 
-void Trainer::log_line(const Json& line) {
-  std::ofstream out(metrics_path_, std::ios::app);
-  out << line.dump() << "\n";
-  if (!out) fail(cat(metrics_path_, ": cannot append a metrics line"));
+std::int64_t Trainer::steps_per_epoch() const {
+  const auto n = static_cast<std::int64_t>(train_.num_batches());
+  return (n + grad_accum_ - 1) / grad_accum_;
 }
 
 TrainSummary Trainer::run() {
+  InterruptGuard interrupts;
+  resume_if_possible();
   const auto epochs = args_.get_int("epochs");
-  log::info(cat("training ", algorithm_.name(), ": ", epochs, " epochs x ", train_.num_batches(),
-                " steps, ", trainable_.size(), " trainable tensors, total steps ", total_steps_, ", warmup ",
-                warmup_steps_));
-  for (std::int64_t epoch = 0; epoch < epochs; ++epoch) {
-    if (args_.has("max_steps") && global_step_ >= args_.get_int("max_steps")) break;
-    train_epoch(epoch);
-    save_checkpoint(epoch);
-    if (val_ != nullptr && !val_->empty()) summary_.last_val = validate(epoch);
+  const std::optional<std::int64_t> max_steps = args_.get_optional_int("max_steps");
+  std::string parts;
+  for (const auto& part : optim_->parts()) {
+    parts += cat(parts.empty() ? "" : " + ", part->kind(), " (", part->params().size(), " tensors, lr ",
+                 part->base_lr(), ")");
   }
+  log::info(cat("training ", algorithm_.name(), ": ", epochs, " epochs x ", steps_per_epoch(), " steps (",
+                train_.num_batches(), " packed rows, ", grad_accum_, " per step); ", parts, "; schedule ",
+                schedule_.type, " over ", schedule_.total_steps, " steps, warmup ", schedule_.warmup_steps));
+  for (; epoch_ < epochs; ++epoch_) {
+    if (max_steps && global_step_ >= *max_steps) break;
+    const Stop stop = train_epoch(epoch_);
+    if (stop == Stop::kInterrupted) stop_interrupted(epoch_);
+    finish_epoch(epoch_);
+    // No extra step per remaining epoch (facts Appendix A.8): --max-steps ends the run.
+    if (max_steps && global_step_ >= *max_steps) break;
+  }
+  log_->write_report();
   summary_.global_step = global_step_;
+  summary_.skipped_steps = skipped_steps_;
   return summary_;
 }
 
-void Trainer::train_epoch(std::int64_t epoch) {
+Trainer::Stop Trainer::train_epoch(std::int64_t epoch) {
   model_->train();
-  train_.start_epoch(epoch);
-  const auto grad_clip = args_.get_double("max_grad_norm");
-  const auto log_freq = std::max<std::int64_t>(1, args_.get_int("log_freq"));
-  const std::optional<std::int64_t> max_steps = args_.get_optional_int("max_steps");
-  ProgressBar bar(cat("epoch ", epoch), static_cast<std::int64_t>(train_.num_batches()));
-  std::int64_t step_in_epoch = 0;
-  double tokens_per_s = 0;
-  std::map<std::string, double> values;
-  while (true) {
-    if (max_steps && global_step_ >= *max_steps) break;
-    auto t0 = Clock::now();
-    auto batch = train_.next();
-    if (!batch) break;
-    double fetch_ms = ms_since(t0);
-    auto t1 = Clock::now();
-    auto result = model_->forward(*batch, train_kwargs_);
-    if (global_step_ == 0) check_forward_result(result, algorithm_.name());
-    double fwd_ms = ms_since(t1);
-    auto t2 = Clock::now();
-    optimizer_->zero_grad();
-    result.loss.backward();
-    double bwd_ms = ms_since(t2);
-    auto t3 = Clock::now();
-    torch::nn::utils::clip_grad_norm_(trainable_, grad_clip);
-    const double factor = lr_factor(args_.get_string("scheduler_type"), global_step_, total_steps_, warmup_steps_,
-                                    args_.get_double("scheduler_num_cosine_cycles"));
-    set_lr(factor);
-    optimizer_->step();
-    double opt_ms = ms_since(t3);
-    double step_ms = ms_since(t0);
-    const auto tokens = (batch->at("document_ids") != -1).sum().item<std::int64_t>();
-    tokens_per_s = tokens / std::max(1e-9, step_ms / 1000.0);
-
-    if (global_step_ % log_freq == 0) {
-      MetricAccumulator acc;
-      acc.add(result.metrics);
-      values = acc.values();
-      Json line = Json::object({{"epoch", epoch}, {"global_step", global_step_}, {"lr", base_lr_ * factor}});
-      for (const auto& [k, v] : values) line["train/" + k] = v;
-      line["train/acceptance_length"] = estimated_acceptance_length(values);
-      line["profile/fetch_ms"] = fetch_ms;
-      line["profile/fwd_ms"] = fwd_ms;
-      line["profile/bwd_ms"] = bwd_ms;
-      line["profile/opt_ms"] = opt_ms;
-      line["profile/step_ms"] = step_ms;
-      line["profile/fetch_frac"] = fetch_ms / std::max(1e-9, step_ms);
-      line["profile/tokens_per_s"] = tokens_per_s;
-      log_line(line);
-    }
-    ++global_step_;
-    ++step_in_epoch;
-    char rate[48];
-    std::snprintf(rate, sizeof(rate), " tok/s=%.0f", tokens_per_s);
-    bar.update(step_in_epoch, short_metrics(values, {"loss"}) + rate);
+  train_.start_epoch(epoch, resume_cursor_);
+  if (resume_cursor_ > 0 && resume_batches_ != static_cast<std::int64_t>(train_.num_batches())) {
+    fail_data(cat(resume_state_path_, ": the checkpoint was taken with ", resume_batches_, " packed rows in epoch ",
+                  epoch, ", the data now gives ", train_.num_batches(), "; resume with the same data and "
+                  "--total-seq-len, or pass --no-resume-from-checkpoint to start over"));
   }
-  bar.finish(short_metrics(values, {"loss"}));
-  summary_.last_train = values;
+  resume_cursor_ = 0;
+  const std::size_t n = train_.num_batches();
+  const std::optional<std::int64_t> max_steps = args_.get_optional_int("max_steps");
+  ProgressBar bar(cat("epoch ", epoch), steps_per_epoch());
+  while (train_.position() < n) {
+    if (max_steps && global_step_ >= *max_steps) return Stop::kMaxSteps;
+    optimizer_step(epoch);
+    const auto done = static_cast<std::int64_t>((train_.position() + grad_accum_ - 1) / grad_accum_);
+    bar.update(done, short_metrics(summary_.last_train, {"loss"}));
+    if (InterruptGuard::requested()) {
+      bar.finish();
+      return Stop::kInterrupted;
+    }
+    if (train_.position() < n && mid_epoch_save_due(done)) {
+      save_checkpoint(epoch, static_cast<std::int64_t>(train_.position()), nullptr);
+    }
+  }
+  bar.finish(short_metrics(summary_.last_train, {"loss"}));
+  // Reading past the last batch lets the loader close its epoch (it reports skipped samples).
+  if (train_.next()) fail(cat("the data loader yielded more than its ", n, " packed rows in epoch ", epoch));
+  return Stop::kNone;
 }
 
-std::map<std::string, double> Trainer::validate(std::int64_t epoch) {
+void Trainer::optimizer_step(std::int64_t epoch) {
+  const std::size_t first = train_.position();
+  const std::size_t group = std::min<std::size_t>(grad_accum_, train_.num_batches() - first);
+  const auto t0 = Clock::now();
+  optim_->zero_grad();
+  MetricAccumulator acc;
+  double fetch_ms = 0;
+  std::int64_t tokens = 0;
+  bool bad_loss = false;
+  for (std::size_t i = 0; i < group; ++i) {
+    const auto tf = Clock::now();
+    auto batch = train_.next();
+    fetch_ms += ms_since(tf);
+    if (!batch) break;
+    auto result = model_->forward(*batch, train_kwargs_);
+    if (!forward_checked_) {
+      check_forward_result(result, algorithm_.name());
+      forward_checked_ = true;
+    }
+    tokens += (batch->at("document_ids") != -1).sum().item<std::int64_t>();
+    if (bad_loss || !std::isfinite(result.loss.detach().item<double>())) {
+      bad_loss = true;  // the rest of the group is read (the cursor stays aligned) but not trained on
+      continue;
+    }
+    // Gradients of the group average over its batches.
+    (result.loss / static_cast<double>(group)).backward();
+    acc.add(result.metrics);
+  }
+  double grad_norm = std::nan("");
+  if (!bad_loss) grad_norm = torch::nn::utils::clip_grad_norm_(trainable_tensors_, args_.get_double("max_grad_norm"));
+  const bool bad = bad_loss || !std::isfinite(grad_norm);
+  optim_->set_lr_factor(schedule_.factor(global_step_));
+  if (bad) {
+    optim_->zero_grad();
+    ++skipped_steps_;
+    ++bad_streak_;
+    const std::string what = bad_loss ? "loss" : "gradient";
+    log::warn(cat("step ", global_step_, ": non-finite ", what, "; step skipped (", bad_streak_, " in a row, limit ",
+                  args_.get_int("max_bad_steps"), ")"));
+    log_->write(Json::object({{"epoch", epoch}, {"global_step", global_step_}, {"skipped", "non-finite " + what},
+                              {"skipped_steps", skipped_steps_}}),
+                global_step_);
+  } else {
+    optim_->step();
+    bad_streak_ = 0;
+  }
+  if (!bad && global_step_ % std::max<std::int64_t>(1, args_.get_int("log_freq")) == 0) {
+    log_step(epoch, acc.values(), grad_norm, ms_since(t0), fetch_ms, tokens);
+  }
+  ++global_step_;
+  if (bad && bad_streak_ >= args_.get_int("max_bad_steps")) {
+    // Skipped steps change no weight or optimizer state: what is saved is the last good state,
+    // with the data cursor past the batches that failed.
+    save_checkpoint(epoch, static_cast<std::int64_t>(train_.position()), nullptr);
+    log_->write_report();
+    fail(cat("stopping: ", bad_streak_, " consecutive steps had a non-finite loss or gradient (up to step ",
+             global_step_ - 1, "; --max-bad-steps ", args_.get_int("max_bad_steps"),
+             "). The last good state is in ", summary_.last_checkpoint,
+             "; lower --lr or check the data before resuming"));
+  }
+}
+
+void Trainer::log_step(std::int64_t epoch, const std::map<std::string, double>& values, double grad_norm,
+                       double step_ms, double fetch_ms, std::int64_t tokens) {
+  summary_.last_train = values;
+  const auto lrs = optim_->lrs();  // facts §4.3: read after the optimizer step
+  Json line = Json::object({{"epoch", epoch}, {"global_step", global_step_}});
+  line["lr"] = lrs.count("adamw") ? lrs.at("adamw") : lrs.begin()->second;
+  if (lrs.count("muon")) line["lr/muon"] = lrs.at("muon");
+  for (const auto& [k, v] : values) line["train/" + k] = v;
+  line["train/acceptance_length"] = estimated_acceptance_length(values);
+  line["train/grad_norm"] = grad_norm;
+  line["profile/step_ms"] = step_ms;
+  line["profile/fetch_ms"] = fetch_ms;
+  line["profile/fetch_frac"] = fetch_ms / std::max(1e-9, step_ms);  // share of the step waiting for data
+  // facts §4.1: non-padding tokens of the step over its wall time.
+  line["profile/tokens_per_s"] = static_cast<double>(tokens) / std::max(1e-9, step_ms / 1000.0);
+  log_->write(line, global_step_);
+}
+
+std::optional<std::map<std::string, double>> Trainer::validate(std::int64_t epoch) {
+  std::map<std::string, double> values;
+  if (val_ == nullptr || val_->empty()) return values;
   model_->eval();
   torch::NoGradGuard no_grad;
   val_->start_epoch(epoch);
   MetricAccumulator acc;
-  while (auto batch = val_->next()) acc.add(model_->forward(*batch, val_kwargs_).metrics);
+  while (auto batch = val_->next()) {
+    acc.add(model_->forward(*batch, val_kwargs_).metrics);
+    if (InterruptGuard::requested()) {
+      model_->train();
+      return std::nullopt;  // abandoned: the checkpoint written next reruns it on resume
+    }
+  }
   model_->train();
-  auto values = acc.values();
+  values = acc.values();
   if (values.empty()) return values;
   const double tau = estimated_acceptance_length(values);
   Json line = Json::object({{"epoch", epoch}, {"global_step", global_step_}});
   for (const auto& [k, v] : values) line["val/" + k + "_epoch"] = v;
   line["val/acceptance_length_epoch"] = tau;
-  log_line(line);
+  log_->write(line, global_step_);
   std::vector<std::string> keys = {"loss"};
   for (const auto& [k, v] : values) {
     if (k.rfind("full_acc_", 0) == 0 || k.rfind("acc_", 0) == 0) keys.push_back(k);
@@ -190,20 +245,47 @@ std::map<std::string, double> Trainer::validate(std::int64_t epoch) {
   return values;
 }
 
-void Trainer::save_checkpoint(std::int64_t epoch) {
-  // facts §4.5: <save_path>/<epoch>/ with config.json, model.safetensors, training_state.json.
-  // Written into a temporary directory and renamed, so a crash never leaves a half checkpoint.
-  const fs::path root = args_.get_string("save_path");
-  const fs::path final_dir = root / std::to_string(epoch);
-  const fs::path tmp_dir = root / cat(".tmp-", epoch);
-  fs::remove_all(tmp_dir);
-  save_draft(*model_, tmp_dir.string());
-  Json state = Json::object({{"epoch", epoch}, {"local_step", 0}, {"global_step", global_step_}});
-  write_file_atomic((tmp_dir / "training_state.json").string(), state.dump_python());
-  fs::remove_all(final_dir);
-  fs::rename(tmp_dir, final_dir);
-  summary_.last_checkpoint = final_dir.string();
-  log::info(cat("saved checkpoint ", final_dir.string()));
+void Trainer::finish_epoch(std::int64_t epoch) {
+  // A run stopped by --max-steps inside an epoch saves that epoch's cursor, so it can go on later.
+  if (train_.position() < train_.num_batches()) {
+    // Saved before validating, so a resumed run's metrics.jsonl (cut at the checkpoint) does not
+    // keep this mid-epoch validation line and reads like one uninterrupted run.
+    save_checkpoint(epoch, static_cast<std::int64_t>(train_.position()), nullptr);
+    auto val = validate(epoch);
+    if (!val) stop_interrupted(epoch);
+    summary_.last_val = *val;
+    return;
+  }
+  auto val = validate(epoch);
+  if (!val) stop_interrupted(epoch);
+  summary_.last_val = *val;
+  // facts §4.5/§4.6: the best checkpoint follows the validation loss.
+  const bool improved = val->count("loss") && std::isfinite(val->at("loss")) &&
+                        (!best_val_loss_ || val->at("loss") < *best_val_loss_);
+  const bool save_best = args_.get_bool("save_best");
+  const bool save = save_best ? improved : epoch_end_save_due(epoch);
+  if (!save) return;
+  if (improved) {
+    best_val_loss_ = val->at("loss");
+    best_epoch_ = epoch;
+  }
+  save_checkpoint(epoch, 0, improved ? &*val : nullptr);
+  if (improved) {
+    store_.set_best(epoch);
+    if (save_best) store_.remove_all_but(epoch);
+  }
+}
+
+void Trainer::stop_interrupted(std::int64_t epoch) {
+  const int signo = InterruptGuard::signal_number();
+  // position() is past every batch already trained on; at the epoch's end it equals
+  // num_batches, and the resumed run goes straight to this epoch's validation.
+  save_checkpoint(epoch, static_cast<std::int64_t>(train_.position()), nullptr);
+  log_->write_report();
+  throw Error(cat("interrupted by ", signo == SIGTERM ? "SIGTERM" : "SIGINT", " at step ", global_step_,
+                  ": wrote a resumable checkpoint to ", summary_.last_checkpoint,
+                  "; run the same command again to continue"),
+              ExitCode::kInterrupted);
 }
 
 }  // namespace speculators

@@ -1,53 +1,86 @@
-// The single-process training loop (facts §4.1): forward -> backward -> clip -> AdamW -> LR
-// schedule, a progress bar with loss and tokens/s, one metrics.jsonl line per log step,
-// validation at each epoch end and a checkpoint per epoch in the reference layout (§4.5).
+// The single-process training loop (facts §4.1): forward -> backward (gradient accumulation) ->
+// non-finite guard -> clip -> optimizers (Muon + AdamW, or AdamW) -> LR schedule; a progress bar
+// with loss and tokens/s; metrics.jsonl and TensorBoard lines; validation and the best checkpoint
+// at each epoch end (§4.6); checkpoints that resume exactly (§4.5, train_state.h), mid-epoch ones
+// included; SIGINT/SIGTERM end the run with a resumable checkpoint (signals.h).
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "data.h"
+#include "optim.h"
+#include "run_log.h"
 #include "speculators/algorithm.h"
+#include "train_state.h"
 
 namespace speculators {
 
-// facts §4.3: the LR factor at optimizer step `step` (0-based) of `total`.
-double lr_factor(const std::string& type, std::int64_t step, std::int64_t total, std::int64_t warmup,
-                 double cosine_cycles);
-
 struct TrainSummary {
   std::int64_t global_step = 0;
+  std::int64_t skipped_steps = 0;
   std::map<std::string, double> last_train;
   std::map<std::string, double> last_val;
   std::string last_checkpoint;
+  bool interrupted = false;
 };
 
 class Trainer {
  public:
   Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<DraftModel> model, Loader& train,
           Loader* val);
+  ~Trainer();
+  // Trains to the end (or --max-steps). Resumes from the newest checkpoint in --save-path unless
+  // --no-resume-from-checkpoint. Throws Error(kInterrupted) after writing a checkpoint when a
+  // signal arrived, and Error after --max-bad-steps consecutive non-finite steps.
   TrainSummary run();
 
  private:
-  void train_epoch(std::int64_t epoch);
-  std::map<std::string, double> validate(std::int64_t epoch);
-  void save_checkpoint(std::int64_t epoch);
-  void set_lr(double factor);
-  void log_line(const Json& line);
+  enum class Stop { kNone, kMaxSteps, kInterrupted };
+  // trainer_checkpoint.cpp
+  void resume_if_possible();
+  void restore_model_tensors(const NamedTensors& tensors, const std::string& tensor_path);
+  void save_checkpoint(std::int64_t epoch, std::int64_t local_step, const std::map<std::string, double>* best_val);
+  void fill_checkpoint(const std::filesystem::path& dir, std::int64_t epoch, std::int64_t local_step,
+                       const std::map<std::string, double>* best_val);
+  bool epoch_end_save_due(std::int64_t epoch) const;
+  bool mid_epoch_save_due(std::int64_t steps_done_in_epoch) const;
+  // trainer.cpp
+  Stop train_epoch(std::int64_t epoch);
+  void optimizer_step(std::int64_t epoch);
+  void log_step(std::int64_t epoch, const std::map<std::string, double>& values, double grad_norm, double step_ms,
+                double fetch_ms, std::int64_t tokens);
+  std::optional<std::map<std::string, double>> validate(std::int64_t epoch);
+  void finish_epoch(std::int64_t epoch);
+  [[noreturn]] void stop_interrupted(std::int64_t epoch);
+  std::int64_t steps_per_epoch() const;
 
   const Args& args_;
   const Algorithm& algorithm_;
   std::shared_ptr<DraftModel> model_;
   Loader& train_;
   Loader* val_;
-  std::unique_ptr<torch::optim::Optimizer> optimizer_;
-  std::vector<torch::Tensor> trainable_;
+  std::vector<NamedParam> trainable_;
+  std::vector<torch::Tensor> trainable_tensors_;
+  std::unique_ptr<OptimizerSet> optim_;
+  LrSchedule schedule_;
+  CheckpointStore store_;
+  std::unique_ptr<RunLog> log_;
   Json train_kwargs_, val_kwargs_;
-  std::int64_t total_steps_ = 0, warmup_steps_ = 0, global_step_ = 0;
-  double base_lr_ = 0;
-  std::string metrics_path_;
+  std::int64_t grad_accum_ = 1;
+  std::int64_t epoch_ = 0;             // the epoch being trained
+  std::int64_t global_step_ = 0;       // optimizer steps attempted (skipped ones included)
+  std::int64_t skipped_steps_ = 0;     // non-finite steps, in total
+  std::int64_t bad_streak_ = 0;        // consecutive non-finite steps
+  std::size_t resume_cursor_ = 0;      // packed row the resumed epoch starts at
+  std::int64_t resume_batches_ = 0;    // that epoch's packed rows when it was saved
+  std::string resume_state_path_;
+  std::optional<double> best_val_loss_;
+  std::optional<std::int64_t> best_epoch_;
+  bool forward_checked_ = false;
   TrainSummary summary_;
 };
 

@@ -37,6 +37,32 @@ tiny_inputs() {
   VERIFIER=$dir/verifier; DATA=$dir/data
 }
 
+
+# Deterministic part of metrics.jsonl: every line without its timing ("profile/...") entries.
+stable_metrics() { sed -E 's/,?"profile\/[a-z_]+":[^,}]*//g' "$1"; }
+# train_args SAVE_DIR: a small myalgo run (3 epochs). One thread and no feature cache, so CPU
+# results are bit-identical: cached verifier features were computed with other rows in the same
+# verifier call than a resumed run computes them with, which changes their last bits.
+train_args() {
+  echo --speculator-type myalgo --verifier-name-or-path "$VERIFIER" --data-path "$DATA" \
+    --save-path "$1" --epochs 3 --total-seq-len 128 --num-threads 1 --logger= --feature-cache-mb 0
+}
+# wait_lines FILE N PID: until FILE has N lines or PID is gone.
+wait_lines() {
+  while kill -0 "$3" 2>/dev/null; do
+    [ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ] && return 0
+    sleep 0.01
+  done
+}
+# same_run BASE OTHER: identical losses, metrics and final weights/optimizer state.
+same_run() {
+  stable_metrics "$1/metrics.jsonl" >"$WORK/a.jsonl"; stable_metrics "$2/metrics.jsonl" >"$WORK/b.jsonl"
+  diff "$WORK/a.jsonl" "$WORK/b.jsonl" >&2 || fail "metrics of $2 differ from the uninterrupted run"
+  for f in model.safetensors optimizer_state.safetensors; do
+    cmp "$1/2/$f" "$2/2/$f" || fail "$2/2/$f differs from the uninterrupted run"
+  done
+}
+
 case "$CASE" in
   seed_command)
     # The reference's documented command, as written (issue: "The seed's command works").
@@ -139,14 +165,14 @@ case "$CASE" in
     # trained draft gets more than the bonus token per step on average.
     tiny_inputs
     expect_code 0 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$VERIFIER" \
-      --data-path "$DATA" --save-path "$WORK/ckpt" --epochs 8 --total-seq-len 256 --lr 1e-2
-    expect_code 0 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$DATA" --draft "$WORK/ckpt/7" \
+      --data-path "$DATA" --save-path "$WORK/ckpt" --epochs 16 --total-seq-len 256 --lr 1e-2
+    expect_code 0 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$DATA" --draft "$WORK/ckpt/15" \
       --num-prompts 6 --max-new-tokens 16 --json
     expect_text "$WORK/out.txt" '"exact_prompts":6'
     tau=$(sed -E 's/.*"acceptance_length":([0-9.e+-]+).*/\1/' "$WORK/out.txt")
-    awk -v t="$tau" 'BEGIN { exit !(t > 1.5 && t <= 4) }' || fail "acceptance length $tau not in (1.5, 4]"
-    expect_text "$WORK/ckpt/7/eval.json" '"acceptance_length"'
-    expect_code 0 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$DATA" --draft "$WORK/ckpt/7" \
+    awk -v t="$tau" 'BEGIN { exit !(t > 2 && t <= 4) }' || fail "acceptance length $tau not in (2, 4]"
+    expect_text "$WORK/ckpt/15/eval.json" '"acceptance_length"'
+    expect_code 0 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$DATA" --draft "$WORK/ckpt/15" \
       --num-prompts 2 --max-new-tokens 8
     expect_text "$WORK/out.txt" 'acceptance length tau'
     expect_text "$WORK/out.txt" 'training estimate'
@@ -161,6 +187,170 @@ case "$CASE" in
     expect_text "$WORK/ckpt/metrics.jsonl" '"val/full_acc_0_epoch"'
     expect_text "$WORK/ckpt/metrics.jsonl" '"val/acceptance_length_epoch"'
     expect_text "$WORK/err.txt" 'estimated acceptance length'
+    ;;
+  resume_exact)
+    # SIGKILL at random steps (a checkpoint every step, so some kills land inside a save), then
+    # resume: every later metric and the final weights equal an uninterrupted run's, bit for bit.
+    tiny_inputs
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/base") --save-steps 1
+    total=$(grep -c '"train/loss"' "$WORK/base/metrics.jsonl")
+    [ "$total" -ge 12 ] || fail "the baseline run has only $total steps"
+    for seed in 1 2 3; do
+      RANDOM=$seed; kills=0
+      run="$WORK/run$seed"
+      for attempt in 1 2; do
+        target=$((RANDOM % (total - 2) + 1))
+        "$BIN/speculators-train" $(train_args "$run") --save-steps 1 >"$WORK/out.txt" 2>&1 &
+        pid=$!
+        wait_lines "$run/metrics.jsonl" "$target" "$pid"
+        kill -9 "$pid" 2>/dev/null && kills=$((kills + 1)); wait "$pid" 2>/dev/null || true
+      done
+      [ "$kills" -ge 1 ] || fail "seed $seed: every run finished before it could be killed"
+      expect_code 0 "$BIN/speculators-train" $(train_args "$run") --save-steps 1
+      expect_text "$WORK/err.txt" 'resuming from'
+      same_run "$WORK/base" "$run"
+      [ -z "$(ls -A "$run" | grep '^\.tmp-')" ] || fail "a temporary checkpoint directory was left in $run"
+    done
+    # A resume at an epoch end, and one with gradient accumulation and --keep-last.
+    # (The schedule's length is pinned: by default it follows --epochs.)
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/ep") --save-steps 1 --epochs 2 --scheduler-total-steps "$total"
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/ep") --save-steps 1 --scheduler-total-steps "$total"
+    expect_text "$WORK/err.txt" 'resuming from .*/1: epoch 2, packed row 0'
+    same_run "$WORK/base" "$WORK/ep"
+    # (--scheduler-total-steps pinned: otherwise --max-steps also shortens the schedule.)
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/ga") --grad-accum-steps 2 --keep-last 1 \
+      --scheduler-total-steps 40
+    kept=$(cd "$WORK/ga" && ls -d [0-9]* | tr '\n' ' ')
+    want=$( (echo 2; readlink "$WORK/ga/checkpoint_best") | sort -u | tr '\n' ' ')
+    [ "$kept" = "$want" ] || fail "--keep-last 1 kept '$kept', expected the newest and the best: '$want'"
+    spe=$(grep -c '"epoch":0,"global_step"[^}]*"train/loss"' "$WORK/ga/metrics.jsonl")
+    stop=$((spe + 2))  # inside epoch 1
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/ga2") --grad-accum-steps 2 --max-steps $stop \
+      --scheduler-total-steps 40
+    expect_text "$WORK/ga2/1/training_state.json" "\"global_step\": $stop"
+    expect_text "$WORK/ga2/1/training_state.json" '"local_step": 4'
+    # A checkpoint that does not fit the data, or of an unknown format, is refused by name.
+    cp -r "$WORK/ga2" "$WORK/ga3"
+    expect_code 4 "$BIN/speculators-train" $(train_args "$WORK/ga3") --grad-accum-steps 2 --total-seq-len 256
+    expect_text "$WORK/err.txt" 'ga3/1/trainer_state.json: the checkpoint was taken with [0-9]+ packed rows in epoch 1'
+    sed -i 's/"format": 1/"format": 7/' "$WORK/ga3/1/trainer_state.json"
+    expect_code 1 "$BIN/speculators-train" $(train_args "$WORK/ga3") --grad-accum-steps 2
+    expect_text "$WORK/err.txt" 'ga3/1/trainer_state.json: unknown trainer state format 7'
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/ga2") --grad-accum-steps 2 --scheduler-total-steps 40
+    stable_metrics "$WORK/ga/metrics.jsonl" >"$WORK/a.jsonl"; stable_metrics "$WORK/ga2/metrics.jsonl" >"$WORK/b.jsonl"
+    diff "$WORK/a.jsonl" "$WORK/b.jsonl" | cut -c1-150 >&2; diff -q "$WORK/a.jsonl" "$WORK/b.jsonl" >/dev/null || fail "--max-steps then resume differs with --grad-accum-steps 2"
+    cmp "$WORK/ga/2/model.safetensors" "$WORK/ga2/2/model.safetensors" || fail "weights differ after --max-steps + resume"
+    # Starting over removes the earlier checkpoints instead of resuming from them.
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/ga2") --epochs 1 --no-resume-from-checkpoint
+    [ ! -d "$WORK/ga2/2" ] || fail "--no-resume-from-checkpoint left the earlier run's epoch 2"
+    ;;
+  interrupt_resume)
+    # SIGINT midway: exit 130 with a resumable checkpoint; the resumed run equals an uninterrupted one.
+    tiny_inputs
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/base")
+    "$BIN/speculators-train" $(train_args "$WORK/run") >"$WORK/out.txt" 2>"$WORK/err.txt" &
+    pid=$!
+    wait_lines "$WORK/run/metrics.jsonl" 8 "$pid"
+    kill -INT "$pid"
+    set +e; wait "$pid"; code=$?; set -e
+    [ "$code" = 130 ] || { cat "$WORK/err.txt" >&2; fail "SIGINT: expected exit 130, got $code"; }
+    expect_text "$WORK/err.txt" 'interrupted by SIGINT at step [0-9]+: wrote a resumable checkpoint'
+    ls "$WORK/run" | grep -q -E '^epoch[0-9]+_step[0-9]+$' || fail "no mid-epoch checkpoint after SIGINT"
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/run")
+    expect_text "$WORK/err.txt" 'resuming from'
+    same_run "$WORK/base" "$WORK/run"
+    # Two signals: the second exits at once (130) and what is on disk still resumes.
+    "$BIN/speculators-train" $(train_args "$WORK/two") --save-steps 1 >"$WORK/out.txt" 2>"$WORK/err.txt" &
+    pid=$!
+    wait_lines "$WORK/two/metrics.jsonl" 6 "$pid"
+    kill -TERM "$pid"; kill -TERM "$pid" 2>/dev/null || true
+    set +e; wait "$pid"; code=$?; set -e
+    [ "$code" = 130 ] || { cat "$WORK/err.txt" >&2; fail "two signals: expected exit 130, got $code"; }
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/two") --save-steps 1
+    same_run "$WORK/base" "$WORK/two"
+    ;;
+  nonfinite_guard)
+    # An absurd learning rate makes every step after the first non-finite: each is skipped and
+    # logged, and --max-bad-steps ends the run with the last good state saved.
+    tiny_inputs
+    expect_code 1 "$BIN/speculators-train" $(train_args "$WORK/ckpt") --optimizer adamw --lr 1e30 \
+      --scheduler-type none --max-bad-steps 3
+    expect_text "$WORK/err.txt" 'stopping: 3 consecutive steps had a non-finite loss or gradient'
+    expect_text "$WORK/err.txt" 'non-finite (loss|gradient); step skipped'
+    [ "$(grep -c '"skipped":"non-finite' "$WORK/ckpt/metrics.jsonl")" = 3 ] || fail "expected 3 skipped-step lines"
+    expect_text "$WORK/ckpt/0/trainer_state.json" '"bad_streak": 3'
+    expect_text "$WORK/ckpt/0/training_state.json" '"global_step": 4'
+    # Bad trainer option values are usage errors that name the option.
+    expect_code 2 "$BIN/speculators-train" $(train_args "$WORK/bad") --grad-accum-steps 0
+    expect_text "$WORK/err.txt" 'grad-accum-steps must be >= 1, got 0'
+    expect_code 2 "$BIN/speculators-train" $(train_args "$WORK/bad") --max-bad-steps 0
+    expect_text "$WORK/err.txt" 'max-bad-steps must be >= 1, got 0'
+    expect_code 2 "$BIN/speculators-train" $(train_args "$WORK/bad") --logger tensorboard,wandb
+    expect_text "$WORK/err.txt" '--logger: "wandb" is not available'
+    expect_code 2 "$BIN/speculators-train" $(train_args "$WORK/bad") --optimizer sgd
+    expect_text "$WORK/err.txt" 'sgd'
+    ;;
+  report_html)
+    # The report renders in headless Chromium and draws every plot; TensorBoard files are written.
+    tiny_inputs
+    expect_code 0 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$VERIFIER" \
+      --data-path "$DATA" --save-path "$WORK/run" --epochs 2 --total-seq-len 256 --num-threads 1
+    [ -s "$WORK/run/report.html" ] || fail "no report.html at the end of the run"
+    ls "$WORK/run/tensorboard/" | grep -q '^events\.out\.tfevents\.' || fail "no TensorBoard event file"
+    rm "$WORK/run/report.html"
+    expect_code 0 "$BIN/speculators-train" report "$WORK/run"
+    [ -s "$WORK/run/report.html" ] || fail "speculators-train report wrote no report.html"
+    grep -q -E '(src|href)="https?:' "$WORK/run/report.html" && fail "the report loads something from the network"
+    HOME=$WORK timeout 120 chromium --headless --no-sandbox --disable-gpu --virtual-time-budget=5000 \
+      --dump-dom "file://$WORK/run/report.html" >"$WORK/dom.html" 2>"$WORK/chromium.txt" ||
+      { cat "$WORK/chromium.txt" >&2; fail "chromium could not render the report"; }
+    lines=$(grep -c . "$WORK/run/metrics.jsonl")
+    steps=$(grep -c '"train/loss"' "$WORK/run/metrics.jsonl")
+    expect_text "$WORK/dom.html" "data-rendered=\"$lines\""
+    for chart in loss acc tau lr tps; do
+      grep -q "<svg[^>]*data-chart=\"$chart\"" "$WORK/dom.html" || fail "chart $chart was not drawn"
+    done
+    for key in train/loss train/full_acc_0 train/full_acc_2 train/acceptance_length lr lr/muon profile/tokens_per_s; do
+      expect_text "$WORK/dom.html" "class=\"series\" data-key=\"$key\" data-points=\"$steps\""
+    done
+    for key in val/loss_epoch val/full_acc_1_epoch val/acceptance_length_epoch; do
+      expect_text "$WORK/dom.html" "class=\"series\" data-key=\"$key\" data-points=\"2\""
+      [ "$(grep -o "class=\"point\" data-key=\"$key\"" "$WORK/dom.html" | wc -l)" = 2 ] || fail "$key: expected 2 points"
+    done
+    expect_code 2 "$BIN/speculators-train" report "$WORK/nowhere"
+    expect_text "$WORK/err.txt" 'nowhere: not a directory'
+    ;;
+  best_checkpoint)
+    # checkpoint_best follows the lowest val/loss_epoch; --save-best keeps only that epoch.
+    tiny_inputs
+    best_by_metrics() {  # the epoch with the lowest val/loss_epoch in metrics.jsonl
+      grep '"val/loss_epoch"' "$1" | sed -E 's/^\{"epoch":([0-9]+),.*"val\/loss_epoch":([-0-9.e+]+).*/\2 \1/' |
+        sort -g -k1,1 | head -n 1 | cut -d' ' -f2
+    }
+    for mode in all best; do
+      flags=""; [ "$mode" = best ] && flags=--save-best
+      expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/$mode") --epochs 4 --lr 3e-3 $flags
+      best=$(readlink "$WORK/$mode/checkpoint_best")
+      [ "$best" = "$(best_by_metrics "$WORK/$mode/metrics.jsonl")" ] || fail "$mode: checkpoint_best -> $best"
+      expect_text "$WORK/$mode/$best/val_metrics.json" '"loss_epoch"'
+      # facts §4.5: val_metrics.json only in epochs that became the best when they were saved.
+      for f in "$WORK/$mode"/[0-9]*/val_metrics.json; do
+        e=$(basename "$(dirname "$f")")
+        [ "$(best_by_metrics <(grep -E '^\{"epoch":[0-9]+,' "$WORK/$mode/metrics.jsonl" |
+          awk -v e="$e" -F'[:,]' '$2 <= e'))" = "$e" ] || fail "$mode: $f but epoch $e was never the best"
+      done
+      [ -f "$WORK/$mode/run.yaml" ] || fail "$mode: run.yaml was removed"
+    done
+    [ "$(cd "$WORK/all" && ls -d [0-9]* | tr '\n' ' ')" = "0 1 2 3 " ] || fail "default: not every epoch was saved"
+    [ "$(cd "$WORK/best" && ls -d [0-9]*)" = "$(readlink "$WORK/best/checkpoint_best")" ] ||
+      fail "--save-best kept more than the best epoch"
+    # A reduced draft vocabulary travels with the checkpoint (the data copy gets the built mapping).
+    cp -r "$DATA" "$WORK/data"
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/vocab") --data-path "$WORK/data" --epochs 1 \
+      --draft-vocab-size 64
+    for f in d2t.npy t2d.npy; do
+      cmp "$WORK/data/$f" "$WORK/vocab/0/$f" || fail "$WORK/vocab/0/$f is not the run's vocabulary mapping"
+    done
     ;;
   files_source_train)
     # A directory in the reference's offline layout, written by hand (facts §3.3), trains as is.

@@ -395,7 +395,8 @@ std::string job_to_yaml(const Args& args, const Schema& schema) {
 std::string help_text(const Schema& schema) {
   std::ostringstream s;
   s << "Usage: speculators-train [JOB.yaml] [--flag value]...\n"
-       "       speculators-train --list-plugins | --describe NAME | --version\n\n"
+       "       speculators-train --list-plugins | --describe NAME | --version\n"
+       "       speculators-train plugins install PACKAGE | list | remove NAME [--plugin-dir DIR]\n\n"
        "Trains a speculative-decoding draft with an algorithm plugin. Values come from the flags,\n"
        "then the YAML job file (a `train:` block with groups, or a bare mapping), then the defaults.\n\n"
        "General:\n"

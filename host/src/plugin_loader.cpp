@@ -1,6 +1,8 @@
-// The plugin host (DESIGN §3): search path, discovery, and the checked loading sequence. Every
-// failure becomes one line on the plugin's record that names both the plugin's value and the
-// host's; the host keeps going with the plugins that passed. Text output for --list-plugins and
+// The plugin host (DESIGN §3): search path, discovery, and the checked loading sequence, which
+// starts with what can be checked without opening the .so (permissions, and its manifest's
+// fingerprint and sha256: plugin_packages.h). Every failure becomes one line on the plugin's
+// record that names both the plugin's value and the host's; the host keeps going with the
+// plugins that passed. Text output for --list-plugins and
 // --describe lives in plugin_listing.cpp.
 #include "plugin_loader.h"
 
@@ -13,6 +15,7 @@
 #include <set>
 #include <system_error>
 
+#include "plugin_packages.h"
 #include "speculators/build_config.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
@@ -80,9 +83,15 @@ std::vector<std::string> split_path_list(const std::string& text) {
 // Adds directories in precedence order, skipping one already present under another spelling.
 class SearchPathBuilder {
  public:
+  // A directory others can write to is skipped (the caller refuses an explicit --plugin-dir
+  // before it gets here).
   void add(const fs::path& path, const char* origin) {
     std::string key = canonical_key(path);
     if (!seen_.insert(key).second) return;
+    if (auto why = unsafe_path_reason(key)) {
+      log::warn(cat("skipping plugin directory (", origin, "): ", *why));
+      return;
+    }
     dirs_.push_back(PluginDir{key, origin});
   }
   std::vector<PluginDir> take() { return std::move(dirs_); }
@@ -130,6 +139,7 @@ std::vector<PluginDir> plugin_search_path(const PluginSearchInputs& inputs) {
   SearchPathBuilder builder;
   for (const auto& dir : inputs.plugin_dirs) {
     if (!is_existing_directory(dir)) fail_usage(cat("--plugin-dir ", dir, ": not a directory"));
+    if (auto why = unsafe_path_reason(dir)) fail(cat("--plugin-dir ", *why), ExitCode::kPlugin);
     builder.add(dir, "--plugin-dir");
   }
   if (inputs.env_path) {
@@ -137,6 +147,7 @@ std::vector<PluginDir> plugin_search_path(const PluginSearchInputs& inputs) {
       if (is_existing_directory(dir)) builder.add(dir, kPluginPathEnv);
     }
   }
+  if (is_existing_directory(inputs.user_dir)) builder.add(inputs.user_dir, "user");
   add_executable_relative(inputs.exe_dir, builder);
   return builder.take();
 }
@@ -152,6 +163,7 @@ PluginSearchInputs plugin_search_inputs(const std::vector<std::string>& plugin_d
   PluginSearchInputs inputs;
   inputs.plugin_dirs = plugin_dirs;
   if (const char* env = std::getenv(kPluginPathEnv)) inputs.env_path = std::string(env);
+  inputs.user_dir = user_plugin_dir();
   inputs.exe_dir = executable_dir();
   return inputs;
 }
@@ -194,12 +206,7 @@ HostFingerprint HostFingerprint::current() {
   return host;
 }
 
-std::optional<std::string> check_descriptor(const speculators_plugin_descriptor& d, const HostFingerprint& host,
-                                            const std::string& file_stem) {
-  // Nothing past struct_size may be read before this check.
-  if (d.struct_size < kDescriptorBytesRead) {
-    return cat("descriptor struct_size ", d.struct_size, " < ", kDescriptorBytesRead, " bytes this host reads");
-  }
+std::optional<std::string> check_fingerprint(const HostFingerprint& d, const HostFingerprint& host) {
   if (d.abi_major != host.abi_major) return cat("plugin ABI major ", d.abi_major, " != host ", host.abi_major);
   // A newer minor may rely on tier-1 additions this host lacks; an older one only misses them.
   if (d.abi_minor > host.abi_minor) {
@@ -213,6 +220,23 @@ std::optional<std::string> check_descriptor(const speculators_plugin_descriptor&
   if (d.cuda != 0 && host.cuda == 0) {
     return cat("CUDA plugin (cuda ", d.cuda, ") != host ", host.cuda, " (this host is CPU-only)");
   }
+  return std::nullopt;
+}
+
+std::optional<std::string> check_descriptor(const speculators_plugin_descriptor& d, const HostFingerprint& host,
+                                            const std::string& file_stem) {
+  // Nothing past struct_size may be read before this check.
+  if (d.struct_size < kDescriptorBytesRead) {
+    return cat("descriptor struct_size ", d.struct_size, " < ", kDescriptorBytesRead, " bytes this host reads");
+  }
+  HostFingerprint plugin;
+  plugin.abi_major = d.abi_major;
+  plugin.abi_minor = d.abi_minor;
+  plugin.torch_major = d.torch_major;
+  plugin.torch_minor = d.torch_minor;
+  plugin.cxx11_abi = d.cxx11_abi;
+  plugin.cuda = d.cuda;
+  if (auto why = check_fingerprint(plugin, host)) return why;
   if (d.name == nullptr) return std::string("descriptor name is null");
   if (file_stem != d.name) return cat("name \"", d.name, "\" does not match file stem \"", file_stem, "\"");
   if (d.register_fn == nullptr) return std::string("descriptor has no register function");
@@ -235,7 +259,40 @@ PluginRecord PluginHost::load(const std::string& path) {
   return record;
 }
 
+bool PluginHost::check_before_open(const std::string& path, PluginRecord& record) {
+  std::error_code exists_ec;
+  if (!fs::exists(path, exists_ec)) return true;  // dlopen reports a missing file in its words
+  if (auto why = unsafe_path_reason(path)) {
+    record.reason = cat("refusing to open ", *why);
+    return false;
+  }
+  // A manifest next to the .so is checked before any of the plugin's code is mapped; a plugin
+  // without one goes straight to the descriptor checks.
+  const std::string manifest_path = plugin_manifest_path(path);
+  if (!fs::exists(manifest_path, exists_ec)) return true;
+  record.manifest_path = manifest_path;
+  try {
+    const PluginManifest manifest = read_plugin_manifest(manifest_path);
+    record.version = manifest.version;
+    if (auto why = check_manifest(manifest, host_, file_stem(path))) {
+      record.reason = cat("manifest ", manifest_path, ": ", *why);
+      return false;
+    }
+    // The file could change between this hash and dlopen only for someone who can write to its
+    // directory, which the search path has already limited to this user (or root).
+    if (auto why = check_manifest_sha256(manifest, path)) {
+      record.reason = *why;
+      return false;
+    }
+  } catch (const Error& e) {
+    record.reason = e.what();
+    return false;
+  }
+  return true;
+}
+
 bool PluginHost::load_checked(const std::string& path, PluginRecord& record) {
+  if (!check_before_open(path, record)) return false;
   // An absolute path: dlopen would search the library path for a bare file name.
   const std::string absolute = fs::absolute(path).string();
   dlerror();

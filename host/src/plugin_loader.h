@@ -30,20 +30,25 @@ struct PluginDir {
 struct PluginSearchInputs {
   std::vector<std::string> plugin_dirs;  // --plugin-dir values, in command-line order
   std::optional<std::string> env_path;   // SPECULATORS_PLUGIN_PATH, unset = nullopt
+  std::string user_dir;                  // the per-user plugin directory ("" = none)
   std::string exe_dir;                   // directory of the running executable ("" = unknown)
 };
 
 // The search path, highest precedence first:
 //   1. each --plugin-dir (an entry that is not a directory is an Error, ExitCode::kUsage);
 //   2. each non-empty entry of SPECULATORS_PLUGIN_PATH that is a directory (others are skipped);
-//   3. <exe_dir>/../<SPECULATORS_INSTALL_PLUGINDIR> (lib/speculators/plugins), if it exists;
-//   4. the build tree's plugin directory, when the executable runs from the build tree: the
+//   3. the user plugin directory (user_plugin_dir(), where `plugins install` writes), if it exists;
+//   4. <exe_dir>/../<SPECULATORS_INSTALL_PLUGINDIR> (lib/speculators/plugins), if it exists;
+//   5. the build tree's plugin directory, when the executable runs from the build tree: the
 //      configured SPECULATORS_BUILD_PLUGIN_DIR if exe_dir is that build's bin/, otherwise
 //      <exe_dir>/../plugins if it exists (a build tree that was moved).
 // A directory that appears twice (same canonical path) is kept at its first position only.
+// A directory writable by group or others, or owned by another user than this one or root, is
+// refused (loading a plugin runs its code): a --plugin-dir is an Error (ExitCode::kPlugin), any
+// other is skipped with a warning.
 std::vector<PluginDir> plugin_search_path(const PluginSearchInputs& inputs);
-// Inputs for this process: the given --plugin-dir values, getenv(SPECULATORS_PLUGIN_PATH), and
-// the directory of /proc/self/exe.
+// Inputs for this process: the given --plugin-dir values, getenv(SPECULATORS_PLUGIN_PATH),
+// user_plugin_dir() and the directory of /proc/self/exe.
 PluginSearchInputs plugin_search_inputs(const std::vector<std::string>& plugin_dirs);
 // Directory of the running executable (from /proc/self/exe), or "" if it cannot be read.
 std::string executable_dir();
@@ -73,6 +78,11 @@ struct HostFingerprint {
   static HostFingerprint current();
 };
 
+// The fingerprint checks of DESIGN §3 shared by descriptors and manifests, in order: ABI major
+// equal, ABI minor not newer, LibTorch major.minor equal, C++11 ABI equal, CUDA compatible.
+// Returns the one-line reason of the first failure ("LibTorch 1.14 != host 1.13").
+std::optional<std::string> check_fingerprint(const HostFingerprint& plugin, const HostFingerprint& host);
+
 // The number of descriptor bytes this host reads: a smaller struct_size is refused.
 inline constexpr std::size_t kDescriptorBytesRead =
     offsetof(speculators_plugin_descriptor, register_fn) + sizeof(speculators_register_fn);
@@ -93,6 +103,7 @@ struct PluginRecord {
   bool ok = false;
   PluginStatus status = PluginStatus::kRejected;
   std::string reason;   // why it was rejected or shadowed; "" when ok
+  std::string manifest_path;  // <stem>.manifest.json checked before opening the .so, "" if none
 
   // Descriptor fields, valid when has_descriptor (the entry point returned a large enough struct).
   bool has_descriptor = false;
@@ -128,6 +139,9 @@ class PluginHost {
   Registry& registry() { return registry_; }
 
  private:
+  // What is checked without opening the file: its permissions and, when present, its
+  // manifest (fingerprint and sha256). Fills record.reason and returns false on a failure.
+  bool check_before_open(const std::string& path, PluginRecord& record);
   // Runs the sequence on `path`; fills `record` and returns true when registered.
   bool load_checked(const std::string& path, PluginRecord& record);
   bool register_plugin(const speculators_plugin_descriptor& descriptor, const std::string& path,

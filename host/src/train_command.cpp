@@ -100,12 +100,13 @@ void write_run_files(const Args& args, const Schema& schema, const std::vector<s
 int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
   Registry registry;
   PluginHost plugins(registry);
-  auto candidates = discover_plugins(plugin_search_path(plugin_search_inputs(cmd.plugin_dirs)));
+  const auto search_path = plugin_search_path(plugin_search_inputs(cmd.plugin_dirs));
+  auto candidates = discover_plugins(search_path);
 
   if (cmd.list_plugins) {
     plugins.load_all(candidates);
     std::cout << format_plugin_list(plugins.records());
-    std::cerr << format_search_path(plugin_search_path(plugin_search_inputs(cmd.plugin_dirs)));
+    std::cerr << format_search_path(search_path);
     return 0;
   }
   if (!cmd.describe.empty()) {

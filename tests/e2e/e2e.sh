@@ -126,6 +126,33 @@ case "$CASE" in
       --verifier-name-or-path "$VERIFIER" --data-path "$DATA" --save-path "$WORK/ckpt" --epochs 1
     [ -s "$WORK/ckpt/0/model.safetensors" ] || fail "no checkpoint after training with rejected plugins around"
     ;;
+  plugin_packages)
+    # `plugins install|list|remove` with the packages of this build (docs/plugins.md): the
+    # in-tree myalgo package installs into a fresh directory and loads from there; a package
+    # built for the next LibTorch minor is refused in one line with nothing copied; a plugin
+    # directory others can write to is refused.
+    pkg=$BUILD/packages/speculators-plugin-myalgo-0.1.0.tar.gz
+    expect_code 0 "$BIN/speculators-train" plugins install "$pkg" --plugin-dir "$WORK/plugins"
+    expect_text "$WORK/out.txt" "^installed myalgo 0\.1\.0 into $WORK/plugins"
+    expect_code 0 "$BIN/speculators-train" plugins list --plugin-dir "$WORK/plugins"
+    expect_text "$WORK/out.txt" '^  myalgo 0\.1\.0  plugin ABI [0-9]+\.[0-9]+  LibTorch 1\.13\.[0-9]+  C\+\+11 ABI [01]  CPU  sha256 [0-9a-f]{12}  ok$'
+    expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/plugins" --list-plugins
+    expect_text "$WORK/out.txt" "^myalgo +0\.1\.0 +$WORK/plugins/myalgo\.so +ok"
+    expect_code 3 "$BIN/speculators-train" plugins install "$BUILD/tests/plugin_packages/speculators-plugin-bad_torch-0.0.1.tar.gz" \
+      --plugin-dir "$WORK/other"
+    [ "$(wc -l <"$WORK/err.txt")" = 1 ] || fail "the refusal is not one line"
+    expect_text "$WORK/err.txt" 'does not fit this host: LibTorch 1\.14 != host 1\.13$'
+    [ ! -e "$WORK/other" ] || fail "a refused package created $WORK/other"
+    # An installed .so that no longer matches its manifest is refused before it is opened.
+    printf 'x' >>"$WORK/plugins/myalgo.so"
+    expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/plugins" --list-plugins
+    expect_text "$WORK/out.txt" "^myalgo .*$WORK/plugins/myalgo\.so +rejected: sha256 of $WORK/plugins/myalgo\.so is [0-9a-f]{64} but its manifest"
+    expect_code 0 "$BIN/speculators-train" plugins remove myalgo --plugin-dir "$WORK/plugins"
+    [ -z "$(ls -A "$WORK/plugins")" ] || fail "plugins remove left files in $WORK/plugins"
+    mkdir -m 0757 "$WORK/open"
+    expect_code 3 "$BIN/speculators-train" --plugin-dir "$WORK/open" --list-plugins
+    expect_text "$WORK/err.txt" "--plugin-dir $WORK/open is writable by others \(mode 0757\)"
+    ;;
   eagle3_dry_run)
     tiny_inputs
     expect_code 0 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$VERIFIER" \

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Install test (DESIGN §7): `cmake --install` into a temporary prefix, build plugins/myalgo out
-# of tree against the installed SDK with find_package(Speculators CONFIG) +
-# speculators_add_plugin, then train one step with the installed host and that plugin.
+# Install test (DESIGN §7, docs/plugins.md): `cmake --install` into a temporary prefix, build
+# plugins/myalgo out of tree against the installed SDK with find_package(Speculators CONFIG) +
+# speculators_add_plugin(... PACKAGE), install the package it makes into a fresh plugin
+# directory with `speculators-train plugins install`, and train one step with that plugin. Also:
+# the same package edited to claim another LibTorch minor is refused at install time with one
+# line, and `cpack -G TGZ` packs the SDK with the files a plugin author needs.
 #   install_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 BUILD=$(cd "$1" && pwd); SRC=$(cd "$2" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/speculators-install.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 fail() { echo "FAIL [install]: $*" >&2; exit 1; }
+export XDG_DATA_HOME=$WORK/no-user-plugins  # the user's own plugin directory stays out of this test
 
 cmake --install "$BUILD" --prefix "$WORK/prefix" >/dev/null
 [ -f "$WORK/prefix/include/speculators/plugin/abi.h" ] || fail "public headers not installed"
@@ -21,13 +25,55 @@ cmake -S "$SRC/plugins/myalgo" -B "$WORK/myalgo-build" "${generator[@]}" "${laun
   || { cat "$WORK/configure.log"; fail "out-of-tree configure failed"; }
 cmake --build "$WORK/myalgo-build" -j"$(nproc)" >"$WORK/build.log" 2>&1 \
   || { cat "$WORK/build.log"; fail "out-of-tree build failed"; }
-so=$(find "$WORK/myalgo-build" -name myalgo.so | head -n 1)
-[ -n "$so" ] || fail "the out-of-tree build produced no myalgo.so"
-mkdir -p "$WORK/plugins" && cp "$so" "$WORK/plugins/"
-
 HOST=$WORK/prefix/bin/speculators-train
+# In-tree plugins are installed with their manifests, byte for byte (the manifests' sha256 hold).
+for p in myalgo eagle3; do
+  [ -f "$WORK/prefix/lib/speculators/plugins/$p.manifest.json" ] || fail "$p.manifest.json not installed"
+done
+"$HOST" --list-plugins >"$WORK/list0.txt" 2>/dev/null
+grep -q -E "^myalgo .*/lib/speculators/plugins/myalgo.so +ok" "$WORK/list0.txt" || { cat "$WORK/list0.txt"; fail "installed in-tree myalgo does not load"; }
+
+# The package: exactly the .so and its manifest, whose sha256 is the .so's (checked by coreutils).
+pkg=$WORK/myalgo-build/packages/speculators-plugin-myalgo-0.1.0.tar.gz
+[ -f "$pkg" ] || { ls -R "$WORK/myalgo-build" | head -50; fail "the out-of-tree build made no $pkg"; }
+[ "$(tar -tzf "$pkg" | sort | tr '\n' ' ')" = "myalgo.manifest.json myalgo.so " ] || { tar -tzf "$pkg"; fail "unexpected package contents"; }
+mkdir "$WORK/unpacked" && tar -xzf "$pkg" -C "$WORK/unpacked"
+sha=$(sha256sum "$WORK/unpacked/myalgo.so" | cut -c1-64)
+grep -q "\"sha256\": \"$sha\"" "$WORK/unpacked/myalgo.manifest.json" || fail "manifest sha256 is not the .so's ($sha)"
+grep -q '"torch_major": 1' "$WORK/unpacked/myalgo.manifest.json" || fail "manifest lacks torch_major"
+if command -v dpkg-deb >/dev/null; then
+  deb=$(ls "$WORK"/myalgo-build/packages/speculators-plugin-myalgo_0.1.0_*.deb) || fail "no .deb was built"
+  dpkg-deb -c "$deb" | grep -q 'usr/lib/speculators/plugins/myalgo.so$' || fail "the .deb lacks myalgo.so"
+  dpkg-deb -c "$deb" | grep -q 'usr/lib/speculators/plugins/myalgo.manifest.json$' || fail "the .deb lacks the manifest"
+fi
+
+# Install into a fresh plugin directory, then list it.
+"$HOST" plugins install "$pkg" --plugin-dir "$WORK/plugins" >"$WORK/install.txt" || fail "plugins install failed"
+grep -q "^installed myalgo 0.1.0 into $WORK/plugins" "$WORK/install.txt" || { cat "$WORK/install.txt"; fail "no install message"; }
+"$HOST" plugins list --plugin-dir "$WORK/plugins" >"$WORK/plist.txt"
+grep -q -E "^  myalgo 0\.1\.0 .*LibTorch 1\.13.* ok$" "$WORK/plist.txt" || { cat "$WORK/plist.txt"; fail "plugins list does not show myalgo ok"; }
 "$HOST" --plugin-dir "$WORK/plugins" --list-plugins >"$WORK/list.txt"
-grep -q -E "^myalgo .*$WORK/plugins/myalgo.so +ok" "$WORK/list.txt" || { cat "$WORK/list.txt"; fail "installed host does not load the out-of-tree plugin"; }
+grep -q -E "^myalgo .*$WORK/plugins/myalgo.so +ok" "$WORK/list.txt" || { cat "$WORK/list.txt"; fail "installed host does not load the installed package"; }
+
+# The same package claiming LibTorch 1.14 is refused before anything is copied, in one line.
+sed -i -e 's/"torch_minor": [0-9]*/"torch_minor": 14/' -e 's/"torch_version": "[^"]*"/"torch_version": "1.14.0"/' \
+  "$WORK/unpacked/myalgo.manifest.json"
+tar -czf "$WORK/myalgo-torch114.tar.gz" -C "$WORK/unpacked" myalgo.so myalgo.manifest.json
+set +e
+"$HOST" plugins install "$WORK/myalgo-torch114.tar.gz" --plugin-dir "$WORK/plugins114" >/dev/null 2>"$WORK/refused.txt"
+rc=$?
+set -e
+[ "$rc" = 3 ] || { cat "$WORK/refused.txt"; fail "a package for LibTorch 1.14 was not refused with exit code 3 (got $rc)"; }
+[ "$(wc -l <"$WORK/refused.txt")" = 1 ] || { cat "$WORK/refused.txt"; fail "the refusal is not one line"; }
+grep -q "does not fit this host: LibTorch 1.14 != host 1.13" "$WORK/refused.txt" || { cat "$WORK/refused.txt"; fail "wrong refusal reason"; }
+[ ! -e "$WORK/plugins114" ] || fail "a refused package left files behind"
+
+# The default directory is the user plugin directory, which the host searches.
+XDG_DATA_HOME=$WORK/xdg "$HOST" plugins install "$pkg" >/dev/null || fail "plugins install to the user directory failed"
+XDG_DATA_HOME=$WORK/xdg "$HOST" --list-plugins >"$WORK/list-user.txt" 2>/dev/null
+grep -q -E "^myalgo .*$WORK/xdg/speculators/plugins/myalgo.so +ok" "$WORK/list-user.txt" || { cat "$WORK/list-user.txt"; fail "the user plugin directory is not searched"; }
+XDG_DATA_HOME=$WORK/xdg "$HOST" plugins remove myalgo >/dev/null || fail "plugins remove failed"
+[ ! -e "$WORK/xdg/speculators/plugins/myalgo.so" ] || fail "plugins remove left myalgo.so"
 
 DATAGEN=$WORK/prefix/bin/speculators-datagen
 "$DATAGEN" make-verifier --arch llama --hidden-size 32 --num-layers 2 --vocab-size 64 --out "$WORK/verifier" --seed 3 >/dev/null
@@ -37,4 +83,17 @@ DATAGEN=$WORK/prefix/bin/speculators-datagen
   --train-data-ratio 0.75 2>"$WORK/train.log" || { cat "$WORK/train.log"; fail "training one step failed"; }
 grep -q '"global_step":0' "$WORK/ckpt/metrics.jsonl" || fail "no step was logged"
 [ -s "$WORK/ckpt/0/model.safetensors" ] || fail "no checkpoint written"
+# The SDK archive made by CPack holds what a plugin author and a user need, and nothing private.
+cpack -G TGZ --config "$BUILD/CPackConfig.cmake" -B "$WORK/cpack" >"$WORK/cpack.log" 2>&1 || { cat "$WORK/cpack.log"; fail "cpack -G TGZ failed"; }
+sdk=$(ls "$WORK"/cpack/speculators-*-Linux.tar.gz) || fail "cpack made no .tar.gz"
+tar -tzf "$sdk" | sed 's|^[^/]*/||' >"$WORK/sdk.txt"
+for f in include/speculators/plugin/abi.h include/speculators/plugin/plugin.h include/speculators/build_config.h \
+         lib/libspeculators_core.so lib/cmake/Speculators/SpeculatorsConfig.cmake \
+         lib/cmake/Speculators/SpeculatorsPlugin.cmake lib/cmake/Speculators/SpeculatorsPluginPackage.cmake \
+         lib/cmake/Speculators/SpeculatorsTargets.cmake bin/speculators-train bin/speculators-datagen bin/speculators-eval bin/speculators-bench \
+         lib/speculators/plugins/myalgo.so lib/speculators/plugins/myalgo.manifest.json \
+         lib/speculators/plugins/eagle3.so lib/speculators/plugins/eagle3.manifest.json; do
+  grep -q -x "$f" "$WORK/sdk.txt" || { cat "$WORK/sdk.txt"; fail "the SDK archive lacks $f"; }
+done
+if grep -q -E 'host_tests|core_tests|yaml|spdlog|nlohmann' "$WORK/sdk.txt"; then fail "the SDK archive holds test binaries or private headers"; fi
 echo "PASS [install]"

@@ -43,8 +43,9 @@ grep -q "\"sha256\": \"$sha\"" "$WORK/unpacked/myalgo.manifest.json" || fail "ma
 grep -q '"torch_major": 1' "$WORK/unpacked/myalgo.manifest.json" || fail "manifest lacks torch_major"
 if command -v dpkg-deb >/dev/null; then
   deb=$(ls "$WORK"/myalgo-build/packages/speculators-plugin-myalgo_0.1.0_*.deb) || fail "no .deb was built"
-  dpkg-deb -c "$deb" | grep -q 'usr/lib/speculators/plugins/myalgo.so$' || fail "the .deb lacks myalgo.so"
-  dpkg-deb -c "$deb" | grep -q 'usr/lib/speculators/plugins/myalgo.manifest.json$' || fail "the .deb lacks the manifest"
+  dpkg-deb -c "$deb" >"$WORK/deb-contents.txt"  # listed once: grep -q on a pipe would cut it short
+  grep -q 'usr/lib/speculators/plugins/myalgo.so$' "$WORK/deb-contents.txt" || fail "the .deb lacks myalgo.so"
+  grep -q 'usr/lib/speculators/plugins/myalgo.manifest.json$' "$WORK/deb-contents.txt" || fail "the .deb lacks the manifest"
 fi
 
 # Install into a fresh plugin directory, then list it.

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "speculators/nn/kv_cache.h"
 #include "speculators/verifier.h"
 
 namespace speculators {
@@ -27,14 +28,13 @@ class CachedVerifier {
   Output step(const torch::Tensor& tokens, bool last_logits_only = false);
   // Forgets every position at or after `length`.
   void truncate(std::int64_t length);
-  std::int64_t length() const { return length_; }
+  std::int64_t length() const { return caches_.empty() ? 0 : caches_[0].length(); }
 
  private:
   VerifierModelImpl& verifier_;
   std::vector<std::int64_t> layer_ids_;
   nn::RotaryEmbedding rope_;
-  std::vector<torch::Tensor> keys_, values_;  // per layer: [B, nkv, positions so far, hd]
-  std::int64_t length_ = 0;
+  std::vector<nn::LayerKvCache> caches_;  // per layer
 };
 
 }  // namespace speculators

@@ -8,7 +8,7 @@ namespace speculators {
 namespace eagle3 {
 
 Eagle3Proposer::Eagle3Proposer(Eagle3DraftModel& model)
-    : model_(model), keys_(model.layer_impls_.size()), values_(model.layer_impls_.size()) {}
+    : model_(model), caches_(model.layer_impls_.size()) {}
 
 std::int64_t Eagle3Proposer::to_target(std::int64_t draft_token) const {
   // facts §2.8: d2t holds offsets, target id = draft id + d2t[draft id].
@@ -18,24 +18,14 @@ std::int64_t Eagle3Proposer::to_target(std::int64_t draft_token) const {
 
 std::pair<torch::Tensor, torch::Tensor> Eagle3Proposer::run_layers(const torch::Tensor& x_in,
                                                                   const torch::Tensor& positions,
-                                                                  std::vector<torch::Tensor>& keys,
-                                                                  std::vector<torch::Tensor>& values) {
-  const std::int64_t s = x_in.size(1);
+                                                                  std::vector<nn::LayerKvCache>& caches) {
   const auto rope = model_.rotary_.tables(positions.unsqueeze(0), x_in.scalar_type());
-  const auto longs = torch::TensorOptions().dtype(torch::kLong);
   torch::Tensor x = x_in;
   for (std::size_t i = 0; i < model_.layer_impls_.size(); ++i) {
     const auto window = model_.windows_[i];
-    nn::AttentionKernel kernel = [&, i, window](const torch::Tensor& q, const torch::Tensor& k,
-                                                const torch::Tensor& v) {
-      keys[i] = keys[i].defined() ? torch::cat({keys[i], k}, 2) : k;
-      values[i] = values[i].defined() ? torch::cat({values[i], v}, 2) : v;
-      const std::int64_t total = keys[i].size(2);
-      const auto query_index = torch::arange(total - s, total, longs).unsqueeze(1);
-      const auto key_index = torch::arange(total, longs).unsqueeze(0);
-      auto allowed = key_index <= query_index;
-      if (window) allowed = allowed.logical_and(key_index > query_index - *window);
-      return nn::dense_attention(q, keys[i], values[i], allowed);
+    nn::AttentionKernel kernel = [&caches, i, window](const torch::Tensor& q, const torch::Tensor& k,
+                                                      const torch::Tensor& v) {
+      return nn::attend_with_cache(caches[i], q, k, v, window);
     };
     x = model_.layer_impls_[i]->forward(x, rope, kernel);
   }
@@ -63,7 +53,7 @@ void Eagle3Proposer::extend(const torch::Tensor& features, const torch::Tensor& 
   const auto g = model_.project_aux(features.unsqueeze(0).to(dtype));           // [1, n, H]
   const auto e = model_.embed_tokens_(next_tokens.reshape({1, n}).to(torch::kLong)).to(dtype);
   const auto positions = torch::arange(length_ + 1, length_ + n + 1, torch::kLong);
-  auto [h, logits] = run_layers(torch::cat({e, g}, -1), positions, keys_, values_);
+  auto [h, logits] = run_layers(torch::cat({e, g}, -1), positions, caches_);
   last_h_ = h.narrow(1, n - 1, 1);
   first_proposal_ = logits[0][n - 1].argmax().item<std::int64_t>();
   length_ += n;
@@ -77,13 +67,13 @@ std::vector<std::int64_t> Eagle3Proposer::propose(std::int64_t k) {
   out.push_back(to_target(first_proposal_));
   // Speculative keys go into copies of the accepted caches (cat makes new tensors), so the
   // accepted state is untouched.
-  std::vector<torch::Tensor> keys = keys_, values = values_;
+  std::vector<nn::LayerKvCache> caches = caches_;
   torch::Tensor h = last_h_;
   for (std::int64_t j = 1; j < k; ++j) {
     const auto dtype = h.scalar_type();
     const auto e = model_.embed_tokens_(torch::full({1, 1}, out.back(), torch::kLong)).to(dtype);
     const auto positions = torch::full({1}, length_ + j, torch::kLong);
-    auto [next_h, logits] = run_layers(torch::cat({e, h}, -1), positions, keys, values);
+    auto [next_h, logits] = run_layers(torch::cat({e, h}, -1), positions, caches);
     h = next_h;
     out.push_back(to_target(logits[0][0].argmax().item<std::int64_t>()));
   }

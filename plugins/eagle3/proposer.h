@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "model.h"
+#include "speculators/nn/kv_cache.h"
 #include "speculators/proposal.h"
 
 namespace speculators {
@@ -26,14 +27,13 @@ class Eagle3Proposer : public Proposer {
 
  private:
   // Runs rows x [1, S, 2H] at rotary positions [S] through every layer, appending their keys and
-  // values to `keys`/`values`; returns the carried state h [1, S, H] and the logits [1, S, Vd].
+  // values to `caches`; returns the carried state h [1, S, H] and the logits [1, S, Vd].
   std::pair<torch::Tensor, torch::Tensor> run_layers(const torch::Tensor& x, const torch::Tensor& positions,
-                                                     std::vector<torch::Tensor>& keys,
-                                                     std::vector<torch::Tensor>& values);
+                                                     std::vector<nn::LayerKvCache>& caches);
   std::int64_t to_target(std::int64_t draft_token) const;
 
   Eagle3DraftModel& model_;
-  std::vector<torch::Tensor> keys_, values_;  // per layer, accepted positions: [1, nkv, n, hd]
+  std::vector<nn::LayerKvCache> caches_;      // per layer, accepted positions
   torch::Tensor last_h_;                      // carried state at the last accepted position [1, 1, H]
   std::int64_t first_proposal_ = -1;          // argmax of the draft at the last accepted position
   std::int64_t length_ = 0;

@@ -10,8 +10,7 @@ namespace myalgo {
 
 MyAlgoProposer::MyAlgoProposer(MyAlgoModel& model)
     : model_(model),
-      keys_(static_cast<std::size_t>(model.config().layer_config.num_hidden_layers)),
-      values_(keys_.size()) {}
+      caches_(static_cast<std::size_t>(model.config().layer_config.num_hidden_layers)) {}
 
 void MyAlgoProposer::extend(const torch::Tensor& features, const torch::Tensor& /*last_hidden*/,
                             const torch::Tensor& next_tokens) {
@@ -26,19 +25,12 @@ void MyAlgoProposer::extend(const torch::Tensor& features, const torch::Tensor& 
   auto x = model_.fc_(features.unsqueeze(0).to(model_.fc_->weight.scalar_type()));
   const auto positions = torch::arange(length_, length_ + n, torch::kLong).unsqueeze(0);
   const nn::RotaryTables rope = model_.rotary_.tables(positions, x.scalar_type());
-  const auto longs = torch::TensorOptions().dtype(torch::kLong);
   for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const auto window = c.window_of_layer(i);
     const auto li = static_cast<std::size_t>(i);
-    nn::AttentionKernel kernel = [&, li, window](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-      keys_[li] = keys_[li].defined() ? torch::cat({keys_[li], k}, 2) : k;
-      values_[li] = values_[li].defined() ? torch::cat({values_[li], v}, 2) : v;
-      const std::int64_t total = keys_[li].size(2);
-      const auto query_index = torch::arange(total - n, total, longs).unsqueeze(1);
-      const auto key_index = torch::arange(total, longs).unsqueeze(0);
-      auto allowed = key_index <= query_index;
-      if (window) allowed = allowed.logical_and(key_index > query_index - *window);
-      return nn::dense_attention(q, keys_[li], values_[li], allowed);
+    nn::AttentionKernel kernel = [this, li, window](const torch::Tensor& q, const torch::Tensor& k,
+                                                    const torch::Tensor& v) {
+      return nn::attend_with_cache(caches_[li], q, k, v, window);
     };
     x = model_.layers_[li]->as<nn::DecoderLayerImpl>()->forward(x, rope, kernel);
   }

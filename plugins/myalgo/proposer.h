@@ -4,6 +4,7 @@
 #pragma once
 
 #include "model.h"
+#include "speculators/nn/kv_cache.h"
 #include "speculators/proposal.h"
 
 namespace speculators {
@@ -20,7 +21,7 @@ class MyAlgoProposer : public Proposer {
 
  private:
   MyAlgoModel& model_;
-  std::vector<torch::Tensor> keys_, values_;  // per layer: [1, nkv, n, hd]
+  std::vector<nn::LayerKvCache> caches_;      // per layer
   torch::Tensor last_state_;                  // the draft's state at the last accepted position [H]
   std::int64_t length_ = 0;
 };

@@ -23,11 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-HostFingerprint cpu_host() {
-  HostFingerprint host = HostFingerprint::current();
-  host.cuda = 0;
-  return host;
-}
+using test::cpu_host;
 
 // Loads `path` into a fresh registry, checks that it was rejected cleanly, returns the reason.
 std::string rejection_of(const std::string& path, HostFingerprint host = cpu_host()) {

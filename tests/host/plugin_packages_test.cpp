@@ -26,11 +26,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-HostFingerprint cpu_host() {
-  HostFingerprint host = HostFingerprint::current();
-  host.cuda = 0;
-  return host;
-}
+using test::cpu_host;
 
 std::string read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);

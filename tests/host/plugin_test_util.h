@@ -1,4 +1,5 @@
-// Helpers shared by the plugin-host tests: a temporary directory that cleans up after itself.
+// Helpers shared by the plugin-host tests: a temporary directory that cleans up after itself,
+// and the fingerprint the CPU fixtures are checked against.
 #pragma once
 
 #include <chrono>
@@ -7,6 +8,8 @@
 #include <string>
 
 #include <unistd.h>
+
+#include "plugin_loader.h"
 
 namespace speculators {
 namespace test {
@@ -42,6 +45,13 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// This host's fingerprint with the CUDA flag off, as the CPU fixtures are built.
+inline HostFingerprint cpu_host() {
+  HostFingerprint host = HostFingerprint::current();
+  host.cuda = 0;
+  return host;
+}
 
 }  // namespace test
 }  // namespace speculators

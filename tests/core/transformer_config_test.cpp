@@ -5,6 +5,7 @@
 
 #include <set>
 
+#include "io_test_util.h"
 #include "speculators/error.h"
 #include "speculators/nn/transformer_config.h"
 
@@ -33,14 +34,7 @@ const char* const kQwen3 = R"({
   "rms_norm_eps": 1e-06, "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null,
   "tie_word_embeddings": false, "use_sliding_window": false, "vocab_size": 151936})";
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_message;
 
 std::set<std::string> keys_of(const Json& j) {
   std::set<std::string> out;
@@ -162,49 +156,49 @@ TEST_CASE("to_hf_json round-trips through from_hf_json", "[verifier][config]") {
 TEST_CASE("config errors name the file, the key and the valid values", "[verifier][config]") {
   Json j = Json::parse(kLlama31);
   j["model_type"] = "mistral";
-  std::string msg = error_of([&] { TransformerConfig::from_hf_json(j, "/models/m/config.json"); });
+  std::string msg = error_message([&] { TransformerConfig::from_hf_json(j, "/models/m/config.json"); });
   CHECK(msg.find("/models/m/config.json") != std::string::npos);
   CHECK(msg.find("mistral") != std::string::npos);
   CHECK(msg.find("llama, qwen3") != std::string::npos);
 
   j = Json::parse(kLlama31);
   j.as_object().erase("hidden_size");
-  msg = error_of([&] { TransformerConfig::from_hf_json(j, "a/config.json"); });
+  msg = error_message([&] { TransformerConfig::from_hf_json(j, "a/config.json"); });
   CHECK(msg.find("a/config.json") != std::string::npos);
   CHECK(msg.find("hidden_size") != std::string::npos);
 
   j = Json::parse(kLlama31);
   j["num_key_value_heads"] = "eight";
-  msg = error_of([&] { TransformerConfig::from_hf_json(j, "b/config.json"); });
+  msg = error_message([&] { TransformerConfig::from_hf_json(j, "b/config.json"); });
   CHECK(msg.find("num_key_value_heads") != std::string::npos);
   CHECK(msg.find("b/config.json") != std::string::npos);
 
   j = Json::parse(kLlama31);
   j["num_key_value_heads"] = 5;
-  msg = error_of([&] { TransformerConfig::from_hf_json(j, "c/config.json"); });
+  msg = error_message([&] { TransformerConfig::from_hf_json(j, "c/config.json"); });
   CHECK(msg.find("num_key_value_heads") != std::string::npos);
 
   j = Json::parse(kLlama31);
   j["rope_scaling"] = Json::parse(R"({"rope_type": "yarn", "factor": 4.0})");
-  msg = error_of([&] { TransformerConfig::from_hf_json(j, "d/config.json"); });
+  msg = error_message([&] { TransformerConfig::from_hf_json(j, "d/config.json"); });
   CHECK(msg.find("yarn") != std::string::npos);
   CHECK(msg.find("default, llama3") != std::string::npos);
 
   j = Json::parse(kLlama31);
   j["rope_scaling"].as_object().erase("low_freq_factor");
-  msg = error_of([&] { TransformerConfig::from_hf_json(j, "e/config.json"); });
+  msg = error_message([&] { TransformerConfig::from_hf_json(j, "e/config.json"); });
   CHECK(msg.find("low_freq_factor") != std::string::npos);
 
   j = Json::parse(kLlama31);
   j["hidden_act"] = "swish";
-  msg = error_of([&] { TransformerConfig::from_hf_json(j, "f/config.json"); });
+  msg = error_message([&] { TransformerConfig::from_hf_json(j, "f/config.json"); });
   CHECK(msg.find("swish") != std::string::npos);
 
   j = Json::parse(kLlama31);
   j["layer_types"] = Json(std::vector<std::string>{"full_attention"});
-  msg = error_of([&] { TransformerConfig::from_hf_json(j, "g/config.json"); });
+  msg = error_message([&] { TransformerConfig::from_hf_json(j, "g/config.json"); });
   CHECK(msg.find("layer_types") != std::string::npos);
 
-  msg = error_of([&] { TransformerConfig::from_hf_json(Json::parse("[1, 2]"), "h/config.json"); });
+  msg = error_message([&] { TransformerConfig::from_hf_json(Json::parse("[1, 2]"), "h/config.json"); });
   CHECK(msg.find("h/config.json") != std::string::npos);
 }

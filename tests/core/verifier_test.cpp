@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include "io_test_util.h"
 #include "speculators/error.h"
 #include "speculators/tensor_io.h"
 #include "speculators/verifier.h"
@@ -54,14 +55,7 @@ torch::Tensor positions(std::int64_t b, std::int64_t l) {
   return torch::arange(l, torch::kLong).unsqueeze(0).expand({b, l}).contiguous();
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_message;
 
 }  // namespace
 
@@ -90,7 +84,7 @@ TEST_CASE("verifier layer ids: 0 = embeddings, n = pre-norm output, logits = lm_
 
   const auto no_logits = m->forward(ids, positions(2, 6), torch::Tensor(), {1}, /*want_logits=*/false);
   CHECK_FALSE(no_logits.logits.defined());
-  const std::string msg = error_of([&] { m->forward(ids, positions(2, 6), torch::Tensor(), {3}); });
+  const std::string msg = error_message([&] { m->forward(ids, positions(2, 6), torch::Tensor(), {3}); });
   CHECK(msg.find("3") != std::string::npos);
   CHECK(msg.find("0..2") != std::string::npos);
   CHECK_THROWS_AS(m->forward(ids, positions(2, 6), torch::Tensor(), {-1}), Error);
@@ -175,7 +169,7 @@ TEST_CASE("a sharded checkpoint loads the same as a single file", "[verifier]") 
 
   // A shard the index names but that is not there.
   fs::remove(dir.path / "model-00002-of-00002.safetensors");
-  const std::string msg = error_of([&] { load_verifier(dir.str()); });
+  const std::string msg = error_message([&] { load_verifier(dir.str()); });
   CHECK(msg.find("model-00002-of-00002.safetensors") != std::string::npos);
 }
 
@@ -213,30 +207,30 @@ TEST_CASE("load errors name the missing tensor, the wrong shape and the file", "
   auto broken = all;
   broken.erase("model.layers.1.mlp.up_proj.weight");
   save_safetensors(file, broken);
-  std::string msg = error_of([&] { load_verifier(dir.str()); });
+  std::string msg = error_message([&] { load_verifier(dir.str()); });
   CHECK(msg.find("model.layers.1.mlp.up_proj.weight") != std::string::npos);
   CHECK(msg.find(file) != std::string::npos);
 
   broken = all;
   broken["model.norm.weight"] = torch::ones({31});
   save_safetensors(file, broken);
-  msg = error_of([&] { load_verifier(dir.str()); });
+  msg = error_message([&] { load_verifier(dir.str()); });
   CHECK(msg.find("model.norm.weight") != std::string::npos);
   CHECK(msg.find("31") != std::string::npos);
 
   fs::remove(file);
-  msg = error_of([&] { load_verifier(dir.str()); });
+  msg = error_message([&] { load_verifier(dir.str()); });
   CHECK(msg.find("model.safetensors") != std::string::npos);
 
   TempDir empty;
-  msg = error_of([&] { load_verifier(empty.str()); });
+  msg = error_message([&] { load_verifier(empty.str()); });
   CHECK(msg.find("config.json") != std::string::npos);
 
   // A config.json with an unsupported model_type names the file.
   Json config = Json::read_file((dir.path / "config.json").string());
   config["model_type"] = "gemma";
   write_file_atomic((dir.path / "config.json").string(), config.dump_python());
-  msg = error_of([&] { load_verifier(dir.str()); });
+  msg = error_message([&] { load_verifier(dir.str()); });
   CHECK(msg.find((dir.path / "config.json").string()) != std::string::npos);
   CHECK(msg.find("llama, qwen3") != std::string::npos);
 }
@@ -272,7 +266,7 @@ TEST_CASE("read_verifier_tensor: exact, suffix, then aliases", "[verifier]") {
   CHECK(torch::equal(read_verifier_tensor(dir.str(), "embed_tokens.weight"), e));
   CHECK(torch::equal(read_verifier_tensor(dir.str(), "lm_head.weight"), e));
 
-  const std::string msg = error_of([&] { read_verifier_tensor(dir.str(), "fc.weight"); });
+  const std::string msg = error_message([&] { read_verifier_tensor(dir.str(), "fc.weight"); });
   CHECK(msg.find("fc.weight") != std::string::npos);
   CHECK(msg.find("embed_tokens.weight, lm_head.weight, model.norm.weight") != std::string::npos);
 }

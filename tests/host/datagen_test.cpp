@@ -5,6 +5,7 @@
 
 #include <sstream>
 
+#include "../core/io_test_util.h"
 #include "make_verifier.h"
 #include "sampling.h"
 #include "speculators/error.h"
@@ -14,14 +15,7 @@ using namespace speculators;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_message;
 
 MakeVerifierOptions tiny_options(const std::string& arch = "llama") {
   MakeVerifierOptions o;
@@ -54,15 +48,15 @@ TEST_CASE("make-verifier derives valid head counts and names bad options", "[dat
 
   o.hidden_size = 64;
   o.num_heads = 3;
-  CHECK(error_of([&] { make_verifier_config(o); }).find("--num-heads") != std::string::npos);
+  CHECK(error_message([&] { make_verifier_config(o); }).find("--num-heads") != std::string::npos);
   o.num_heads = 4;
   o.num_kv_heads = 3;
-  CHECK(error_of([&] { make_verifier_config(o); }).find("--num-kv-heads") != std::string::npos);
+  CHECK(error_message([&] { make_verifier_config(o); }).find("--num-kv-heads") != std::string::npos);
   o = tiny_options("gpt2");
-  CHECK(error_of([&] { make_verifier_config(o); }).find("gpt2") != std::string::npos);
+  CHECK(error_message([&] { make_verifier_config(o); }).find("gpt2") != std::string::npos);
   o = tiny_options();
   o.num_layers = 0;
-  CHECK(error_of([&] { make_verifier_config(o); }).find("--num-layers") != std::string::npos);
+  CHECK(error_message([&] { make_verifier_config(o); }).find("--num-layers") != std::string::npos);
 }
 
 TEST_CASE("greedy samples are the verifier's argmax continuations", "[datagen]") {
@@ -117,16 +111,16 @@ TEST_CASE("sampling is seeded, in range, and round-trips through data.jsonl", "[
   CHECK(row == 3);
 
   o.prompt_len = 10;
-  CHECK(error_of([&] { sample_sequences(*m, o); }).find("--prompt-len") != std::string::npos);
+  CHECK(error_message([&] { sample_sequences(*m, o); }).find("--prompt-len") != std::string::npos);
   o.prompt_len = 2;
   o.seq_len = 1;
-  CHECK(error_of([&] { sample_sequences(*m, o); }).find("--seq-len") != std::string::npos);
+  CHECK(error_message([&] { sample_sequences(*m, o); }).find("--seq-len") != std::string::npos);
   o.seq_len = 10;
   o.temperature = -1;
-  CHECK(error_of([&] { sample_sequences(*m, o); }).find("--temperature") != std::string::npos);
+  CHECK(error_message([&] { sample_sequences(*m, o); }).find("--temperature") != std::string::npos);
   o.temperature = 1;
   o.num_samples = 0;
-  CHECK(error_of([&] { sample_sequences(*m, o); }).find("--num-samples") != std::string::npos);
+  CHECK(error_message([&] { sample_sequences(*m, o); }).find("--num-samples") != std::string::npos);
 }
 
 TEST_CASE("a made verifier is peaked and driven mostly by the last token", "[datagen]") {

@@ -8,10 +8,10 @@
 #include <sstream>
 
 #include "data.h"
+#include "draft_loading.h"
 #include "plugin_loader.h"
 #include "progress.h"
 #include "spec_decode.h"
-#include "speculators/checkpoint.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
 #include "speculators/registry.h"
@@ -44,11 +44,7 @@ std::shared_ptr<DraftModel> load_draft(PluginHost& plugins, const std::vector<st
            ExitCode::kPlugin);
     }
   }
-  auto model = entry.algorithm->from_config(config, ctx);
-  if (!model) fail(cat("algorithm ", algorithm, ": the factory returned no model"), ExitCode::kPlugin);
-  if (!fs::exists(fs::path(dir) / "model.safetensors")) fail_usage(cat("--draft ", dir, ": no model.safetensors"));
-  load_draft_weights(*model, dir);
-  model->after_load(ctx);
+  auto model = load_saved_draft(*entry.algorithm, config, dir, ctx, /*weights_required=*/true);
   model->eval();
   return model;
 }

@@ -1,6 +1,7 @@
 // speculators-train: resolve the job, load the algorithm's plugin, build the draft from the
 // verifier, then dry-run or train (facts §1.6).
 #include "train_command.h"
+#include "draft_loading.h"
 #include "threads.h"
 
 #include <chrono>
@@ -160,16 +161,8 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
   std::shared_ptr<DraftModel> model;
   const std::string from = args.get_string("from_pretrained");
   if (!from.empty()) {
-    Json saved = Json::read_file((fs::path(from) / "config.json").string());
-    model = algorithm.from_config(saved, ctx);
-    if (fs::exists(fs::path(from) / "model.safetensors")) {
-      load_draft_weights(*model, from);
-      log::info(cat("loaded draft weights from ", from));
-    } else {
-      log::info(cat(from, " has a config.json and no weights: fresh initialisation from that config"));
-    }
-    // facts §5.5: vocab mapping and frozen verifier tensors are settled after any load.
-    model->after_load(ctx);
+    const Json saved = Json::read_file((fs::path(from) / "config.json").string());
+    model = load_saved_draft(algorithm, saved, from, ctx, /*weights_required=*/false);
   } else {
     model = algorithm.from_training_args(ctx);
   }

@@ -180,6 +180,9 @@ case "$CASE" in
     expect_text "$WORK/out.txt" '2/2 outputs identical'
     expect_code 2 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$DATA" --draft "$WORK/nothing"
     expect_text "$WORK/err.txt" 'no config.json'
+    mkdir -p "$WORK/config-only" && cp "$WORK/ckpt/15/config.json" "$WORK/config-only/"
+    expect_code 2 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$DATA" --draft "$WORK/config-only"
+    expect_text "$WORK/err.txt" 'config-only: no model.safetensors'
     ;;
   eagle3_train)
     tiny_inputs
@@ -188,6 +191,10 @@ case "$CASE" in
     expect_text "$WORK/ckpt/metrics.jsonl" '"val/full_acc_0_epoch"'
     expect_text "$WORK/ckpt/metrics.jsonl" '"val/acceptance_length_epoch"'
     expect_text "$WORK/err.txt" 'estimated acceptance length'
+    # --from-pretrained: the saved draft is rebuilt from its config.json and weights (facts §5.5).
+    expect_code 0 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$VERIFIER" \
+      --data-path "$DATA" --save-path "$WORK/again" --epochs 1 --total-seq-len 256 --from-pretrained "$WORK/ckpt/1"
+    expect_text "$WORK/err.txt" "loaded draft weights from $WORK/ckpt/1"
     ;;
   resume_exact)
     # SIGKILL at random steps (a checkpoint every step, so some kills land inside a save), then

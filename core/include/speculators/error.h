@@ -15,6 +15,7 @@ enum class ExitCode : int {
   kUsage = 2,        // bad job file, unknown key, wrong type
   kPlugin = 3,       // a plugin could not be loaded or misbehaved
   kData = 4,         // bad data
+  kDistributed = 5,  // a rank died or stopped answering, a collective failed or timed out
   kInterrupted = 130,
 };
 

@@ -129,6 +129,18 @@ std::vector<std::vector<std::size_t>> pack_rows(const std::vector<std::size_t>& 
                                                 std::int64_t total_len, std::uint64_t seed, std::int64_t epoch,
                                                 int rank = 0, int world_size = 1);
 
+// The rest of an epoch that `old_world_size` ranks had trained `steps_done` steps of, packed
+// for `world_size` ranks: the samples of those steps (all ranks' bins) are the first ones of the
+// epoch's shuffled order, and packing goes on from the next one, numbering steps from
+// `first_step` (for the bin rotation). With the same world size this equals pack_rows from
+// step `steps_done` on.
+std::vector<std::vector<std::size_t>> pack_rows_resharded(const std::vector<std::size_t>& indices,
+                                                          const std::vector<std::int64_t>& lengths,
+                                                          std::int64_t total_len, std::uint64_t seed,
+                                                          std::int64_t epoch, std::size_t steps_done,
+                                                          int old_world_size, std::size_t first_step, int rank,
+                                                          int world_size);
+
 struct LoaderOptions {
   // Background threads building batches (read, noise, preprocess, collate). 0 builds each batch
   // in next() on the caller's thread.
@@ -149,6 +161,10 @@ class Loader {
   // Every batch is a function of (seed, epoch, its index) alone, with or without workers, so a
   // resumed epoch yields the same batches as an uninterrupted one.
   void start_epoch(std::int64_t epoch, std::size_t skip = 0);
+  // Starts `epoch` where a run with `old_world_size` ranks stopped after `rows_done` packed rows
+  // per rank (pack_rows_resharded): position() becomes rows_done x old / new world size, and the
+  // rows from there are the rest of the epoch's samples packed for this world size.
+  void start_epoch_resharded(std::int64_t epoch, std::size_t rows_done, int old_world_size);
   std::size_t num_batches() const { return plan_.size(); }
   // Index of the next batch next() will yield within this epoch.
   std::size_t position() const { return cursor_; }

@@ -90,6 +90,15 @@ Schema host_schema() {
               "non-finite loss or gradient; each one is skipped", "trainer"),
       opt_int("log_freq", 1, "Write a metrics line every N steps", "trainer"),
       opt_int("num_threads", 0, "CPU threads for LibTorch (0 = every CPU the process may use; OMP_NUM_THREADS overrides)", "trainer"),
+      opt_int("nproc_per_node", 1, "Start this many ranks on this machine (each gets RANK, WORLD_SIZE, LOCAL_RANK, "
+              "MASTER_ADDR, MASTER_PORT, as torchrun sets them). Ignored inside a launched rank", "distributed"),
+      opt_string("shard", "none", "Data-parallel sharding: none (replicated), optimizer (optimizer state and "
+                 "gradients split by layer unit), full (parameters too, gathered per step)", "distributed",
+                 {"none", "optimizer", "full"}),
+      opt_string("dist_backend", "auto", "Collective backend: gloo (CPU), nccl (GPU), or auto (nccl when "
+                 "training on a GPU with an NCCL build, else gloo)", "distributed", {"auto", "gloo", "nccl"}),
+      opt_float("dist_timeout", 1800, "Seconds a collective (and the rendezvous) may wait before the job "
+                "stops with an error naming the rank that did not answer", "distributed"),
       opt_string("log_dir", Json(), "Where metrics.jsonl, report.html and the TensorBoard run go (default: "
                  "--save-path)", "logging"),
       opt_string("logger", "tensorboard", "Comma list of extra loggers: tensorboard (event files in "

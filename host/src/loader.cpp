@@ -44,17 +44,28 @@ void Loader::start_epoch(std::int64_t epoch, std::size_t skip) {
   prefetch_started_ = false;  // workers start at the first next(): an idle split costs nothing
 }
 
+void Loader::start_epoch_resharded(std::int64_t epoch, std::size_t rows_done, int old_world_size) {
+  start_epoch(epoch, 0);
+  const std::size_t first = rows_done * static_cast<std::size_t>(old_world_size) /
+                            static_cast<std::size_t>(options_.world_size);
+  auto rest = pack_rows_resharded(indices_, lengths_, total_len_, seed_, epoch, rows_done, old_world_size, first,
+                                  options_.rank, options_.world_size);
+  plan_.assign(first, {});  // rows already trained on: never built
+  plan_.insert(plan_.end(), rest.begin(), rest.end());
+  cursor_ = first;
+}
+
 std::optional<Batch> Loader::make_batch(std::int64_t epoch, std::size_t index) {
-  // The noise of a batch depends on (seed, epoch, batch index, rank) only: resumable mid-epoch
-  // and the same whichever thread builds it.
-  auto noise_gen = at::detail::createCPUGenerator(
-      (seed_ * 1000003ULL + static_cast<std::uint64_t>(epoch)) * 1000003ULL + index +
-      static_cast<std::uint64_t>(options_.rank) * 0x9E3779B97F4A7C15ULL);
   auto samples = source_.get(plan_[index]);
   std::vector<Sample> kept;
-  for (auto& s : samples) {
+  for (std::size_t j = 0; j < samples.size(); ++j) {
+    auto& s = samples[j];
     if (s.tensors.empty()) continue;  // a bad sample the source skipped (and counted)
     if (train_ && noise_std_ > 0) {
+      // The noise of a sample depends on (seed, epoch, sample) only: the same whichever batch,
+      // rank, world size or thread it lands in, so a resumed run (at any world size) sees it too.
+      auto noise_gen = at::detail::createCPUGenerator(
+          (seed_ * 1000003ULL + static_cast<std::uint64_t>(epoch)) * 1000003ULL + plan_[index][j]);
       // facts §3.6: uniform in [-std, std) on the aux states only, train split only.
       auto& h = s.tensors.at("hidden_states");
       auto u = torch::rand(h.sizes(), noise_gen, h.options());

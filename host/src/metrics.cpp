@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <set>
 
 #include "speculators/error.h"
@@ -42,6 +43,20 @@ std::map<std::string, double> MetricAccumulator::values() const {
     out[k] = v / static_cast<double>(batches_);
   }
   return out;
+}
+
+std::vector<double> MetricAccumulator::raw() const {
+  std::vector<double> out;
+  for (const auto& [k, v] : sums_) out.push_back(v);
+  out.push_back(static_cast<double>(batches_));
+  return out;
+}
+
+void MetricAccumulator::load_raw(const std::vector<double>& raw) {
+  if (raw.size() != sums_.size() + 1) fail(cat("metrics: ", raw.size(), " values for ", sums_.size(), " keys"));
+  std::size_t i = 0;
+  for (auto& [k, v] : sums_) v = raw[i++];
+  batches_ = static_cast<long>(std::llround(raw.back()));
 }
 
 void MetricAccumulator::clear() {

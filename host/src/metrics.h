@@ -4,6 +4,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "speculators/algorithm.h"
 
@@ -16,6 +17,11 @@ class MetricAccumulator {
   // Normalised values by name (pairs merged, scalars averaged).
   std::map<std::string, double> values() const;
   bool empty() const { return batches_ == 0; }
+  // The sums in key order, then the batch count: what ranks add up before values().
+  std::vector<double> raw() const;
+  // Puts back what raw() gave, summed over ranks (same keys, same order).
+  void load_raw(const std::vector<double>& raw);
+  std::size_t num_keys() const { return sums_.size(); }
   void clear();
 
  private:

@@ -3,6 +3,7 @@
 // tokens per rank. The shuffle is our own Fisher-Yates over mt19937_64 (numpy's PCG64 stream is
 // not reproduced), so the order differs from the reference but is the same on every platform.
 #include <algorithm>
+#include <cstdint>
 #include <numeric>
 #include <random>
 
@@ -42,24 +43,26 @@ std::vector<int> lpt(const std::vector<std::int64_t>& lens, int bins, std::int64
 
 }  // namespace
 
-std::vector<std::vector<std::size_t>> pack_rows(const std::vector<std::size_t>& indices,
-                                                const std::vector<std::int64_t>& lengths,
-                                                std::int64_t total_len, std::uint64_t seed, std::int64_t epoch,
-                                                int rank, int world_size) {
-  if (world_size < 1 || rank < 0 || rank >= world_size) {
-    fail_usage(cat("packing: rank ", rank, " is outside a world of ", world_size));
-  }
-  if (total_len < 1) fail_usage(cat("total_seq_len must be >= 1, got ", total_len));
-  const auto order = shuffled(indices, seed + static_cast<std::uint64_t>(epoch));
+namespace {
+
+// Steps from `first` of `order` on (facts §3.7): the longest prefix LPT fits into world_size
+// bins becomes a step; `rank` takes bin (rank - step) mod world_size. `consumed` (when given)
+// receives the samples in the first `max_steps` steps, all bins together.
+std::vector<std::vector<std::size_t>> pack_order(const std::vector<std::size_t>& order,
+                                                 const std::vector<std::int64_t>& lengths, std::int64_t total_len,
+                                                 std::size_t first, std::size_t step0, int rank, int world_size,
+                                                 std::size_t max_steps, std::size_t* consumed) {
   std::vector<std::int64_t> clipped(order.size());  // facts §3.7: longer rows count as L
   for (std::size_t k = 0; k < order.size(); ++k) clipped[k] = std::min(lengths.at(order[k]), total_len);
   std::vector<std::int64_t> prefix(order.size() + 1, 0);
   std::partial_sum(clipped.begin(), clipped.end(), prefix.begin() + 1);
 
   std::vector<std::vector<std::size_t>> mine;
-  std::size_t start = 0;
+  std::size_t start = first;
   const auto capacity_all = total_len * world_size;
-  for (std::size_t step = 0; order.size() - start >= static_cast<std::size_t>(world_size); ++step) {
+  for (std::size_t step = step0; order.size() - start >= static_cast<std::size_t>(world_size) &&
+                                 step - step0 < max_steps;
+       ++step) {
     // The longest prefix that could fit by token count bounds the search; LPT decides.
     const auto limit = std::upper_bound(prefix.begin() + static_cast<std::ptrdiff_t>(start), prefix.end(),
                                         prefix[start] + capacity_all) - prefix.begin() - 1;
@@ -84,7 +87,40 @@ std::vector<std::vector<std::size_t>> pack_rows(const std::vector<std::size_t>& 
     mine.push_back(std::move(batch));
     start += lo;
   }
+  if (consumed != nullptr) *consumed = start - first;
   return mine;
+}
+
+void check_world(int rank, int world_size, std::int64_t total_len) {
+  if (world_size < 1 || rank < 0 || rank >= world_size) {
+    fail_usage(cat("packing: rank ", rank, " is outside a world of ", world_size));
+  }
+  if (total_len < 1) fail_usage(cat("total_seq_len must be >= 1, got ", total_len));
+}
+
+}  // namespace
+
+std::vector<std::vector<std::size_t>> pack_rows(const std::vector<std::size_t>& indices,
+                                                const std::vector<std::int64_t>& lengths,
+                                                std::int64_t total_len, std::uint64_t seed, std::int64_t epoch,
+                                                int rank, int world_size) {
+  check_world(rank, world_size, total_len);
+  const auto order = shuffled(indices, seed + static_cast<std::uint64_t>(epoch));
+  return pack_order(order, lengths, total_len, 0, 0, rank, world_size, SIZE_MAX, nullptr);
+}
+
+std::vector<std::vector<std::size_t>> pack_rows_resharded(const std::vector<std::size_t>& indices,
+                                                          const std::vector<std::int64_t>& lengths,
+                                                          std::int64_t total_len, std::uint64_t seed,
+                                                          std::int64_t epoch, std::size_t steps_done,
+                                                          int old_world_size, std::size_t first_step, int rank,
+                                                          int world_size) {
+  check_world(rank, world_size, total_len);
+  check_world(0, old_world_size, total_len);
+  const auto order = shuffled(indices, seed + static_cast<std::uint64_t>(epoch));
+  std::size_t consumed = 0;
+  pack_order(order, lengths, total_len, 0, 0, 0, old_world_size, steps_done, &consumed);
+  return pack_order(order, lengths, total_len, consumed, first_step, rank, world_size, SIZE_MAX, nullptr);
 }
 
 }  // namespace speculators

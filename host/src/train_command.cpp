@@ -13,6 +13,8 @@
 #include "feature_files.h"
 #include "host_info.h"
 #include "job.h"
+#include "launcher.h"
+#include "speculators/communicator.h"
 #include "plugin_loader.h"
 #include "speculators/checkpoint.h"
 #include "speculators/error.h"
@@ -35,7 +37,8 @@ std::string shell_quote(const std::string& s) {
 
 // facts §1.6 step 3 / §2.8: explicit paths, then <data-path>/{d2t,t2d}.npy, then built from
 // token frequencies when --draft-vocab-size asks for a smaller vocabulary.
-VocabMapping resolve_vocab(const Args& args, const TransformerConfig& verifier, const std::string& data_path) {
+VocabMapping resolve_vocab(const Args& args, const TransformerConfig& verifier, const std::string& data_path,
+                           bool write) {
   const auto V = verifier.vocab_size;
   std::string d2t = args.has("d2t_path") ? args.get_string("d2t_path") : "";
   std::string t2d = args.has("t2d_path") ? args.get_string("t2d_path") : "";
@@ -71,8 +74,10 @@ VocabMapping resolve_vocab(const Args& args, const TransformerConfig& verifier, 
     }
   }
   VocabMapping m = build_vocab_mapping(freq, V, vd);
-  save_vocab_mapping(m, data_path);
-  log::info(cat("built a ", vd, "-token draft vocabulary from ", source, "; wrote ", data_path, "/{d2t,t2d}.npy"));
+  if (write) {  // one writer (rank 0); every rank builds the same mapping
+    save_vocab_mapping(m, data_path);
+    log::info(cat("built a ", vd, "-token draft vocabulary from ", source, "; wrote ", data_path, "/{d2t,t2d}.npy"));
+  }
   return m;
 }
 
@@ -86,16 +91,32 @@ void check_model(DraftModel& model, const std::string& name) {
   if (!model.lm_head()) fail(cat("algorithm ", name, ": the model has no lm_head()"), ExitCode::kPlugin);
 }
 
-void write_run_files(const Args& args, const Schema& schema, const std::vector<std::string>& argv) {
+void write_run_files(const Args& args, const Schema& schema, const std::vector<std::string>& argv, int world_size) {
   const fs::path save = args.get_string("save_path");
   fs::create_directories(save);
   write_file_atomic((save / "run.yaml").string(), job_to_yaml(args, schema));
   std::time_t now = std::time(nullptr);
   char stamp[64];
   std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S%z", std::localtime(&now));
-  std::string text = cat("# Timestamp: ", stamp, "\n# World size: 1\n# ", host_version_string(), "\nspeculators-train");
+  std::string text = cat("# Timestamp: ", stamp, "\n# World size: ", world_size, "\n# ", host_version_string(), "\nspeculators-train");
   for (const auto& a : argv) text += " " + shell_quote(a);
   write_file_atomic((save / "train_command.txt").string(), text + "\n");
+}
+
+// This process's communicator: local for one process, else the launcher's rank joins the job
+// (facts §4.7) over --dist-backend.
+std::unique_ptr<Communicator> join_job(const Args& args, const RankInfo& info) {
+  if (info.world_size == 1) return make_local_communicator();
+  log::set_rank(info.rank, info.world_size);
+  if (info.rank != 0 && log::level() < log::Level::kWarn) log::set_level(log::Level::kWarn);  // rank 0 reports
+  std::string backend = args.get_string("dist_backend");
+  if (backend == "auto") backend = nccl_available() && torch::cuda::is_available() ? "nccl" : "gloo";
+  const auto timeout = std::chrono::milliseconds(static_cast<std::int64_t>(args.get_double("dist_timeout") * 1000));
+  if (timeout.count() <= 0) fail_usage(cat("--dist-timeout must be > 0, got ", args.get_double("dist_timeout")));
+  auto comm = make_communicator(backend, info, timeout, info.local_rank);
+  log::info(cat("rank ", info.rank, " of ", info.world_size, " joined (", info.launcher, " launch, ", backend,
+                ", rendezvous ", info.master_addr, ":", info.master_port, ")"));
+  return comm;
 }
 
 int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
@@ -141,6 +162,13 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
     fail_usage("--verifier-name-or-path is required (flag, or verifier.verifier_name_or_path in the job file)");
   }
   algorithm.validate(args);
+  const RankInfo rank_info = rank_info_from_environment();
+  if (rank_info.launcher == "none" && args.get_int("nproc_per_node") != 1) {
+    return launch_local_ranks(static_cast<int>(args.get_int("nproc_per_node")), argv,
+                              args.get_double("dist_timeout") + 30.0);
+  }
+  std::unique_ptr<Communicator> comm = join_job(args, rank_info);
+  const bool main_rank = comm->rank() == 0;
   apply_num_threads(static_cast<int>(args.get_int("num_threads")));
   torch::manual_seed(static_cast<std::uint64_t>(args.get_int("seed")));
 
@@ -155,7 +183,7 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
   ctx.verifier_path = verifier_dir;
   ctx.verifier_name = verifier_dir;
   const std::string data_path = args.get_string("data_path");
-  ctx.vocab = resolve_vocab(args, ctx.verifier, data_path);
+  ctx.vocab = resolve_vocab(args, ctx.verifier, data_path, main_rank);
   ctx.args = args;
 
   std::shared_ptr<DraftModel> model;
@@ -169,9 +197,10 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
   if (!model) fail(cat("algorithm ", type, ": the factory returned no model"), ExitCode::kPlugin);
   registry.note_built(model.get(), type);
   check_model(*model, type);
-  write_run_files(args, schema, argv);
+  if (main_rank) write_run_files(args, schema, argv, comm->world_size());
 
   if (args.get_bool("dry_run")) {
+    if (!main_rank) return 0;
     save_draft(*model, args.get_string("save_path"));
     log::info(cat("dry run: wrote the initialised checkpoint to ", args.get_string("save_path")));
     return 0;
@@ -202,13 +231,16 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
   LoaderOptions loader_options;
   loader_options.num_workers = static_cast<int>(args.get_int("num_workers"));
   loader_options.prefetch_factor = static_cast<int>(args.get_int("prefetch_factor"));
+  loader_options.rank = comm->rank();
+  loader_options.world_size = comm->world_size();
   Loader train_loader(*features, algorithm, train_idx, total_len, args.get_double("noise_std"), seed, true,
                       loader_options);
   Loader val_loader(*features, algorithm, val_idx, total_len, 0.0, seed, false, loader_options);
   log::info(cat("data: ", train_idx.size(), " train rows, ", val_idx.size(), " validation rows, ",
-                train_loader.num_batches(), " packed rows of ", total_len, " tokens per epoch (", source, " source, ",
+                train_loader.num_batches(), " packed rows of ", total_len, " tokens per epoch", 
+                comm->world_size() > 1 ? " per rank" : "", " (", source, " source, ",
                 loader_options.num_workers, " workers)"));
-  Trainer trainer(args, algorithm, model, train_loader, &val_loader);
+  Trainer trainer(args, algorithm, model, train_loader, &val_loader, *comm);
   auto summary = trainer.run();
   log::info(cat("done: ", summary.global_step, " steps; last checkpoint ", summary.last_checkpoint));
   return 0;

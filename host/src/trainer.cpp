@@ -40,7 +40,7 @@ std::string short_metrics(const std::map<std::string, double>& values, const std
 }  // namespace
 
 Trainer::Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<DraftModel> model, Loader& train,
-                 Loader* val)
+                 Loader* val, Communicator& comm)
     : args_(args),
       algorithm_(algorithm),
       model_(std::move(model)),
@@ -63,10 +63,12 @@ Trainer::Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<D
   if (args_.get_double("checkpoint_freq") <= 0) {
     fail_usage(cat("--checkpoint-freq must be > 0, got ", args_.get_double("checkpoint_freq")));
   }
-  optim_ = std::make_unique<OptimizerSet>(args_, trainable_);
+  dp_ = std::make_unique<DataParallel>(comm, parse_shard_mode(args_.get_string("shard")), *model_, trainable_);
+  optim_ = std::make_unique<OptimizerSet>(args_, dp_->owned());
+  if (dp_->mode() != ShardMode::kNone) lr_probe_ = std::make_unique<OptimizerSet>(args_, trainable_);
   std::tie(train_kwargs_, val_kwargs_) = algorithm_.trainer_kwargs(args_);
   schedule_ = make_schedule(args_, steps_per_epoch());
-  log_ = std::make_unique<RunLog>(args_);
+  if (main_rank()) log_ = std::make_unique<RunLog>(args_);
 }
 
 Trainer::~Trainer() = default;
@@ -76,8 +78,26 @@ std::int64_t Trainer::steps_per_epoch() const {
   return (n + grad_accum_ - 1) / grad_accum_;
 }
 
+bool Trainer::interrupt_agreed() {
+  return dp_->all_reduce({InterruptGuard::requested() ? 1.0 : 0.0}, ReduceOp::kMax)[0] > 0;
+}
+
+std::map<std::string, double> Trainer::reduced_metrics(const MetricAccumulator& acc) {
+  if (!dp_->distributed()) return acc.values();
+  const double keys = static_cast<double>(acc.num_keys());
+  const auto most = dp_->all_reduce({keys}, ReduceOp::kMax)[0], least = dp_->all_reduce({keys}, ReduceOp::kMin)[0];
+  if (most != least) {
+    fail(cat("algorithm ", algorithm_.name(), ": ranks returned different metric sets (", least, " to ", most,
+             " keys); metrics must not depend on the data"), ExitCode::kPlugin);
+  }
+  MetricAccumulator total = acc;
+  total.load_raw(dp_->all_reduce(acc.raw()));
+  return total.values();
+}
+
 TrainSummary Trainer::run() {
   InterruptGuard interrupts;
+  dp_->broadcast_model();  // facts §4.7: every rank starts from rank 0's initialisation
   resume_if_possible();
   const auto epochs = args_.get_int("epochs");
   const std::optional<std::int64_t> max_steps = args_.get_optional_int("max_steps");
@@ -87,8 +107,12 @@ TrainSummary Trainer::run() {
                  part->base_lr(), ")");
   }
   log::info(cat("training ", algorithm_.name(), ": ", epochs, " epochs x ", steps_per_epoch(), " steps (",
-                train_.num_batches(), " packed rows, ", grad_accum_, " per step); ", parts, "; schedule ",
-                schedule_.type, " over ", schedule_.total_steps, " steps, warmup ", schedule_.warmup_steps));
+                train_.num_batches(), " packed rows, ", grad_accum_, " per step", dp_->distributed()
+                    ? cat(" per rank, ", dp_->world_size(), " ranks, ", dp_->comm().backend(), ", --shard ",
+                          to_string(dp_->mode()))
+                    : std::string(),
+                "); ", parts, "; schedule ", schedule_.type, " over ", schedule_.total_steps, " steps, warmup ",
+                schedule_.warmup_steps));
   for (; epoch_ < epochs; ++epoch_) {
     if (max_steps && global_step_ >= *max_steps) break;
     const Stop stop = train_epoch(epoch_);
@@ -97,7 +121,7 @@ TrainSummary Trainer::run() {
     // No extra step per remaining epoch (facts Appendix A.8): --max-steps ends the run.
     if (max_steps && global_step_ >= *max_steps) break;
   }
-  log_->write_report();
+  if (log_) log_->write_report();
   summary_.global_step = global_step_;
   summary_.skipped_steps = skipped_steps_;
   return summary_;
@@ -105,8 +129,16 @@ TrainSummary Trainer::run() {
 
 Trainer::Stop Trainer::train_epoch(std::int64_t epoch) {
   model_->train();
-  train_.start_epoch(epoch, resume_cursor_);
-  if (resume_cursor_ > 0 && resume_batches_ != static_cast<std::int64_t>(train_.num_batches())) {
+  const bool resharded = resume_cursor_ > 0 && resume_world_size_ != dp_->world_size();
+  if (resharded) {
+    // A checkpoint from another world size: the rest of its epoch is packed for this one.
+    train_.start_epoch_resharded(epoch, resume_cursor_, resume_world_size_);
+    log::info(cat("epoch ", epoch, ": the checkpoint was written by ", resume_world_size_, " rank(s) after ",
+                  resume_cursor_, " packed rows each; the rest of the epoch is packed for ", dp_->world_size()));
+  } else {
+    train_.start_epoch(epoch, resume_cursor_);
+  }
+  if (!resharded && resume_cursor_ > 0 && resume_batches_ != static_cast<std::int64_t>(train_.num_batches())) {
     fail_data(cat(resume_state_path_, ": the checkpoint was taken with ", resume_batches_, " packed rows in epoch ",
                   epoch, ", the data now gives ", train_.num_batches(), "; resume with the same data and "
                   "--total-seq-len, or pass --no-resume-from-checkpoint to start over"));
@@ -114,21 +146,22 @@ Trainer::Stop Trainer::train_epoch(std::int64_t epoch) {
   resume_cursor_ = 0;
   const std::size_t n = train_.num_batches();
   const std::optional<std::int64_t> max_steps = args_.get_optional_int("max_steps");
-  ProgressBar bar(cat("epoch ", epoch), steps_per_epoch());
+  std::unique_ptr<ProgressBar> bar;  // rank 0 draws it
+  if (main_rank()) bar = std::make_unique<ProgressBar>(cat("epoch ", epoch), steps_per_epoch());
   while (train_.position() < n) {
     if (max_steps && global_step_ >= *max_steps) return Stop::kMaxSteps;
     optimizer_step(epoch);
     const auto done = static_cast<std::int64_t>((train_.position() + grad_accum_ - 1) / grad_accum_);
-    bar.update(done, short_metrics(summary_.last_train, {"loss"}));
-    if (InterruptGuard::requested()) {
-      bar.finish();
+    if (bar) bar->update(done, short_metrics(summary_.last_train, {"loss"}));
+    if (interrupt_) {
+      if (bar) bar->finish();
       return Stop::kInterrupted;
     }
     if (train_.position() < n && mid_epoch_save_due(done)) {
       save_checkpoint(epoch, static_cast<std::int64_t>(train_.position()), nullptr);
     }
   }
-  bar.finish(short_metrics(summary_.last_train, {"loss"}));
+  if (bar) bar->finish(short_metrics(summary_.last_train, {"loss"}));
   // Reading past the last batch lets the loader close its epoch (it reports skipped samples).
   if (train_.next()) fail(cat("the data loader yielded more than its ", n, " packed rows in epoch ", epoch));
   return Stop::kNone;
@@ -138,6 +171,7 @@ void Trainer::optimizer_step(std::int64_t epoch) {
   const std::size_t first = train_.position();
   const std::size_t group = std::min<std::size_t>(grad_accum_, train_.num_batches() - first);
   const auto t0 = Clock::now();
+  dp_->gather_parameters();  // --shard full: this step's forward needs every unit
   optim_->zero_grad();
   MetricAccumulator acc;
   double fetch_ms = 0;
@@ -162,10 +196,20 @@ void Trainer::optimizer_step(std::int64_t epoch) {
     (result.loss / static_cast<double>(group)).backward();
     acc.add(result.metrics);
   }
+  // One collective agrees on what every rank saw: a non-finite loss anywhere skips the step
+  // everywhere, and a signal to any rank stops all of them after this step.
+  const auto agreed = dp_->all_reduce({bad_loss ? 1.0 : 0.0, InterruptGuard::requested() ? 1.0 : 0.0},
+                                      ReduceOp::kMax);
+  bad_loss = agreed[0] > 0;
+  interrupt_ = agreed[1] > 0;
   double grad_norm = std::nan("");
-  if (!bad_loss) grad_norm = torch::nn::utils::clip_grad_norm_(trainable_tensors_, args_.get_double("max_grad_norm"));
+  if (!bad_loss) {
+    dp_->sync_gradients();
+    grad_norm = dp_->clip_grad_norm(args_.get_double("max_grad_norm"));
+  }
   const bool bad = bad_loss || !std::isfinite(grad_norm);
   optim_->set_lr_factor(schedule_.factor(global_step_));
+  if (lr_probe_) lr_probe_->set_lr_factor(schedule_.factor(global_step_));
   if (bad) {
     optim_->zero_grad();
     ++skipped_steps_;
@@ -173,22 +217,26 @@ void Trainer::optimizer_step(std::int64_t epoch) {
     const std::string what = bad_loss ? "loss" : "gradient";
     log::warn(cat("step ", global_step_, ": non-finite ", what, "; step skipped (", bad_streak_, " in a row, limit ",
                   args_.get_int("max_bad_steps"), ")"));
-    log_->write(Json::object({{"epoch", epoch}, {"global_step", global_step_}, {"skipped", "non-finite " + what},
-                              {"skipped_steps", skipped_steps_}}),
-                global_step_);
+    if (log_) {
+      log_->write(Json::object({{"epoch", epoch}, {"global_step", global_step_}, {"skipped", "non-finite " + what},
+                                {"skipped_steps", skipped_steps_}}),
+                  global_step_);
+    }
   } else {
     optim_->step();
     bad_streak_ = 0;
   }
+  dp_->after_step();
   if (!bad && global_step_ % std::max<std::int64_t>(1, args_.get_int("log_freq")) == 0) {
-    log_step(epoch, acc.values(), grad_norm, ms_since(t0), fetch_ms, tokens);
+    // facts §4.4: sum/total pairs are summed over ranks; tokens/s is rank 0's batch.
+    log_step(epoch, reduced_metrics(acc), grad_norm, ms_since(t0), fetch_ms, tokens);
   }
   ++global_step_;
   if (bad && bad_streak_ >= args_.get_int("max_bad_steps")) {
     // Skipped steps change no weight or optimizer state: what is saved is the last good state,
     // with the data cursor past the batches that failed.
     save_checkpoint(epoch, static_cast<std::int64_t>(train_.position()), nullptr);
-    log_->write_report();
+    if (log_) log_->write_report();
     fail(cat("stopping: ", bad_streak_, " consecutive steps had a non-finite loss or gradient (up to step ",
              global_step_ - 1, "; --max-bad-steps ", args_.get_int("max_bad_steps"),
              "). The last good state is in ", summary_.last_checkpoint,
@@ -199,7 +247,8 @@ void Trainer::optimizer_step(std::int64_t epoch) {
 void Trainer::log_step(std::int64_t epoch, const std::map<std::string, double>& values, double grad_norm,
                        double step_ms, double fetch_ms, std::int64_t tokens) {
   summary_.last_train = values;
-  const auto lrs = optim_->lrs();  // facts §4.3: read after the optimizer step
+  if (!log_) return;
+  const auto lrs = (lr_probe_ ? lr_probe_ : optim_)->lrs();  // facts §4.3: read after the optimizer step
   Json line = Json::object({{"epoch", epoch}, {"global_step", global_step_}});
   line["lr"] = lrs.count("adamw") ? lrs.at("adamw") : lrs.begin()->second;
   if (lrs.count("muon")) line["lr/muon"] = lrs.at("muon");
@@ -217,20 +266,21 @@ void Trainer::log_step(std::int64_t epoch, const std::map<std::string, double>& 
 std::optional<std::map<std::string, double>> Trainer::validate(std::int64_t epoch) {
   std::map<std::string, double> values;
   if (val_ == nullptr || val_->empty()) return values;
+  dp_->gather_parameters();
   model_->eval();
   torch::NoGradGuard no_grad;
   val_->start_epoch(epoch);
   MetricAccumulator acc;
   while (auto batch = val_->next()) {
     acc.add(model_->forward(*batch, val_kwargs_).metrics);
-    if (InterruptGuard::requested()) {
+    if (interrupt_agreed()) {
       model_->train();
       return std::nullopt;  // abandoned: the checkpoint written next reruns it on resume
     }
   }
   model_->train();
-  values = acc.values();
-  if (values.empty()) return values;
+  values = reduced_metrics(acc);  // facts §4.6: pairs summed over ranks
+  if (values.empty() || !log_) return values;
   const double tau = estimated_acceptance_length(values);
   Json line = Json::object({{"epoch", epoch}, {"global_step", global_step_}});
   for (const auto& [k, v] : values) line["val/" + k + "_epoch"] = v;
@@ -281,7 +331,7 @@ void Trainer::stop_interrupted(std::int64_t epoch) {
   // position() is past every batch already trained on; at the epoch's end it equals
   // num_batches, and the resumed run goes straight to this epoch's validation.
   save_checkpoint(epoch, static_cast<std::int64_t>(train_.position()), nullptr);
-  log_->write_report();
+  if (log_) log_->write_report();
   throw Error(cat("interrupted by ", signo == SIGTERM ? "SIGTERM" : "SIGINT", " at step ", global_step_,
                   ": wrote a resumable checkpoint to ", summary_.last_checkpoint,
                   "; run the same command again to continue"),

@@ -2,7 +2,9 @@
 // non-finite guard -> clip -> optimizers (Muon + AdamW, or AdamW) -> LR schedule; a progress bar
 // with loss and tokens/s; metrics.jsonl and TensorBoard lines; validation and the best checkpoint
 // at each epoch end (§4.6); checkpoints that resume exactly (§4.5, train_state.h), mid-epoch ones
-// included; SIGINT/SIGTERM end the run with a resumable checkpoint (signals.h).
+// included; SIGINT/SIGTERM end the run with a resumable checkpoint (signals.h). With several
+// ranks (distributed.h) every decision that changes control flow (a non-finite step, a signal)
+// is agreed over the ranks first; only rank 0 writes logs and checkpoints.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +14,8 @@
 #include <string>
 
 #include "data.h"
+#include "distributed.h"
+#include "metrics.h"
 #include "optim.h"
 #include "run_log.h"
 #include "speculators/algorithm.h"
@@ -30,8 +34,9 @@ struct TrainSummary {
 
 class Trainer {
  public:
+  // `comm` is this process's place in the job (make_local_communicator() for one process).
   Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<DraftModel> model, Loader& train,
-          Loader* val);
+          Loader* val, Communicator& comm);
   ~Trainer();
   // Trains to the end (or --max-steps). Resumes from the newest checkpoint in --save-path unless
   // --no-resume-from-checkpoint. Throws Error(kInterrupted) after writing a checkpoint when a
@@ -45,7 +50,7 @@ class Trainer {
   void restore_model_tensors(const NamedTensors& tensors, const std::string& tensor_path);
   void save_checkpoint(std::int64_t epoch, std::int64_t local_step, const std::map<std::string, double>* best_val);
   void fill_checkpoint(const std::filesystem::path& dir, std::int64_t epoch, std::int64_t local_step,
-                       const std::map<std::string, double>* best_val);
+                       const std::map<std::string, double>* best_val, const NamedTensors& state_tensors);
   bool epoch_end_save_due(std::int64_t epoch) const;
   bool mid_epoch_save_due(std::int64_t steps_done_in_epoch) const;
   // trainer.cpp
@@ -57,6 +62,10 @@ class Trainer {
   void finish_epoch(std::int64_t epoch);
   [[noreturn]] void stop_interrupted(std::int64_t epoch);
   std::int64_t steps_per_epoch() const;
+  bool main_rank() const { return dp_->rank() == 0; }
+  // Any rank's signal, agreed by all (a collective when distributed).
+  bool interrupt_agreed();
+  std::map<std::string, double> reduced_metrics(const MetricAccumulator& acc);
 
   const Args& args_;
   const Algorithm& algorithm_;
@@ -65,7 +74,10 @@ class Trainer {
   Loader* val_;
   std::vector<NamedParam> trainable_;
   std::vector<torch::Tensor> trainable_tensors_;
+  std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<OptimizerSet> optim_;
+  std::unique_ptr<OptimizerSet> lr_probe_;  // sharded: every kind's LR, whichever this rank owns
+  bool interrupt_ = false;                  // agreed in the last optimizer step
   LrSchedule schedule_;
   CheckpointStore store_;
   std::unique_ptr<RunLog> log_;
@@ -76,6 +88,7 @@ class Trainer {
   std::int64_t skipped_steps_ = 0;     // non-finite steps, in total
   std::int64_t bad_streak_ = 0;        // consecutive non-finite steps
   std::size_t resume_cursor_ = 0;      // packed row the resumed epoch starts at
+  int resume_world_size_ = 0;          // world size the checkpoint was written at
   std::int64_t resume_batches_ = 0;    // that epoch's packed rows when it was saved
   std::string resume_state_path_;
   std::optional<double> best_val_loss_;

@@ -22,7 +22,7 @@ namespace speculators {
 namespace {
 
 constexpr std::int64_t kStateFormat = 1;
-constexpr const char* kRngKey = "rng/cpu/rank0";
+std::string rng_key(int rank) { return cat("rng/cpu/rank", rank); }
 
 torch::Tensor cpu_rng_state() {
   auto gen = at::detail::getDefaultCPUGenerator();
@@ -40,8 +40,7 @@ void set_cpu_rng_state(const torch::Tensor& state) {
 const std::vector<std::string>& trajectory_keys() {
   static const std::vector<std::string> keys = {
       "seed", "speculator_type", "total_seq_len", "train_data_ratio", "noise_std", "optimizer", "lr",
-      "weight_decay", "muon_lr", "muon_momentum", "muon_weight_decay", "muon_ns_steps", "grad_accum_steps",
-      "scheduler_type", "scheduler_warmup_steps", "scheduler_total_steps", "max_grad_norm"};
+      "weight_decay", "muon_lr", "muon_momentum", "muon_weight_decay", "muon_ns_steps", "scheduler_type", "scheduler_warmup_steps", "scheduler_total_steps", "max_grad_norm"};
   return keys;
 }
 
@@ -71,23 +70,34 @@ bool Trainer::mid_epoch_save_due(std::int64_t steps_done_in_epoch) const {
 
 void Trainer::save_checkpoint(std::int64_t epoch, std::int64_t local_step,
                               const std::map<std::string, double>* best_val) {
-  const fs::path dir =
-      store_.write(epoch, local_step, [&](const fs::path& tmp) { fill_checkpoint(tmp, epoch, local_step, best_val); });
-  summary_.last_checkpoint = dir.string();
-  log::info(cat("saved checkpoint ", dir.string(), local_step == 0 ? " (epoch end)" : cat(" (step ", local_step, ")")));
+  // Saved whole by rank 0 (facts §4.7) in the single-process layout, so any world size resumes
+  // it: sharded optimizer state and parameters are gathered first, with every rank's RNG state.
+  dp_->gather_parameters();
+  NamedTensors local = optim_->state();
+  if (dp_->mode() == ShardMode::kNone && !main_rank()) local.clear();  // rank 0 has it all
+  local[rng_key(dp_->rank())] = cpu_rng_state();
+  NamedTensors state = dp_->gather_to_rank0(local);
+  if (main_rank()) {
+    const fs::path dir = store_.write(
+        epoch, local_step, [&](const fs::path& tmp) { fill_checkpoint(tmp, epoch, local_step, best_val, state); });
+    summary_.last_checkpoint = dir.string();
+    log::info(cat("saved checkpoint ", dir.string(), local_step == 0 ? " (epoch end)" : cat(" (step ", local_step, ")")));
+  } else {
+    summary_.last_checkpoint = (store_.root() / std::to_string(epoch)).string();
+  }
+  if (dp_->distributed()) dp_->barrier();
 }
 
 void Trainer::fill_checkpoint(const fs::path& dir, std::int64_t epoch, std::int64_t local_step,
-                              const std::map<std::string, double>* best_val) {
+                              const std::map<std::string, double>* best_val, const NamedTensors& state_tensors) {
   save_draft(*model_, dir.string());
   write_file_atomic((dir / "training_state.json").string(),
                     Json::object({{"epoch", epoch}, {"local_step", local_step}, {"global_step", global_step_}})
                         .dump_python());
   // Exact state: every saved weight in fp32 (model.safetensors holds bf16 for vLLM), optimizer
   // slots in fp32 (not bf16 as the reference, facts Appendix A.9) and the RNG state.
-  NamedTensors tensors = optim_->state();
+  NamedTensors tensors = state_tensors;
   for (const auto& [name, t] : draft_state_for_save(*model_, torch::kFloat32)) tensors["model/" + name] = t;
-  tensors[kRngKey] = cpu_rng_state();
   save_safetensors((dir / "optimizer_state.safetensors").string(), tensors);
   if (schedule_.type != "none") {
     write_file_atomic((dir / "scheduler_state.json").string(),
@@ -108,7 +118,8 @@ void Trainer::fill_checkpoint(const fs::path& dir, std::int64_t epoch, std::int6
                              {"skipped_steps", skipped_steps_},
                              {"bad_streak", bad_streak_},
                              {"metrics_bytes", static_cast<std::int64_t>(log_->metrics_bytes())},
-                             {"world_size", 1},
+                             {"world_size", dp_->world_size()},
+                             {"shard", to_string(dp_->mode())},
                              {"job", args_.json()}});
   state["best_val_loss"] = best_val_loss_ ? Json(*best_val_loss_) : Json();
   state["best_epoch"] = best_epoch_ ? Json(*best_epoch_) : Json();
@@ -152,19 +163,20 @@ void Trainer::resume_if_possible() {
   if (!args_.get_bool("resume_from_checkpoint")) {
     // Starting over: checkpoints of the earlier run would otherwise be resumed from later on.
     const auto old = store_.epochs();
-    if (!old.empty()) {
+    if (!old.empty() && main_rank()) {
       log::warn(cat("--no-resume-from-checkpoint: removing ", old.size(), " earlier checkpoint(s) from ",
                     store_.root().string()));
       store_.remove_all_but(-1);
       std::error_code ec;
       fs::remove(store_.root() / "checkpoint_best", ec);
     }
-    log_->start(0);
+    if (log_) log_->start(0);
+    if (dp_->distributed()) dp_->barrier();
     return;
   }
   const auto found = store_.newest_resumable();
   if (!found) {
-    log_->start(0);
+    if (log_) log_->start(0);
     return;
   }
   const fs::path dir = *found;
@@ -178,6 +190,17 @@ void Trainer::resume_if_possible() {
   resume_batches_ = state.at("batches_per_epoch").as_int();
   resume_state_path_ = state_path;
   const Json& job = state.at("job");
+  resume_world_size_ = static_cast<int>(state.get("world_size", Json(1)).as_int());
+  // facts §3.7: a step trains on world_size x grad_accum_steps packed rows; that product, not
+  // either factor, is what the continued run must keep.
+  const auto rows_then = resume_world_size_ * job.get("grad_accum_steps", Json(1)).as_int();
+  const auto rows_now = dp_->world_size() * grad_accum_;
+  if (rows_then != rows_now) {
+    log::warn(cat("resuming with ", dp_->world_size(), " rank(s) x --grad-accum-steps ", grad_accum_, " = ", rows_now,
+                  " packed rows per step (the checkpoint used ", resume_world_size_, " x ",
+                  job.get("grad_accum_steps", Json(1)).as_int(), " = ", rows_then,
+                  "): the continued run will differ from an uninterrupted one"));
+  }
   for (const auto& key : trajectory_keys()) {
     const Json now = args_.json().get(key, Json()), then = job.get(key, Json());
     if (now != then) {
@@ -189,8 +212,10 @@ void Trainer::resume_if_possible() {
   const NamedTensors tensors = load_safetensors(tensor_path);
   restore_model_tensors(tensors, tensor_path);
   optim_->load_state(tensors, tensor_path);
-  if (!tensors.count(kRngKey)) fail(cat(tensor_path, ": the RNG state \"", kRngKey, "\" is missing"));
-  set_cpu_rng_state(tensors.at(kRngKey));
+  // This rank's RNG state, or rank 0's when the checkpoint had fewer ranks.
+  const std::string rng = tensors.count(rng_key(dp_->rank())) ? rng_key(dp_->rank()) : rng_key(0);
+  if (!tensors.count(rng)) fail(cat(tensor_path, ": the RNG state \"", rng, "\" is missing"));
+  set_cpu_rng_state(tensors.at(rng));
 
   const auto epoch = state.at("epoch").as_int();
   const auto local_step = state.at("local_step").as_int();
@@ -203,9 +228,10 @@ void Trainer::resume_if_possible() {
   if (!state.at("best_epoch").is_null()) {
     best_epoch_ = state.at("best_epoch").as_int();
     // The symlink is set after the directory is written; a crash in between is repaired here.
-    if (fs::is_directory(store_.root() / std::to_string(*best_epoch_))) store_.set_best(*best_epoch_);
+    if (main_rank() && fs::is_directory(store_.root() / std::to_string(*best_epoch_))) store_.set_best(*best_epoch_);
   }
-  log_->start(static_cast<std::uint64_t>(state.at("metrics_bytes").as_int()));
+  if (log_) log_->start(static_cast<std::uint64_t>(state.at("metrics_bytes").as_int()));
+  if (dp_->distributed()) dp_->barrier();  // every rank has read the checkpoint before rank 0 writes again
   log::info(cat("resuming from ", dir.string(), ": epoch ", epoch_, ", packed row ", resume_cursor_, ", global step ",
                 global_step_, " (--no-resume-from-checkpoint starts over)"));
 }

@@ -7,7 +7,7 @@ set -euo pipefail
 BUILD=$(cd "$1" && pwd); SRC=$(cd "$2" && pwd); CASE=$3
 BIN=$BUILD/bin
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/speculators-e2e-$CASE.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 export SPECULATORS_LOG_LEVEL=${SPECULATORS_LOG_LEVEL:-info}
 
 fail() { echo "FAIL [$CASE]: $*" >&2; exit 1; }
@@ -61,6 +61,57 @@ same_run() {
   for f in model.safetensors optimizer_state.safetensors; do
     cmp "$1/2/$f" "$2/2/$f" || fail "$2/2/$f differs from the uninterrupted run"
   done
+}
+
+# Distributed cases: ranks are separate processes that meet over Gloo on 127.0.0.1.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# dist_args SAVE_DIR: a small eagle3 run. Samples are 24 tokens and rows 32, so every packed row
+# holds exactly one sample: 2 ranks x 1 row and 1 rank x 2 rows (--grad-accum-steps 2) train
+# each step on the same two samples. The schedule is pinned (it would follow the step count).
+dist_args() {
+  echo --speculator-type eagle3 --verifier-name-or-path "$VERIFIER" --data-path "$DATA" --save-path "$1" \
+    --epochs 1 --total-seq-len 32 --num-threads 1 --num-workers 0 --logger= --feature-cache-mb 0 \
+    --scheduler-total-steps 20 --dist-timeout 30
+}
+# env_ranks N LOG_PREFIX ENV_STYLE command...: N ranks with the environment of torchrun, SLURM
+# or Open MPI (ENV_STYLE torchrun|slurm|openmpi); waits for all; fails unless all exit 0.
+env_ranks() {
+  local n=$1 log=$2 style=$3; shift 3
+  local port; port=$(free_port); local pids=()
+  for r in $(seq 0 $((n - 1))); do
+    case $style in
+      torchrun) env RANK=$r WORLD_SIZE=$n LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$@" >"$log.$r" 2>&1 & ;;
+      slurm) env SLURM_PROCID=$r SLURM_NTASKS=$n SLURM_LOCALID=$r SLURM_NNODES=1 MASTER_PORT=$port "$@" >"$log.$r" 2>&1 & ;;
+      openmpi) env OMPI_COMM_WORLD_RANK=$r OMPI_COMM_WORLD_SIZE=$n OMPI_COMM_WORLD_LOCAL_RANK=$r \
+                 MASTER_PORT=$port "$@" >"$log.$r" 2>&1 & ;;
+    esac
+    pids+=($!)
+  done
+  local r=0
+  for pid in "${pids[@]}"; do
+    wait "$pid" || { cat "$log".* >&2; fail "rank $r ($style launch) failed: $*"; }
+    r=$((r + 1))
+  done
+}
+# close_weights A B: every fp32 weight and optimizer slot of two checkpoints within 1e-5.
+close_weights() {
+  for prefix in model/ muon/ adamw/; do
+    python3 "$SRC/tests/e2e/compare_weights.py" "$1/optimizer_state.safetensors" "$2/optimizer_state.safetensors" \
+      1e-5 "$prefix" >&2 || fail "$prefix tensors of $2 differ from $1 by more than 1e-5"
+  done
+}
+# same_losses A B: train/loss at every global step of two metrics.jsonl equal to 1e-5 (relative).
+same_losses() {
+  python3 - "$1" "$2" <<'PY' || fail "the loss curves of $1 and $2 differ"
+import json, sys
+def losses(path):
+    return {j["global_step"]: j["train/loss"] for j in map(json.loads, open(path)) if "train/loss" in j}
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+assert a.keys() == b.keys(), (sorted(a), sorted(b))
+for k in a:
+    assert abs(a[k] - b[k]) <= 1e-5 * abs(a[k]), (k, a[k], b[k])
+print(len(a), "steps, same losses", file=sys.stderr)
+PY
 }
 
 case "$CASE" in
@@ -417,6 +468,117 @@ case "$CASE" in
     expect_code 0 "$BIN/speculators-datagen" hidden-states --verifier "$VERIFIER" --data "$WORK/data" --validate
     expect_text "$WORK/out.txt" "wrote 0, kept $rows existing, regenerated 0"
     [ -s "$WORK/data/token_freq.npy" ] || fail "no token_freq.npy"
+    ;;
+  dist_collectives)
+    # Every collective against its closed form, for 2 and 3 ranks and each launcher's variables.
+    for n in 2 3; do env_ranks $n "$WORK/cc$n" torchrun "$BIN/comm_check" 30; done
+    env_ranks 2 "$WORK/slurm" slurm "$BIN/comm_check" 30
+    env_ranks 2 "$WORK/ompi" openmpi "$BIN/comm_check" 30
+    expect_text "$WORK/cc3.2" 'rank 2 of 3: every collective is correct'
+    # A rank that hangs (SIGSTOP): the other's collective fails at the timeout, naming it.
+    port=$(free_port)
+    RANK=0 WORLD_SIZE=2 MASTER_PORT=$port "$BIN/comm_check" 4 hang >"$WORK/h0" 2>&1 & p0=$!
+    RANK=1 WORLD_SIZE=2 MASTER_PORT=$port "$BIN/comm_check" 4 hang >"$WORK/h1" 2>&1 & p1=$!
+    set +e; wait $p0; code=$?; set -e
+    kill -9 $p1 2>/dev/null || true; wait $p1 2>/dev/null || true
+    [ "$code" = 5 ] || { cat "$WORK/h0" >&2; fail "rank 0 exited $code with a stopped peer, expected 5"; }
+    expect_text "$WORK/h0" 'all_reduce failed on rank 0 of 2: rank 1 stopped \(no heartbeat'
+    # A rank that never comes: the rendezvous gives up after the timeout.
+    port=$(free_port)
+    expect_code 5 env RANK=0 WORLD_SIZE=2 MASTER_PORT=$port "$BIN/comm_check" 2
+    expect_text "$WORK/err.txt" "rank 0 of 2: the rendezvous at 127.0.0.1:$port did not complete within 2 s; rank\(s\) 1 never joined"
+    # Launcher variables that cannot be right are usage errors naming the variable.
+    expect_code 2 env RANK=2 WORLD_SIZE=2 "$BIN/comm_check" 2
+    expect_text "$WORK/err.txt" 'rank 2 is outside a world of 2'
+    expect_code 2 env RANK=0 WORLD_SIZE=2 MASTER_PORT=http "$BIN/comm_check" 2
+    expect_text "$WORK/err.txt" 'MASTER_PORT="http" is not a non-negative integer'
+    ;;
+  dist_equivalence)
+    # 2 ranks with one row each equal 1 rank with both rows (--grad-accum-steps 2), per --shard
+    # mode and launcher; a run on other batches (no accumulation) is the control that differs.
+    tiny_inputs
+    expect_code 0 "$BIN/speculators-train" $(dist_args "$WORK/one") --grad-accum-steps 2 --max-steps 4
+    expect_code 0 "$BIN/speculators-train" $(dist_args "$WORK/other") --max-steps 4
+    if python3 "$SRC/tests/e2e/compare_weights.py" "$WORK/one/0/optimizer_state.safetensors" \
+         "$WORK/other/0/optimizer_state.safetensors" 1e-5 >/dev/null 2>&1; then
+      fail "the control run on other batches matches within 1e-5: the comparison cannot tell runs apart"
+    fi
+    env_ranks 2 "$WORK/none" torchrun "$BIN/speculators-train" $(dist_args "$WORK/none") --max-steps 4 --shard none
+    expect_code 0 "$BIN/speculators-train" $(dist_args "$WORK/optimizer") --max-steps 4 --shard optimizer \
+      --nproc-per-node 2
+    expect_text "$WORK/err.txt" '2 ranks, gloo, --shard optimizer'
+    env_ranks 2 "$WORK/full" slurm "$BIN/speculators-train" $(dist_args "$WORK/full") --max-steps 4 --shard full
+    for mode in none optimizer full; do
+      close_weights "$WORK/one/0" "$WORK/$mode/0"
+      same_losses "$WORK/one/metrics.jsonl" "$WORK/$mode/metrics.jsonl"
+      # One writer: rank 0's four steps, the same checkpoint files as one process writes.
+      [ "$(grep -c '"train/loss"' "$WORK/$mode/metrics.jsonl")" = 4 ] || fail "$mode: metrics.jsonl is not rank 0's 4 steps"
+      expect_text "$WORK/$mode/train_command.txt" '^# World size: 2$'
+      [ "$(ls "$WORK/$mode/0" | sort | tr '\n' ' ')" = "$(ls "$WORK/one/0" | sort | tr '\n' ' ')" ] ||
+        fail "$mode: the checkpoint holds other files than a single-process one"
+    done
+    expect_text "$WORK/full.0" 'training eagle3: .*2 ranks, gloo, --shard full'
+    ;;
+  dist_resume_world_size)
+    # A checkpoint of 2 ranks resumes on 1 and the reverse, mid-epoch, on the same loss curve.
+    tiny_inputs
+    expect_code 0 "$BIN/speculators-train" $(dist_args "$WORK/one") --grad-accum-steps 2 --max-steps 8
+    expect_code 0 "$BIN/speculators-train" $(dist_args "$WORK/a") --nproc-per-node 2 --shard optimizer --max-steps 4
+    expect_code 0 "$BIN/speculators-train" $(dist_args "$WORK/a") --grad-accum-steps 2 --max-steps 8
+    expect_text "$WORK/err.txt" 'the checkpoint was written by 2 rank\(s\) after 4 packed rows each; the rest of the epoch is packed for 1'
+    expect_code 0 "$BIN/speculators-train" $(dist_args "$WORK/b") --grad-accum-steps 2 --max-steps 4
+    expect_code 0 "$BIN/speculators-train" $(dist_args "$WORK/b") --nproc-per-node 2 --shard full --max-steps 8
+    expect_text "$WORK/err.txt" 'the checkpoint was written by 1 rank\(s\) after 8 packed rows each; the rest of the epoch is packed for 2'
+    for run in a b; do
+      close_weights "$WORK/one/0" "$WORK/$run/0"
+      same_losses "$WORK/one/metrics.jsonl" "$WORK/$run/metrics.jsonl"
+    done
+    # Changing the rows per step (world size x accumulation) is allowed, with a warning.
+    expect_code 0 "$BIN/speculators-train" $(dist_args "$WORK/a") --max-steps 9
+    expect_text "$WORK/err.txt" 'resuming with 1 rank\(s\) x --grad-accum-steps 1 = 1 packed rows per step \(the checkpoint used 1 x 2 = 2\)'
+    ;;
+  dist_dead_rank)
+    # Killing a rank ends the job within the collective timeout, naming the rank; the last
+    # checkpoint resumes. Then a SIGINT to the launcher stops every rank with a checkpoint.
+    tiny_inputs
+    "$BIN/speculators-train" $(dist_args "$WORK/run") --epochs 50 --nproc-per-node 2 --save-steps 2 \
+      >"$WORK/run.out" 2>&1 &
+    launcher=$!
+    wait_lines "$WORK/run/metrics.jsonl" 4 "$launcher"
+    victim=""
+    for p in $(pgrep -P "$launcher"); do
+      tr '\0' '\n' <"/proc/$p/environ" | grep -qx 'RANK=1' && victim=$p
+    done
+    [ -n "$victim" ] || fail "no rank 1 process under the launcher"
+    start=$(date +%s); kill -9 "$victim"
+    set +e; wait "$launcher"; code=$?; set -e
+    took=$(( $(date +%s) - start ))
+    [ "$code" = 5 ] || { cat "$WORK/run.out" >&2; fail "the launcher exited $code after rank 1 was killed, expected 5"; }
+    [ "$took" -lt 30 ] || fail "the job took $took s to stop, the collective timeout is 30 s"
+    expect_text "$WORK/run.out" "rank 1 \(pid $victim\) was killed by signal 9"
+    expect_text "$WORK/run.out" '\[rank 0\] .* failed on rank 0 of 2: rank 1 stopped'
+    [ -z "$(pgrep -P "$launcher" || true)" ] || fail "a rank outlived the launcher"
+    # The store's host dies: the other rank names rank 0.
+    port=$(free_port)
+    RANK=0 WORLD_SIZE=2 MASTER_PORT=$port "$BIN/speculators-train" $(dist_args "$WORK/r0") --epochs 50 >"$WORK/r0.0" 2>&1 & p0=$!
+    RANK=1 WORLD_SIZE=2 MASTER_PORT=$port "$BIN/speculators-train" $(dist_args "$WORK/r0") --epochs 50 >"$WORK/r0.1" 2>&1 & p1=$!
+    wait_lines "$WORK/r0/metrics.jsonl" 2 "$p0"
+    kill -9 $p0; wait $p0 2>/dev/null || true
+    set +e; wait $p1; code=$?; set -e
+    [ "$code" = 5 ] || { cat "$WORK/r0.1" >&2; fail "rank 1 exited $code after rank 0 was killed, expected 5"; }
+    expect_text "$WORK/r0.1" 'rank 0, which hosts the rendezvous store at 127.0.0.1:[0-9]+, is unreachable'
+    # SIGINT to the launcher: every rank stops after the same step with one checkpoint, exit 130.
+    "$BIN/speculators-train" $(dist_args "$WORK/int") --epochs 50 --nproc-per-node 2 >"$WORK/int.out" 2>&1 &
+    launcher=$!
+    wait_lines "$WORK/int/metrics.jsonl" 3 "$launcher"
+    kill -INT "$launcher"
+    set +e; wait "$launcher"; code=$?; set -e
+    [ "$code" = 130 ] || { cat "$WORK/int.out" >&2; fail "the launcher exited $code after SIGINT, expected 130"; }
+    expect_text "$WORK/int.out" '\[rank 0\] .*interrupted by SIGINT at step [0-9]+: wrote a resumable checkpoint'
+    step=$(grep -o '"global_step": [0-9]*' "$WORK/int/0/training_state.json" | grep -o '[0-9]*$')
+    expect_code 0 "$BIN/speculators-train" $(dist_args "$WORK/int") --nproc-per-node 2 --max-steps $((step + 2))
+    expect_text "$WORK/err.txt" "resuming from .*/int/0: epoch 0, packed row $step, global step $step"
+    expect_text "$WORK/int/0/training_state.json" "\"global_step\": $((step + 2))"
     ;;
   *) fail "unknown case $CASE" ;;
 esac

@@ -185,3 +185,45 @@ TEST_CASE("an error in a worker surfaces in next() with its message, after the b
     CHECK_THAT(e.what(), Catch::Contains("hs_13.safetensors (data.jsonl row 13): broken"));
   }
 }
+
+TEST_CASE("resharded packing: the rest of an epoch for another world size", "[data][packing][dist]") {
+  std::vector<std::int64_t> lengths;
+  for (int i = 0; i < 90; ++i) lengths.push_back(1 + (i * 11) % 17);
+  const auto idx = iota_indices(90);
+  const std::int64_t L = 24;
+  for (int old_world : {1, 2, 3}) {
+    for (int new_world : {1, 2, 3}) {
+      const std::size_t done = 4;
+      // What the old ranks trained on: their first `done` steps.
+      std::multiset<std::size_t> trained, rest;
+      for (int r = 0; r < old_world; ++r) {
+        auto plan = pack_rows(idx, lengths, L, 5, 1, r, old_world);
+        REQUIRE(plan.size() > done);
+        for (std::size_t k = 0; k < done; ++k) trained.insert(plan[k].begin(), plan[k].end());
+      }
+      std::size_t steps = 0;
+      for (int r = 0; r < new_world; ++r) {
+        auto plan = pack_rows_resharded(idx, lengths, L, 5, 1, done, old_world, 7, r, new_world);
+        if (r == 0) steps = plan.size();
+        CHECK(plan.size() == steps);
+        for (const auto& batch : plan) {
+          CHECK(clipped_sum(batch, lengths, L) <= L);
+          rest.insert(batch.begin(), batch.end());
+        }
+      }
+      // Nothing trained twice; nothing left out but fewer than new_world rows at the very end.
+      for (auto i : rest) CHECK(trained.count(i) == 0);
+      CHECK(trained.size() + rest.size() <= idx.size());
+      CHECK(idx.size() - trained.size() - rest.size() < static_cast<std::size_t>(new_world) * 17);
+      if (old_world == new_world) {
+        // The same world size continues the original plan (the bin rotation aside).
+        for (int r = 0; r < new_world; ++r) {
+          auto full = pack_rows(idx, lengths, L, 5, 1, r, new_world);
+          auto tail = pack_rows_resharded(idx, lengths, L, 5, 1, done, old_world, done, r, new_world);
+          CHECK(std::vector<std::vector<std::size_t>>(full.begin() + static_cast<std::ptrdiff_t>(done), full.end()) ==
+                tail);
+        }
+      }
+    }
+  }
+}

@@ -28,7 +28,7 @@ class LocalCommunicator final : public Communicator {
   using Communicator::all_reduce;
   void all_reduce(std::vector<torch::Tensor>&, ReduceOp) override {}
   void broadcast(torch::Tensor&, int) override {}
-  void reduce_scatter(torch::Tensor& output, const torch::Tensor& input, ReduceOp) override {
+  void reduce_scatter(torch::Tensor& output, torch::Tensor& input, ReduceOp) override {
     output.copy_(input.reshape(output.sizes()));
   }
   void all_gather(torch::Tensor& output, const torch::Tensor& input) override {
@@ -107,16 +107,15 @@ class GlooCommunicator final : public Communicator {
     });
   }
 
-  void reduce_scatter(torch::Tensor& output, const torch::Tensor& input, ReduceOp op) override {
+  void reduce_scatter(torch::Tensor& output, torch::Tensor& input, ReduceOp op) override {
     check_tensor("reduce_scatter", output);
     check_tensor("reduce_scatter", input);
     const auto n = output.numel();
     if (input.numel() != n * world_size()) {
       fail_usage(cat("reduce_scatter: input has ", input.numel(), " elements, expected ", n, " x ", world_size()));
     }
-    auto reduced = input.clone();
-    all_reduce(reduced, op);
-    output.copy_(reduced.reshape({-1}).narrow(0, n * rank(), n).reshape(output.sizes()));
+    all_reduce(input, op);
+    output.copy_(input.reshape({-1}).narrow(0, n * rank(), n).reshape(output.sizes()));
   }
 
   void all_gather(torch::Tensor& output, const torch::Tensor& input) override {

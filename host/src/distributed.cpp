@@ -139,13 +139,12 @@ void DataParallel::sync_gradients() {
   for (int r = 0; r < world_size(); ++r) {
     std::int64_t off = segment_numel_ * r;
     for (auto i : segments_[static_cast<std::size_t>(r)].params) {
-      const auto& p = trainable_[i].param;
+      auto& p = trainable_[i].param;
       if (p.grad().defined()) input.narrow(0, off, p.numel()).copy_(p.grad().reshape({-1}));
+      p.mutable_grad().reset();  // only the owner keeps a unit's gradients from here on
       off += p.numel();
     }
   }
-  // Only the owner keeps a unit's gradients from here on.
-  for (auto& np : trainable_) np.param.mutable_grad().reset();
   auto output = torch::empty({segment_numel_}, p0.options());
   comm_.reduce_scatter(output, input, ReduceOp::kSum);
   input = torch::Tensor();

@@ -50,7 +50,6 @@ Trainer::Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<D
   for (const auto& item : model_->named_parameters(/*recurse=*/true)) {
     if (!item.value().requires_grad()) continue;
     trainable_.push_back({item.key(), item.value()});
-    trainable_tensors_.push_back(item.value());
   }
   if (trainable_.empty()) {
     fail(cat("algorithm ", algorithm_.name(), ": the model has no trainable parameters"), ExitCode::kPlugin);

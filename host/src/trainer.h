@@ -73,7 +73,6 @@ class Trainer {
   Loader& train_;
   Loader* val_;
   std::vector<NamedParam> trainable_;
-  std::vector<torch::Tensor> trainable_tensors_;
   std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<OptimizerSet> optim_;
   std::unique_ptr<OptimizerSet> lr_probe_;  // sharded: every kind's LR, whichever this rank owns

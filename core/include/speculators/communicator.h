@@ -52,8 +52,9 @@ class Communicator {
   // In place: `tensor` on every rank becomes `root`'s.
   virtual void broadcast(torch::Tensor& tensor, int root) = 0;
   // `input` holds world_size equal chunks; `output` (one chunk) receives the reduction of chunk
-  // rank() over all ranks.
-  virtual void reduce_scatter(torch::Tensor& output, const torch::Tensor& input, ReduceOp op = ReduceOp::kSum) = 0;
+  // rank() over all ranks. `input` is scratch: its contents afterwards are unspecified (Gloo,
+  // which has no native reduce-scatter here, reduces the whole buffer in place).
+  virtual void reduce_scatter(torch::Tensor& output, torch::Tensor& input, ReduceOp op = ReduceOp::kSum) = 0;
   // `output` holds world_size chunks of input's size; chunk r receives rank r's input.
   virtual void all_gather(torch::Tensor& output, const torch::Tensor& input) = 0;
   virtual void barrier() = 0;

@@ -197,6 +197,12 @@ void DataParallel::after_step() {
     release_parameters();
     return;
   }
+  all_gather_parameters();
+}
+
+void DataParallel::all_gather_parameters() {
+  // Each owner's segment reaches every rank; a released parameter gets fresh storage, a whole
+  // one is overwritten in place.
   torch::NoGradGuard no_grad;
   auto gathered = torch::empty({segment_numel_ * world_size()}, trainable_[0].param.options());
   comm_.all_gather(gathered, pack_owned(false));
@@ -205,10 +211,13 @@ void DataParallel::after_step() {
     std::int64_t off = segment_numel_ * r;
     for (auto i : segments_[static_cast<std::size_t>(r)].params) {
       auto& p = trainable_[i].param;
-      p.detach().copy_(gathered.narrow(0, off, p.numel()).view(p.sizes()));
-      off += p.numel();
+      const auto numel = c10::multiply_integers(shapes_[i]);
+      auto value = gathered.narrow(0, off, numel).view(shapes_[i]);
+      if (released_) p.set_data(value.clone()); else p.detach().copy_(value);
+      off += numel;
     }
   }
+  released_ = false;
 }
 
 void DataParallel::release_parameters() {
@@ -221,21 +230,7 @@ void DataParallel::release_parameters() {
 }
 
 void DataParallel::gather_parameters() {
-  if (!released_) return;
-  torch::NoGradGuard no_grad;
-  auto gathered = torch::empty({segment_numel_ * world_size()}, trainable_[0].param.options());
-  comm_.all_gather(gathered, pack_owned(false));
-  for (int r = 0; r < world_size(); ++r) {
-    if (r == rank()) continue;
-    std::int64_t off = segment_numel_ * r;
-    for (auto i : segments_[static_cast<std::size_t>(r)].params) {
-      trainable_[i].param.set_data(gathered.narrow(0, off, shapes_[i].empty() ? 1 : c10::multiply_integers(shapes_[i]))
-                                       .view(shapes_[i])
-                                       .clone());
-      off += c10::multiply_integers(shapes_[i]);
-    }
-  }
-  released_ = false;
+  if (released_) all_gather_parameters();
 }
 
 std::vector<double> DataParallel::all_reduce(std::vector<double> values, ReduceOp op) {

@@ -70,6 +70,7 @@ class DataParallel {
     std::int64_t numel = 0;
   };
   void release_parameters();
+  void all_gather_parameters();
   torch::Tensor pack_owned(bool grads) const;
 
   Communicator& comm_;

@@ -151,7 +151,7 @@ class NcclCommunicator final : public Communicator {
   using Communicator::all_reduce;
   void all_reduce(std::vector<torch::Tensor>& tensors, ReduceOp op) override;
   void broadcast(torch::Tensor& tensor, int root) override;
-  void reduce_scatter(torch::Tensor& output, const torch::Tensor& input, ReduceOp op) override;
+  void reduce_scatter(torch::Tensor& output, torch::Tensor& input, ReduceOp op) override;
   void all_gather(torch::Tensor& output, const torch::Tensor& input) override;
   void barrier() override;
 
@@ -381,7 +381,7 @@ void NcclCommunicator::broadcast(torch::Tensor& tensor, int root) {
   unstage(name, operands);
 }
 
-void NcclCommunicator::reduce_scatter(torch::Tensor& output, const torch::Tensor& input, ReduceOp op) {
+void NcclCommunicator::reduce_scatter(torch::Tensor& output, torch::Tensor& input, ReduceOp op) {
   const char* name = "reduce_scatter";
   begin(name);
   const ncclRedOp_t reduction = nccl_op(op);

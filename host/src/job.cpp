@@ -433,7 +433,8 @@ std::string help_text(const Schema& schema) {
     }
   }
   s << "\nAlgorithm options appear with --speculator-type NAME --help, or --describe NAME.\n"
-       "Exit codes: 0 done, 2 bad job or usage, 3 plugin error, 4 data error, 130 interrupted.\n";
+       "Exit codes: 0 done, 2 bad job or usage, 3 plugin error, 4 data error, 5 a rank died or a collective failed,\n"
+       "130 interrupted.\n";
   return s.str();
 }
 

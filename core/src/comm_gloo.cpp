@@ -71,7 +71,10 @@ class GlooCommunicator final : public Communicator {
       rendezvous_.fail("connecting the Gloo group", e.what());
     }
   }
-  ~GlooCommunicator() override { rendezvous_.stop_heartbeat(); }
+  ~GlooCommunicator() override {
+    rendezvous_.begin_teardown();
+    rendezvous_.stop_heartbeat();
+  }
 
   int rank() const override { return rendezvous_.info().rank; }
   int world_size() const override { return rendezvous_.info().world_size; }

@@ -203,6 +203,7 @@ NcclCommunicator::NcclCommunicator(const RankInfo& info, std::chrono::millisecon
 }
 
 NcclCommunicator::~NcclCommunicator() {
+  if (rendezvous_) rendezvous_->begin_teardown();
   cudaSetDevice(device_);
   if (comm_ != nullptr) {
     // Finalize flushes what is still in flight; on a non-blocking communicator it completes

@@ -5,7 +5,12 @@
 
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <map>
+#include <mutex>
+#include <system_error>
 #include <vector>
 #include <sstream>
 
@@ -44,9 +49,55 @@ c10::intrusive_ptr<c10d::TCPStore> connect_extra(const RankInfo& info, std::chro
 
 std::string where(const RankInfo& info) { return cat(info.master_addr, ":", info.master_port); }
 
+// c10d's TCPStore client keeps a background thread on its socket; when the store's host (rank 0)
+// goes away, that thread throws std::system_error where nothing can catch it. The terminate
+// handler turns that into the same one-line error and exit code a failed collective gives (or
+// into the planned exit status once the communicator is being torn down).
+std::mutex g_terminate_mutex;
+std::string g_store_lost_message;                 // "" until a multi-rank rendezvous exists
+std::atomic<int> g_teardown_exit{-1};             // >= 0 once teardown began
+std::terminate_handler g_previous_terminate = nullptr;
+
+[[noreturn]] void on_terminate() {
+  if (auto error = std::current_exception()) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::system_error& e) {
+      std::fflush(nullptr);
+      const int planned = g_teardown_exit.load();
+      if (planned >= 0) std::_Exit(planned);
+      std::string message;
+      {
+        std::lock_guard<std::mutex> lock(g_terminate_mutex);
+        message = g_store_lost_message;
+      }
+      if (!message.empty()) {
+        std::fprintf(stderr, "%s [%s]\n", message.c_str(), e.what());
+        std::fflush(stderr);
+        std::_Exit(static_cast<int>(ExitCode::kDistributed));
+      }
+    } catch (...) {
+    }
+  }
+  if (g_previous_terminate != nullptr) g_previous_terminate();
+  std::abort();
+}
+
+void install_terminate_handler(const RankInfo& info) {
+  std::lock_guard<std::mutex> lock(g_terminate_mutex);
+  if (g_store_lost_message.empty()) g_previous_terminate = std::set_terminate(on_terminate);
+  g_store_lost_message = cat("[rank ", info.rank, "] the store connection failed on rank ", info.rank, " of ",
+                             info.world_size, ": rank 0, which hosts the rendezvous store at ", where(info),
+                             ", is unreachable (it exited or its machine is down)");
+}
+
 }  // namespace
 
 Rendezvous::Rendezvous(const RankInfo& info, std::chrono::milliseconds timeout) : info_(info), timeout_(timeout) {
+  if (info_.world_size > 1) {
+    install_terminate_handler(info_);
+    g_teardown_exit = -1;
+  }
   try {
     store_ = connect(info_, info_.rank == 0, timeout_);
   } catch (const std::exception& e) {
@@ -76,7 +127,15 @@ Rendezvous::Rendezvous(const RankInfo& info, std::chrono::milliseconds timeout) 
   heartbeat_ = std::thread([this] { heartbeat_loop(); });
 }
 
-Rendezvous::~Rendezvous() { stop_heartbeat(); }
+Rendezvous::~Rendezvous() {
+  begin_teardown();
+  stop_heartbeat();
+}
+
+void Rendezvous::begin_teardown() {
+  if (g_teardown_exit.load() >= 0) return;
+  g_teardown_exit = std::uncaught_exceptions() > 0 ? static_cast<int>(ExitCode::kDistributed) : 0;
+}
 
 void Rendezvous::stop_heartbeat() {
   stop_ = true;

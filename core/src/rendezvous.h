@@ -35,6 +35,10 @@ class Rendezvous {
   std::string diagnose() const;
   // Stops this rank's heartbeat (at a clean shutdown, before the peers may go away).
   void stop_heartbeat();
+  // Called first in a communicator's destructor: from here on the store's host may close the
+  // store, and the store client's own background thread may then fail. The process then exits
+  // with 0, or with ExitCode::kDistributed when the communicator is destroyed by an exception.
+  void begin_teardown();
 
  private:
   void heartbeat_loop();

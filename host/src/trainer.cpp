@@ -77,6 +77,18 @@ std::int64_t Trainer::steps_per_epoch() const {
   return (n + grad_accum_ - 1) / grad_accum_;
 }
 
+void Trainer::zero_grads() {
+  // Every trainable tensor, not only the ones this rank's optimizer steps: after a skipped step a
+  // sharded rank still holds gradients of units it does not own.
+  for (auto& np : trainable_) {
+    auto& g = np.param.mutable_grad();
+    if (g.defined()) {
+      g = g.detach();
+      g.zero_();
+    }
+  }
+}
+
 bool Trainer::interrupt_agreed() {
   return dp_->all_reduce({InterruptGuard::requested() ? 1.0 : 0.0}, ReduceOp::kMax)[0] > 0;
 }
@@ -171,7 +183,7 @@ void Trainer::optimizer_step(std::int64_t epoch) {
   const std::size_t group = std::min<std::size_t>(grad_accum_, train_.num_batches() - first);
   const auto t0 = Clock::now();
   dp_->gather_parameters();  // --shard full: this step's forward needs every unit
-  optim_->zero_grad();
+  zero_grads();
   MetricAccumulator acc;
   double fetch_ms = 0;
   std::int64_t tokens = 0;
@@ -210,7 +222,7 @@ void Trainer::optimizer_step(std::int64_t epoch) {
   optim_->set_lr_factor(schedule_.factor(global_step_));
   if (lr_probe_) lr_probe_->set_lr_factor(schedule_.factor(global_step_));
   if (bad) {
-    optim_->zero_grad();
+    zero_grads();
     ++skipped_steps_;
     ++bad_streak_;
     const std::string what = bad_loss ? "loss" : "gradient";

@@ -65,6 +65,7 @@ class Trainer {
   bool main_rank() const { return dp_->rank() == 0; }
   // Any rank's signal, agreed by all (a collective when distributed).
   bool interrupt_agreed();
+  void zero_grads();
   std::map<std::string, double> reduced_metrics(const MetricAccumulator& acc);
 
   const Args& args_;

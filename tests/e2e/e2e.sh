@@ -558,6 +558,12 @@ case "$CASE" in
     expect_text "$WORK/run.out" "rank 1 \(pid $victim\) was killed by signal 9"
     expect_text "$WORK/run.out" '\[rank 0\] .* failed on rank 0 of 2: rank 1 stopped'
     [ -z "$(pgrep -P "$launcher" || true)" ] || fail "a rank outlived the launcher"
+    # Non-finite steps on 2 sharded ranks: skipped together, and the guard stops both ranks.
+    expect_code 1 "$BIN/speculators-train" $(dist_args "$WORK/nan") --nproc-per-node 2 --shard optimizer \
+      --optimizer adamw --lr 1e30 --scheduler-type none --max-bad-steps 3
+    expect_text "$WORK/err.txt" '\[rank 0\] .*stopping: 3 consecutive steps had a non-finite loss or gradient'
+    expect_text "$WORK/err.txt" '\[rank 1\] .*stopping: 3 consecutive steps had a non-finite loss or gradient'
+    [ "$(grep -c '"skipped":"non-finite' "$WORK/nan/metrics.jsonl")" = 3 ] || fail "expected 3 skipped-step lines"
     # The store's host dies: the other rank names rank 0.
     port=$(free_port)
     RANK=0 WORLD_SIZE=2 MASTER_PORT=$port "$BIN/speculators-train" $(dist_args "$WORK/r0") --epochs 50 >"$WORK/r0.0" 2>&1 & p0=$!

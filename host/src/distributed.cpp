@@ -164,14 +164,15 @@ double DataParallel::clip_grad_norm(double max_norm) {
     return torch::nn::utils::clip_grad_norm_(params, max_norm);
   }
   torch::NoGradGuard no_grad;
+  const auto mine = owned();
   double sumsq = 0;
-  for (const auto& np : owned()) {
+  for (const auto& np : mine) {
     if (np.param.grad().defined()) sumsq += np.param.grad().to(torch::kFloat64).pow(2).sum().item<double>();
   }
   const double norm = std::sqrt(all_reduce({sumsq})[0]);
   const double coef = max_norm / (norm + 1e-6);
   if (coef < 1) {
-    for (auto& np : owned()) {
+    for (const auto& np : mine) {
       if (np.param.grad().defined()) np.param.mutable_grad().mul_(coef);
     }
   }

@@ -177,7 +177,6 @@ OptimizerSet::OptimizerSet(const Args& args, const std::vector<NamedParam>& trai
   std::vector<NamedParam> muon_params, adamw_params;
   const bool use_muon = args.get_string("optimizer") == "muon";
   for (const auto& np : trainable) {
-    all_.push_back(np.param);
     (use_muon && muon_eligible(np.name, np.param) ? muon_params : adamw_params).push_back(np);
   }
   if (!muon_params.empty()) {
@@ -190,15 +189,6 @@ OptimizerSet::OptimizerSet(const Args& args, const std::vector<NamedParam>& trai
     parts_.push_back(std::make_unique<Muon>(std::move(muon_params), muon_lr, m));
   }
   if (!adamw_params.empty()) parts_.push_back(std::make_unique<AdamW>(std::move(adamw_params), lr, adamw));
-}
-
-void OptimizerSet::zero_grad() {
-  for (auto& p : all_) {
-    if (p.grad().defined()) {
-      p.grad().detach_();
-      p.grad().zero_();
-    }
-  }
 }
 
 void OptimizerSet::set_lr_factor(double factor) {

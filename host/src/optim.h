@@ -120,7 +120,6 @@ LrSchedule make_schedule(const Args& args, std::int64_t steps_per_epoch);
 class OptimizerSet {
  public:
   OptimizerSet(const Args& args, const std::vector<NamedParam>& trainable);
-  void zero_grad();
   void set_lr_factor(double factor);
   void step();
   // Logged LRs by optimizer kind, read after the step (facts §4.3).
@@ -131,7 +130,6 @@ class OptimizerSet {
 
  private:
   std::vector<std::unique_ptr<ParamOptimizer>> parts_;
-  std::vector<torch::Tensor> all_;
 };
 
 }  // namespace speculators

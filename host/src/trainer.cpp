@@ -96,7 +96,8 @@ bool Trainer::interrupt_agreed() {
 std::map<std::string, double> Trainer::reduced_metrics(const MetricAccumulator& acc) {
   if (!dp_->distributed()) return acc.values();
   const double keys = static_cast<double>(acc.num_keys());
-  const auto most = dp_->all_reduce({keys}, ReduceOp::kMax)[0], least = dp_->all_reduce({keys}, ReduceOp::kMin)[0];
+  const auto range = dp_->all_reduce({keys, -keys}, ReduceOp::kMax);  // one collective: max and -min
+  const double most = range[0], least = -range[1];
   if (most != least) {
     fail(cat("algorithm ", algorithm_.name(), ": ranks returned different metric sets (", least, " to ", most,
              " keys); metrics must not depend on the data"), ExitCode::kPlugin);

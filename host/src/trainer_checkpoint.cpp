@@ -73,8 +73,8 @@ void Trainer::save_checkpoint(std::int64_t epoch, std::int64_t local_step,
   // Saved whole by rank 0 (facts §4.7) in the single-process layout, so any world size resumes
   // it: sharded optimizer state and parameters are gathered first, with every rank's RNG state.
   dp_->gather_parameters();
-  NamedTensors local = optim_->state();
-  if (dp_->mode() == ShardMode::kNone && !main_rank()) local.clear();  // rank 0 has it all
+  // Unsharded, rank 0 holds all of it; a sharded rank contributes the units it owns.
+  NamedTensors local = dp_->mode() == ShardMode::kNone && !main_rank() ? NamedTensors{} : optim_->state();
   local[rng_key(dp_->rank())] = cpu_rng_state();
   NamedTensors state = dp_->gather_to_rank0(local);
   if (main_rank()) {

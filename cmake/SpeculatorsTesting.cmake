@@ -1,6 +1,20 @@
 # Test helpers: Catch2, a shared Catch2 main, and speculators_add_test().
 find_package(Catch2 REQUIRED)
 
+# The Python of the test-only virtual environment that scripts/setup makes (the reference,
+# transformers, tokenizers, jinja2): tests that compare with those oracles run it.
+if(DEFINED ENV{SPECULATORS_VENV})
+  set(_speculators_venv "$ENV{SPECULATORS_VENV}")
+else()
+  set(_speculators_venv "$ENV{HOME}/.cache/speculators/venv")
+endif()
+set(SPECULATORS_TEST_PYTHON "${_speculators_venv}/bin/python" CACHE FILEPATH
+    "Python of the test-only venv (scripts/setup makes it)")
+if(NOT EXISTS "${SPECULATORS_TEST_PYTHON}")
+  message(WARNING "SPECULATORS_TEST_PYTHON=${SPECULATORS_TEST_PYTHON} does not exist: run ./scripts/setup; "
+                  "the oracle tests (labels parity, oracle) will fail")
+endif()
+
 add_library(speculators_catch_main OBJECT "${PROJECT_SOURCE_DIR}/tests/catch_main.cpp")
 target_link_libraries(speculators_catch_main PUBLIC Catch2::Catch2)
 

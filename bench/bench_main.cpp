@@ -13,10 +13,10 @@
 #include <iostream>
 #include <unistd.h>
 
-#include "data.h"
-#include "job.h"
+#include "data/packing.h"
+#include "observe/threads.h"
 #include "op_profile.h"
-#include "plugin_loader.h"
+#include "plugin_host/plugin_loader.h"
 #include "shapes.h"
 #include "speculators/error.h"
 #include "speculators/json.h"
@@ -24,7 +24,7 @@
 #include "speculators/registry.h"
 #include "speculators/tensor_io.h"
 #include "speculators/vocab.h"
-#include "threads.h"
+#include "tools/job.h"
 #include "verifier_stub.h"
 
 namespace fs = std::filesystem;

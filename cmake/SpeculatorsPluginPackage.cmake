@@ -2,7 +2,7 @@
 #   SPECULATORS_STEP=manifest  writes <name>.manifest.json for a freshly linked <name>.so;
 #   SPECULATORS_STEP=package   packs the .so and its manifest into a .tar.gz and, when
 #                              SPECULATORS_DEB is set, a .deb (built with dpkg-deb).
-# The manifest format is the one host/src/plugin_packages.h reads (docs/plugins.md, "Manifest").
+# The manifest format is the one host/src/plugin_host/fingerprint.h reads (docs/plugins.md, "Manifest").
 cmake_minimum_required(VERSION 3.22)
 
 foreach(var SPECULATORS_STEP SPECULATORS_NAME SPECULATORS_VERSION SPECULATORS_LIBRARY SPECULATORS_MANIFEST)

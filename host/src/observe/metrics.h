@@ -1,0 +1,40 @@
+// Metric reduction (the reference's speculators/train/trainer.py: _all_reduce_metrics):
+// `name_sum`/`name_total` pairs become name = Σsum/Σtotal; plain scalars are averaged over the
+// batches added. The loss must be present in one form.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "speculators/algorithm.h"
+
+namespace speculators {
+
+class MetricAccumulator {
+ public:
+  // Adds one batch's metrics; throws Error(kPlugin) when the key set changes between batches.
+  void add(const TensorMap& metrics);
+  // Normalised values by name (pairs merged, scalars averaged).
+  std::map<std::string, double> values() const;
+  bool empty() const { return batches_ == 0; }
+  // The sums in key order, then the batch count: what ranks add up before values().
+  std::vector<double> raw() const;
+  // Puts back what raw() gave, summed over ranks (same keys, same order).
+  void load_raw(const std::vector<double>& raw);
+  std::size_t num_keys() const { return sums_.size(); }
+  void clear();
+
+ private:
+  std::map<std::string, double> sums_;
+  long batches_ = 0;
+};
+
+// Checks a forward result once: loss defined and scalar; metrics 0-d; the loss present as
+// loss_sum/loss_total or loss. Throws Error(kPlugin) naming the algorithm.
+void check_forward_result(const ForwardResult& result, const std::string& algorithm);
+
+// 1 + Σ_k full_acc_k over the metrics named full_acc_<k> (0 when there are none).
+double estimated_acceptance_length(const std::map<std::string, double>& values);
+
+}  // namespace speculators

@@ -1,0 +1,29 @@
+// See draft_loading.h.
+#include "tools/draft_loading.h"
+
+#include <filesystem>
+
+#include "speculators/checkpoint.h"
+#include "speculators/error.h"
+#include "speculators/log.h"
+
+namespace speculators {
+
+std::shared_ptr<DraftModel> load_saved_draft(const Algorithm& algorithm, const Json& config, const std::string& dir,
+                                             const BuildContext& ctx, bool weights_required) {
+  auto model = algorithm.from_config(config, ctx);
+  if (!model) fail(cat("algorithm ", algorithm.name(), ": the factory returned no model"), ExitCode::kPlugin);
+  if (std::filesystem::exists(std::filesystem::path(dir) / "model.safetensors")) {
+    load_draft_weights(*model, dir);
+    log::info(cat("loaded draft weights from ", dir));
+  } else if (weights_required) {
+    fail_usage(cat(dir, ": no model.safetensors"));
+  } else {
+    log::info(cat(dir, " has a config.json and no weights: fresh initialisation from that config"));
+  }
+  // vocab mapping and frozen verifier tensors are settled after any load.
+  model->after_load(ctx);
+  return model;
+}
+
+}  // namespace speculators

@@ -4,6 +4,7 @@
 #include "launcher.h"
 
 #include <arpa/inet.h>
+#include <sys/prctl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -86,10 +87,14 @@ int launch_local_ranks(int nproc, const std::vector<std::string>& argv, double g
   sigaction(SIGTERM, &sa, &old_term);
 
   std::vector<Child> children(static_cast<std::size_t>(nproc));
+  const pid_t launcher_pid = ::getpid();
   for (int r = 0; r < nproc; ++r) {
     const pid_t pid = ::fork();
     if (pid < 0) fail(cat("fork failed starting rank ", r, ": ", std::strerror(errno)));
     if (pid == 0) {
+      // A rank dies with its launcher (even one killed by SIGKILL, which forwards nothing).
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != launcher_pid) std::_Exit(130);  // the launcher died before prctl took effect
       ::setpgid(0, 0);
       ::signal(SIGINT, SIG_DFL);
       ::signal(SIGTERM, SIG_DFL);

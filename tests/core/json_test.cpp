@@ -12,6 +12,7 @@
 #include "speculators/args.h"
 #include "speculators/error.h"
 #include "speculators/json.h"
+#include "speculators/log.h"
 #include "speculators/schema.h"
 
 using namespace speculators;

@@ -173,7 +173,7 @@ TEST_CASE("a sharded checkpoint loads the same as a single file", "[verifier]") 
   CHECK(msg.find("model-00002-of-00002.safetensors") != std::string::npos);
 
   // A shard name that leaves the verifier directory is bad data, refused before any file opens.
-  for (const std::string escape : {"../../etc/passwd", "/etc/passwd", "..", "sub/model.safetensors"}) {
+  for (const char* escape : {"../../etc/passwd", "/etc/passwd", "..", "sub/model.safetensors"}) {
     weight_map["lm_head.weight"] = escape;
     index["weight_map"] = weight_map;
     write_file_atomic((dir.path / "model.safetensors.index.json").string(), index.dump_python());

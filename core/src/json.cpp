@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -273,17 +274,68 @@ std::size_t Json::size() const {
   return 0;
 }
 
+namespace {
+
+// Untrusted JSON (configs, manifests, checkpoints, metrics lines) is refused before parsing when
+// its arrays and objects nest deeper than any real file does: the DOM and its conversion recurse.
+constexpr int kMaxJsonDepth = 256;
+
+void check_nesting(const std::string& text, const std::string& origin) {
+  int depth = 0;
+  std::size_t line = 1, column = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    ++column;
+    if (c == '\n') {
+      ++line;
+      column = 0;
+    }
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) {
+        fail(cat(origin, ": invalid JSON: nested deeper than ", kMaxJsonDepth, " levels at line ", line, ", column ",
+                 column));
+      }
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+}
+
+}  // namespace
+
 Json Json::parse(const std::string& text, const std::string& origin) {
+  check_nesting(text, origin);
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error (syntax) and out_of_range (a number like 1e400 that no double holds) alike.
     fail(cat(origin, ": invalid JSON: ", e.what()));
   }
   return from_nlohmann(j);
 }
 
-Json Json::read_file(const std::string& path) {
+Json Json::read_file(const std::string& path, std::uintmax_t max_bytes) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    fail(cat(path, ": cannot open: ", std::filesystem::exists(path, ec) ? "not a regular file" : "no such file"));
+  }
+  const auto size = std::filesystem::file_size(path, ec);
+  if (!ec && size > max_bytes) {
+    fail(cat(path, ": ", size, " bytes is larger than the ", max_bytes, " bytes a JSON file of this kind may have"));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(cat(path, ": cannot open: ", std::strerror(errno)));
   std::stringstream buffer;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <sstream>
 
@@ -118,6 +119,45 @@ Json parse_scalar_text(OptionType type, const std::string& text, const std::stri
 
 }  // namespace
 
+namespace {
+
+std::string number_text(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
+// Throws a usage error naming the option, the value and the range when a number is outside it.
+void check_number(const Json& value, const std::string& where, const Option& opt) {
+  if (!value.is_number()) return;
+  const double v = value.as_double();
+  if (!std::isfinite(v)) {
+    fail_usage(cat(where, ": ", opt.flag(), " must be a finite number, got ", value.dump()));
+  }
+  const bool below = opt.minimum && (opt.exclusive_minimum ? v <= *opt.minimum : v < *opt.minimum);
+  const bool over = opt.maximum && v > *opt.maximum;
+  if (below || over) fail_usage(cat(where, ": ", opt.flag(), " must be ", opt.range_text(), ", got ", value.dump()));
+}
+
+// Applies check_number to a scalar or to each element of a list.
+Json checked(Json value, const std::string& where, const Option& opt) {
+  if (value.is_array()) {
+    for (const auto& item : value.as_array()) check_number(item, where, opt);
+  } else {
+    check_number(value, where, opt);
+  }
+  return value;
+}
+
+}  // namespace
+
+std::string Option::range_text() const {
+  std::string out;
+  if (minimum) out = cat(exclusive_minimum ? "> " : ">= ", number_text(*minimum));
+  if (maximum) out += cat(out.empty() ? "" : " and ", "<= ", number_text(*maximum));
+  return out;
+}
+
 Json Option::coerce(const Json& value, const std::string& where) const {
   if (value.is_null()) return value;
   if (is_list(type)) {
@@ -128,9 +168,9 @@ Json Option::coerce(const Json& value, const std::string& where) const {
     } else {
       out.push_back(coerce_scalar(el, value, where, *this));
     }
-    return out;
+    return checked(std::move(out), where, *this);
   }
-  return coerce_scalar(type, value, where, *this);
+  return checked(coerce_scalar(type, value, where, *this), where, *this);
 }
 
 Json Option::parse_flag_value(const std::string& text, const std::string& where) const {
@@ -149,9 +189,9 @@ Json Option::parse_flag_value(const std::string& text, const std::string& where)
         if (!item.empty()) out.push_back(parse_scalar_text(element_type(type), item, where, *this));
       }
     }
-    return out;
+    return checked(std::move(out), where, *this);
   }
-  return parse_scalar_text(type, text, where, *this);
+  return checked(parse_scalar_text(type, text, where, *this), where, *this);
 }
 
 Option opt_bool(std::string key, bool def, std::string help, std::string group) {

@@ -69,7 +69,14 @@ class CheckpointFiles {
       if (!entry.second.is_string()) {
         fail(cat(index_path, ": weight_map entry '", entry.first, "' must name a file, got ", entry.second.dump()));
       }
-      where_[entry.first] = (fs::path(dir) / entry.second.as_string()).string();
+      // Shards live in the verifier directory itself: a name with a path in it ("../../etc/passwd",
+      // an absolute path) could point anywhere.
+      const std::string& shard = entry.second.as_string();
+      if (shard.empty() || shard == "." || shard == ".." || shard.find('/') != std::string::npos) {
+        fail_data(cat(index_path, ": weight_map entry '", entry.first, "' names \"", shard,
+                      "\": a shard must be a file name inside ", dir));
+      }
+      where_[entry.first] = (fs::path(dir) / shard).string();
     }
   }
 

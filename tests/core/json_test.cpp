@@ -6,9 +6,13 @@
 #include <fstream>
 #include <sstream>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "speculators/args.h"
 #include "speculators/error.h"
 #include "speculators/json.h"
+#include "speculators/log.h"
 #include "speculators/schema.h"
 
 using namespace speculators;
@@ -79,6 +83,30 @@ TEST_CASE("bad JSON and wrong types are errors that say what was expected", "[js
   CHECK_THROWS_WITH(Json("x").as_int(), Catch::Contains("integer") && Catch::Contains("string"));
   CHECK_THROWS_WITH(Json::object().at("missing"), Catch::Contains("missing"));
   CHECK_THROWS_WITH(Json::read_file("/nonexistent/config.json"), Catch::Contains("/nonexistent/config.json"));
+}
+
+TEST_CASE("untrusted JSON: deep nesting, huge numbers, oversized files and FIFOs are errors naming the file",
+          "[json]") {
+  // 40,000 levels crashed the recursive conversion (stack overflow) before the depth limit.
+  const std::string deep = std::string(40000, '[') + std::string(40000, ']');
+  CHECK_THROWS_WITH(Json::parse(deep, "config.json"),
+                    Catch::Contains("config.json: invalid JSON: nested deeper than 256 levels at line 1, column 257"));
+  // Brackets inside strings do not count; 256 levels are fine.
+  CHECK(Json::parse("{\"a\": \"" + std::string(1000, '[') + "\"}", "x").at("a").as_string().size() == 1000);
+  CHECK_NOTHROW(Json::parse(std::string(256, '[') + std::string(256, ']'), "x"));
+  CHECK_THROWS_WITH(Json::parse("{\"rope_theta\": 1e400}", "config.json"),
+                    Catch::Contains("config.json: invalid JSON") && Catch::Contains("1e400"));
+  const auto dir = std::filesystem::temp_directory_path() / cat("json_test_", ::getpid());
+  std::filesystem::create_directories(dir);
+  const auto big = dir / "big.json";
+  std::ofstream(big) << "[" << std::string(2000, ' ') << "]";
+  CHECK_THROWS_WITH(Json::read_file(big.string(), 1000),
+                    Catch::Contains("big.json: 2002 bytes is larger than the 1000 bytes"));
+  CHECK(Json::read_file(big.string()).size() == 0);
+  const auto fifo = dir / "fifo.json";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH(Json::read_file(fifo.string()), Catch::Contains("fifo.json: cannot open: not a regular file"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("write_file_atomic replaces a file and leaves no temporary", "[json]") {

@@ -171,6 +171,20 @@ TEST_CASE("a sharded checkpoint loads the same as a single file", "[verifier]") 
   fs::remove(dir.path / "model-00002-of-00002.safetensors");
   const std::string msg = error_message([&] { load_verifier(dir.str()); });
   CHECK(msg.find("model-00002-of-00002.safetensors") != std::string::npos);
+
+  // A shard name that leaves the verifier directory is bad data, refused before any file opens.
+  for (const char* escape : {"../../etc/passwd", "/etc/passwd", "..", "sub/model.safetensors"}) {
+    weight_map["lm_head.weight"] = escape;
+    index["weight_map"] = weight_map;
+    write_file_atomic((dir.path / "model.safetensors.index.json").string(), index.dump_python());
+    try {
+      load_verifier(dir.str());
+      FAIL("shard \"" << escape << "\" was accepted");
+    } catch (const Error& e) {
+      CHECK(e.code() == ExitCode::kData);
+      CHECK_THAT(e.what(), Catch::Contains("a shard must be a file name inside"));
+    }
+  }
 }
 
 TEST_CASE("tied embeddings: no lm_head.weight in the file", "[verifier]") {

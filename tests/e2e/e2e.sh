@@ -292,9 +292,9 @@ case "$CASE" in
     cp -r "$WORK/ga2" "$WORK/ga3"
     expect_code 4 "$BIN/speculators-train" $(train_args "$WORK/ga3") --grad-accum-steps 2 --total-seq-len 256
     expect_text "$WORK/err.txt" 'ga3/1/trainer_state.json: the checkpoint was taken with [0-9]+ packed rows in epoch 1'
-    sed -i 's/"format": 1/"format": 7/' "$WORK/ga3/1/trainer_state.json"
-    expect_code 1 "$BIN/speculators-train" $(train_args "$WORK/ga3") --grad-accum-steps 2
-    expect_text "$WORK/err.txt" 'ga3/1/trainer_state.json: unknown trainer state format 7'
+    sed -i 's/"format": 2/"format": 7/' "$WORK/ga3/1/trainer_state.json"
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/ga3") --grad-accum-steps 2 --max-steps 1
+    expect_text "$WORK/err.txt" 'not resuming from .*ga3/1: .*ga3/1/trainer_state.json: unknown trainer state format 7'
     expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/ga2") --grad-accum-steps 2 --scheduler-total-steps 40
     stable_metrics "$WORK/ga/metrics.jsonl" >"$WORK/a.jsonl"; stable_metrics "$WORK/ga2/metrics.jsonl" >"$WORK/b.jsonl"
     diff "$WORK/a.jsonl" "$WORK/b.jsonl" | cut -c1-150 >&2; diff -q "$WORK/a.jsonl" "$WORK/b.jsonl" >/dev/null || fail "--max-steps then resume differs with --grad-accum-steps 2"
@@ -585,6 +585,65 @@ case "$CASE" in
     expect_code 0 "$BIN/speculators-train" $(dist_args "$WORK/int") --nproc-per-node 2 --max-steps $((step + 2))
     expect_text "$WORK/err.txt" "resuming from .*/int/0: epoch 0, packed row $step, global step $step"
     expect_text "$WORK/int/0/training_state.json" "\"global_step\": $((step + 2))"
+    ;;
+  save_path_safety)
+    # The save path belongs to the user: only directories with the checkpoint marker are replaced
+    # or deleted; a second trainer on the same path stops at once; a damaged or tampered
+    # checkpoint is not resumed; non-finite weights are never saved; metrics.jsonl stays JSON.
+    tiny_inputs
+    mkdir -p "$WORK/u/2024" "$WORK/u/7"; echo x >"$WORK/u/2024/thesis.tex"; echo y >"$WORK/u/7/notes"
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/u") --epochs 1 --no-resume-from-checkpoint
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/u") --epochs 2 --no-resume-from-checkpoint --keep-last 1
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/u") --epochs 2 --no-resume-from-checkpoint --save-best
+    [ "$(cat "$WORK/u/2024/thesis.tex")" = x ] && [ "$(cat "$WORK/u/7/notes")" = y ] || fail "a user's directory was changed"
+    mkdir -p "$WORK/f"; echo mine >"$WORK/f/0"
+    expect_code 2 "$BIN/speculators-train" $(train_args "$WORK/f") --epochs 1
+    expect_text "$WORK/err.txt" 'f/0 exists and is not a checkpoint written by speculators-train'
+    [ "$(cat "$WORK/f/0")" = mine ] || fail "a user's file named 0 was replaced"
+    # --keep-last counts complete checkpoints only: an incomplete copy does not push them out.
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/kl") --epochs 2
+    cp -r "$WORK/kl/0" "$WORK/kl/5"; rm "$WORK/kl/5/trainer_state.json"
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/kl") --epochs 4 --keep-last 1
+    [ -f "$WORK/kl/3/trainer_state.json" ] || fail "--keep-last 1 deleted the newest complete checkpoint"
+    [ -e "$WORK/kl/checkpoint_best/model.safetensors" ] || fail "checkpoint_best dangles"
+    # A second trainer on a save path in use fails at once, naming the holder.
+    "$BIN/speculators-train" $(train_args "$WORK/lock") --epochs 50 >"$WORK/lock.out" 2>&1 &
+    holder=$!
+    wait_lines "$WORK/lock/metrics.jsonl" 1 "$holder"
+    expect_code 2 "$BIN/speculators-train" $(train_args "$WORK/lock") --epochs 50
+    expect_text "$WORK/err.txt" "is in use by another speculators-train \\(pid $holder"
+    kill -9 "$holder"; wait "$holder" 2>/dev/null || true
+    # A flipped byte in the newest checkpoint: it is skipped for the one before, with a warning.
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/bit") --epochs 2
+    printf '\x55' | dd of="$WORK/bit/1/optimizer_state.safetensors" bs=1 seek=300 conv=notrunc 2>/dev/null
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/bit") --epochs 2
+    expect_text "$WORK/err.txt" 'not resuming from .*bit/1: .*optimizer_state.safetensors: sha256 [0-9a-f]+ differs'
+    expect_text "$WORK/err.txt" 'resuming from .*bit/0: epoch 1'
+    # A counter out of range in the only checkpoint: exit 4 naming the file and key.
+    expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/neg") --epochs 1
+    sed -i 's/"epoch": 0/"epoch": -3/' "$WORK/neg/0/trainer_state.json"
+    expect_code 4 "$BIN/speculators-train" $(train_args "$WORK/neg") --epochs 2
+    expect_text "$WORK/err.txt" 'neg/0/trainer_state.json: "epoch" is -3, must be >= 0'
+    [ ! -e "$WORK/neg/-2" ] || fail "a directory -2 was made"
+    # Weights that overflow to inf are never saved as "the last good state".
+    expect_code 1 "$BIN/speculators-train" $(train_args "$WORK/inf") --optimizer adamw --lr 1e308 \
+      --scheduler-type none --max-bad-steps 2
+    expect_text "$WORK/err.txt" 'not saving a checkpoint at step [0-9]+: the weight ".*" is not finite'
+    [ ! -e "$WORK/inf/0" ] || fail "a checkpoint was written from non-finite weights"
+    python3 -c 'import json,sys
+for n, line in enumerate(open(sys.argv[1]), 1):
+    json.loads(line, parse_constant=lambda c: sys.exit("line %d holds %s: not JSON" % (n, c)))' "$WORK/inf/metrics.jsonl" \
+      || fail "metrics.jsonl is not strict JSON"
+    # SIGKILL of the --nproc-per-node launcher takes its ranks with it.
+    "$BIN/speculators-train" $(dist_args "$WORK/orphan") --epochs 50 --nproc-per-node 2 >"$WORK/orphan.out" 2>&1 &
+    launcher=$!
+    wait_lines "$WORK/orphan/metrics.jsonl" 2 "$launcher"
+    ranks=$(pgrep -P "$launcher" | tr '\n' ' ')
+    [ -n "$ranks" ] || fail "no ranks under the launcher"
+    kill -9 "$launcher"; wait "$launcher" 2>/dev/null || true
+    for _ in $(seq 100); do alive=""; for r in $ranks; do kill -0 "$r" 2>/dev/null && alive="$alive $r"; done
+      [ -z "$alive" ] && break; sleep 0.1; done
+    [ -z "$alive" ] || fail "ranks$alive outlived their SIGKILLed launcher"
     ;;
   *) fail "unknown case $CASE" ;;
 esac

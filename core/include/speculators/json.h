@@ -80,9 +80,12 @@ class Json {
   bool operator==(const Json& other) const { return value_ == other.value_; }
   bool operator!=(const Json& other) const { return !(*this == other); }
 
-  // Parses JSON text; `origin` (a file name) is quoted in the error message.
+  // Parses JSON text; `origin` (a file name) is quoted in the error message. Text nested deeper
+  // than 256 levels or holding a number no double can represent is an Error, like a syntax error.
   static Json parse(const std::string& text, const std::string& origin = "<json>");
-  static Json read_file(const std::string& path);
+  // Reads and parses a regular file of at most `max_bytes` (a FIFO or device is refused, so a
+  // read never blocks).
+  static Json read_file(const std::string& path, std::uintmax_t max_bytes = std::uintmax_t{256} << 20);
 
   // Compact one-line form ({"a":1}), as used in JSONL logs.
   std::string dump() const;

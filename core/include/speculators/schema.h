@@ -3,6 +3,7 @@
 // key inside its group, and a line of `--describe` output. A plugin never touches the parser.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,13 +22,25 @@ struct Option {
   std::string help;
   std::string group = "draft";            // YAML group (facts §4.8)
   std::vector<std::string> choices;       // for strings: the accepted values (empty = any)
+  // For numbers (and each element of a number list): the accepted range. NaN and infinities are
+  // never accepted for a float option.
+  std::optional<double> minimum;
+  std::optional<double> maximum;
+  bool exclusive_minimum = false;         // minimum itself is not accepted (e.g. --lr > 0)
 
   std::string flag() const;     // "--block-size"
   // Converts and checks `value` (from YAML or a flag) against this option; throws Error naming
-  // `where` (e.g. "job.yaml: train.draft.block_size") and the expected type or choices.
+  // `where` (e.g. "job.yaml: train.draft.block_size") and the expected type, choices or range.
   Json coerce(const Json& value, const std::string& where) const;
-  // Parses the text after a flag.
+  // Parses the text after a flag, with the same checks.
   Json parse_flag_value(const std::string& text, const std::string& where) const;
+
+  // Range declarations that chain onto a builder: opt_int("epochs", 20, ...).at_least(1).
+  Option& at_least(double lo) { minimum = lo; exclusive_minimum = false; return *this; }
+  Option& above(double lo) { minimum = lo; exclusive_minimum = true; return *this; }
+  Option& at_most(double hi) { maximum = hi; return *this; }
+  // The range as text, e.g. "> 0", ">= 1 and <= 64", or "" when unbounded.
+  std::string range_text() const;
 };
 
 using Schema = std::vector<Option>;

@@ -1,6 +1,7 @@
 // metrics.jsonl, TensorBoard events and the end-of-run report (see run_log.h).
 #include "observe/run_log.h"
 
+#include <cmath>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -62,8 +63,13 @@ void RunLog::start(std::uint64_t keep_bytes) {
 
 void RunLog::write(const Json& line, std::int64_t step) {
   {
+    // metrics.jsonl stays strict JSON: a non-finite value (a skipped step's loss) is null.
+    Json strict = line;
+    for (auto& [key, value] : strict.as_object()) {
+      if (value.is_float() && !std::isfinite(value.as_double())) value = Json(nullptr);
+    }
     std::ofstream out(metrics_path_, std::ios::app);
-    out << line.dump() << "\n";
+    out << strict.dump() << "\n";
     if (!out) fail(cat(metrics_path_, ": cannot append a metrics line"));
   }
   if (!tb_) return;

@@ -1,11 +1,15 @@
-// SHA-256 (FIPS 180-4), small and dependency-free: the host checks a plugin's .so against the
-// sha256 its manifest records before it opens the file (docs/plugins.md).
+// SHA-256 through OpenSSL's libcrypto: the host checks a plugin's .so against the sha256 its
+// manifest records before it opens the file (docs/plugins.md), and a resume checks each
+// checkpoint file against the sha256 recorded when it was saved.
 #pragma once
 
-#include <array>
 #include <cstddef>
-#include <cstdint>
+#include <memory>
 #include <string>
+
+#include "speculators/error.h"
+
+struct evp_md_ctx_st;
 
 namespace speculators {
 
@@ -13,23 +17,21 @@ namespace speculators {
 class Sha256 {
  public:
   Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
   void update(const void* data, std::size_t size);
   void update(const std::string& text) { update(text.data(), text.size()); }
   // The 32-byte digest as 64 lowercase hex digits. Finishes the hash: call once.
   std::string hex_digest();
 
  private:
-  void compress(const std::uint8_t* block);
-
-  std::array<std::uint32_t, 8> state_;
-  std::array<std::uint8_t, 64> buffer_;
-  std::size_t buffered_ = 0;
-  std::uint64_t total_bytes_ = 0;
+  evp_md_ctx_st* ctx_;
 };
 
 // The sha256 of a string, as hex.
 std::string sha256_hex(const std::string& data);
-// The sha256 of a file's bytes, as hex. Throws Error(kPlugin) naming the file if it cannot be read.
-std::string sha256_file_hex(const std::string& path);
+// The sha256 of a file's bytes, as hex. Throws Error(`code`) naming the file if it cannot be read.
+std::string sha256_file_hex(const std::string& path, ExitCode code = ExitCode::kPlugin);
 
 }  // namespace speculators

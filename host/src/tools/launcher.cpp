@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -130,12 +131,16 @@ void spawn_ranks(RankGroup& group, int nproc, const std::vector<std::string>& ar
   struct sigaction default_action {};
   default_action.sa_handler = SIG_DFL;
   sigemptyset(&default_action.sa_mask);
+  const pid_t launcher_pid = ::getpid();
   for (int r = 0; r < nproc; ++r) {
     std::vector<std::string> env = rank_environment(r, nproc, addr, port);
     std::vector<char*> cenv = pointers(env);
     const pid_t pid = ::fork();
     if (pid < 0) fail(cat("fork failed starting rank ", r, " of ", nproc, ": ", std::strerror(errno)));
     if (pid == 0) {
+      // A rank dies with its launcher (even one killed by SIGKILL, which forwards nothing).
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != launcher_pid) std::_Exit(130);  // the launcher died before prctl took effect
       ::setpgid(0, 0);
       sigaction(SIGINT, &default_action, nullptr);
       sigaction(SIGTERM, &default_action, nullptr);

@@ -97,7 +97,7 @@ void check_model(DraftModel& model, const std::string& name) {
 
 void write_run_files(const Args& args, const Schema& schema, const std::vector<std::string>& argv, int world_size) {
   const fs::path save = args.get_string("save_path");
-  fs::create_directories(save);
+  lock_save_path(save);
   write_file_atomic((save / "run.yaml").string(), job_to_yaml(args, schema));
   std::time_t now = std::time(nullptr);
   char stamp[64];

@@ -13,6 +13,7 @@
 #include "speculators/error.h"
 #include "speculators/log.h"
 #include "speculators/tensor_io.h"
+#include "plugin_host/sha256.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -21,7 +22,49 @@ namespace speculators {
 
 namespace {
 
-constexpr std::int64_t kStateFormat = 1;
+constexpr std::int64_t kStateFormat = 2;  // 2: with "checksums"
+// The files whose sha256 trainer_state.json records, checked before a resume reads them.
+const char* const kChecksummedFiles[] = {"model.safetensors", "optimizer_state.safetensors"};
+
+// A checkpoint a resume can trust, or an Error(kData) naming the file and what is wrong with it:
+// the format, each counter's range, each file's sha256 against the one recorded at save time, and
+// every floating value of the fp32 state finite. Returns the parsed trainer_state.json.
+Json verify_checkpoint(const fs::path& dir) {
+  const std::string state_path = (dir / "trainer_state.json").string();
+  Json state;
+  try {
+    state = Json::read_file(state_path);
+    if (state.get("format", Json()) != Json(kStateFormat)) {
+      fail_data(cat(state_path, ": unknown trainer state format ", state.get("format", Json()).dump(), " (expected ",
+                    kStateFormat, ")"));
+    }
+    for (const char* key : {"epoch", "local_step", "data_cursor", "global_step", "skipped_steps", "bad_streak",
+                            "metrics_bytes"}) {
+      if (state.at(key).as_int() < 0) fail_data(cat(state_path, ": \"", key, "\" is ", state.at(key).as_int(), ", must be >= 0"));
+    }
+    for (const char* key : {"batches_per_epoch", "world_size"}) {
+      if (state.at(key).as_int() < 1) fail_data(cat(state_path, ": \"", key, "\" is ", state.at(key).as_int(), ", must be >= 1"));
+    }
+    for (const char* name : kChecksummedFiles) {
+      const std::string expected = state.at("checksums").at(name).as_string();
+      const std::string actual = sha256_file_hex((dir / name).string(), ExitCode::kData);
+      if (actual != expected) {
+        fail_data(cat((dir / name).string(), ": sha256 ", actual, " differs from the ", expected,
+                      " recorded when it was saved (the file changed or is damaged)"));
+      }
+    }
+  } catch (const Error& e) {
+    if (e.code() == ExitCode::kData) throw;
+    fail_data(e.what());  // a missing key or wrong type in trainer_state.json is bad data too
+  }
+  const std::string tensor_path = (dir / "optimizer_state.safetensors").string();
+  for (const auto& [name, t] : load_safetensors(tensor_path)) {
+    if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>()) {
+      fail_data(cat(tensor_path, ": tensor \"", name, "\" holds non-finite values"));
+    }
+  }
+  return state;
+}
 std::string rng_key(int rank) { return cat("rng/cpu/rank", rank); }
 
 torch::Tensor cpu_rng_state() {
@@ -75,6 +118,17 @@ void Trainer::save_checkpoint(std::int64_t epoch, std::int64_t local_step,
   // Saved whole by rank 0 (as SingleGPUCheckpointer.save_checkpoint) in the single-process layout, so any world size
   // resumes it: sharded optimizer state and parameters are gathered first, with every rank's RNG state.
   dp_->gather_parameters();
+  // A checkpoint is only ever written from finite weights: a resume, vLLM, or "the last good
+  // state" would otherwise be NaN. Every rank holds the same gathered weights, so all agree.
+  for (const auto& item : model_->named_parameters(/*recurse=*/true)) {
+    if (!torch::isfinite(item.value()).all().item<bool>()) {
+      fail(cat("not saving a checkpoint at step ", global_step_, ": the weight \"", item.key(),
+               "\" is not finite (a step this large diverged: lower --lr or set --max-grad-norm). ",
+               summary_.last_checkpoint.empty() ? std::string("No checkpoint was written before.")
+                                                : cat("The last checkpoint, with finite weights, is ",
+                                                      summary_.last_checkpoint, ".")));
+    }
+  }
   // Unsharded, rank 0 holds all of it; a sharded rank contributes the units it owns.
   NamedTensors local = dp_->mode() == ShardMode::kNone && !main_rank() ? NamedTensors{} : optim_->state();
   local[rng_key(dp_->rank())] = cpu_rng_state();
@@ -126,6 +180,9 @@ void Trainer::fill_checkpoint(const fs::path& dir, std::int64_t epoch, std::int6
                              {"job", args_.json()}});
   state["best_val_loss"] = best_val_loss_ ? Json(*best_val_loss_) : Json();
   state["best_epoch"] = best_epoch_ ? Json(*best_epoch_) : Json();
+  Json checksums = Json::object();
+  for (const char* name : kChecksummedFiles) checksums[name] = sha256_file_hex((dir / name).string(), ExitCode::kFailure);
+  state["checksums"] = checksums;
   write_file_atomic((dir / "trainer_state.json").string(), state.dump_python());
   for (const char* name : {"run.yaml", "train_command.txt"}) {
     const fs::path src = store_.root() / name;
@@ -165,7 +222,7 @@ void Trainer::restore_model_tensors(const NamedTensors& tensors, const std::stri
 void Trainer::resume_if_possible() {
   if (!args_.get_bool("resume_from_checkpoint")) {
     // Starting over: checkpoints of the earlier run would otherwise be resumed from later on.
-    const auto old = store_.epochs();
+    const auto old = store_.complete_epochs();
     if (!old.empty() && main_rank()) {
       log::warn(cat("--no-resume-from-checkpoint: removing ", old.size(), " earlier checkpoint(s) from ",
                     store_.root().string()));
@@ -177,18 +234,38 @@ void Trainer::resume_if_possible() {
     if (dp_->distributed()) dp_->barrier();
     return;
   }
-  const auto found = store_.newest_resumable();
+  // The newest complete checkpoint that passes its checks; a damaged one is skipped with a warning
+  // in favour of the one before it.
+  std::optional<fs::path> found;
+  Json state;
+  std::string rejected;
+  const auto epochs = store_.epochs();
+  for (auto it = epochs.rbegin(); it != epochs.rend() && !found; ++it) {
+    const fs::path candidate = store_.root() / std::to_string(*it);
+    std::string missing;
+    if (!store_.is_complete(candidate, &missing)) {
+      log::warn(cat("not resuming from ", candidate.string(), ": it lacks ", missing));
+      continue;
+    }
+    try {
+      state = verify_checkpoint(candidate);
+      found = candidate;
+    } catch (const Error& e) {
+      if (e.code() != ExitCode::kData) throw;
+      log::warn(cat("not resuming from ", candidate.string(), ": ", e.what()));
+      if (rejected.empty()) rejected = e.what();
+    }
+  }
+  if (!found && !rejected.empty()) {
+    fail_data(cat("no checkpoint in ", store_.root().string(), " can be resumed (", rejected,
+                  "); restore a good copy, or start over with --no-resume-from-checkpoint"));
+  }
   if (!found) {
     if (log_) log_->start(0);
     return;
   }
   const fs::path dir = *found;
   const std::string state_path = (dir / "trainer_state.json").string();
-  const Json state = Json::read_file(state_path);
-  if (state.get("format", Json()) != Json(kStateFormat)) {
-    fail(cat(state_path, ": unknown trainer state format ", state.get("format", Json()).dump(), " (expected ",
-             kStateFormat, ")"));
-  }
   // Checked when the epoch starts (train_epoch): packing, so the row count, varies by epoch.
   resume_batches_ = state.at("batches_per_epoch").as_int();
   resume_state_path_ = state_path;

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "../../core/io_test_util.h"
+#include "speculators/error.h"
 #include "train/train_state.h"
 
 using namespace speculators;
@@ -77,7 +78,11 @@ TEST_CASE("resume picks the newest complete checkpoint and ignores temporary or 
   fill_complete(root / "interrupted", "x");
   fs::create_directory_symlink("3", root / "12");
   CHECK(store.newest_resumable() == root / "3");
+  CHECK(store.epochs() == std::vector<std::int64_t>{1, 3});  // 7 has no marker: not ours
+  // A partial directory that is ours (it has the marker) is skipped by a resume too.
+  std::ofstream(root / "7" / kCheckpointMarker) << "{}";
   CHECK(store.epochs() == std::vector<std::int64_t>{1, 3, 7});
+  CHECK(store.newest_resumable() == root / "3");
   // The next save clears what a killed save left behind.
   store.write(8, 0, [](const fs::path& d) { fill_complete(d, "8"); });
   CHECK_FALSE(fs::exists(root / ".tmp-9-1234"));
@@ -95,4 +100,48 @@ TEST_CASE("--keep-last keeps the newest N epochs and the best one", "[checkpoint
   CHECK(fs::is_symlink(root / "epoch4_end"));
   store.remove_all_but(3);
   CHECK(store.epochs() == std::vector<std::int64_t>{3});
+}
+
+TEST_CASE("the save path belongs to the user: directories and files without the marker are never touched",
+          "[checkpoint]") {
+  test::ScratchDir scratch;
+  const fs::path root = scratch.path();
+  fs::create_directories(root / "2024");
+  std::ofstream(root / "2024" / "thesis.tex") << "years of work";
+  fs::create_directories(root / "7");
+  std::ofstream(root / "7" / "notes.txt") << "mine";
+  CheckpointStore store(root, 1);
+  for (int e = 0; e <= 3; ++e) store.write(e, 0, [](const fs::path& d) { fill_complete(d, "x"); });
+  store.set_best(3);
+  store.remove_all_but(-1);  // what --no-resume-from-checkpoint and --save-best call
+  CHECK(store.epochs().empty());
+  CHECK(read(root / "2024" / "thesis.tex") == "years of work");
+  CHECK(read(root / "7" / "notes.txt") == "mine");
+  // A user's file where a checkpoint would go is refused (exit 2), not replaced.
+  std::ofstream(root / "0") << "user file";
+  try {
+    store.write(0, 0, [](const fs::path& d) { fill_complete(d, "x"); });
+    FAIL("a user's file was replaced by a checkpoint");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::kUsage);
+    CHECK_THAT(e.what(), Catch::Contains("is not a checkpoint written by speculators-train"));
+  }
+  CHECK(read(root / "0") == "user file");
+}
+
+TEST_CASE("--keep-last counts and deletes complete checkpoints only", "[checkpoint]") {
+  test::ScratchDir scratch;
+  const fs::path root = scratch.path();
+  CheckpointStore store(root, 1);
+  store.write(1, 0, [](const fs::path& d) { fill_complete(d, "1"); });
+  // A copy of checkpoint 1 as 5, made incomplete by hand: it carries the marker.
+  fs::copy(root / "1", root / "5", fs::copy_options::recursive);
+  fs::remove(root / "5" / "trainer_state.json");
+  store.write(2, 0, [](const fs::path& d) { fill_complete(d, "2"); });
+  store.write(3, 0, [](const fs::path& d) { fill_complete(d, "3"); });
+  store.set_best(3);
+  CHECK(store.complete_epochs() == std::vector<std::int64_t>{3});
+  CHECK(store.newest_resumable() == root / "3");
+  CHECK(fs::exists(root / "5" / "model.safetensors"));  // incomplete: neither counted nor deleted
+  CHECK(fs::exists(root / "checkpoint_best" / "model.safetensors"));
 }

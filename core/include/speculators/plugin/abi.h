@@ -16,8 +16,8 @@
 extern "C" {
 #endif
 
-#define SPECULATORS_PLUGIN_ABI_MAJOR 1
-#define SPECULATORS_PLUGIN_ABI_MINOR 1  /* 1: DraftModel::make_proposer */
+#define SPECULATORS_PLUGIN_ABI_MAJOR 2  /* 2: Option carries its numeric range */
+#define SPECULATORS_PLUGIN_ABI_MINOR 0
 #define SPECULATORS_PLUGIN_ENTRY_SYMBOL "speculators_plugin_descriptor_v1"
 
 #if defined(__GNUC__)

@@ -1,4 +1,4 @@
-// Chunked divergences (facts §2.9) against the textbook formulas written out here: values,
+// Chunked divergences (speculators/losses/eager.py) against the textbook formulas written out here: values,
 // gradients (autograd through the formulas, and the closed forms KL: q - p, CE: q - onehot),
 // the masked decayed reduction, the JSON-weighted sum and --loss-fn parsing.
 #include <catch2/catch.hpp>

@@ -1,6 +1,6 @@
-// The EAGLE-3 configuration (speculators/models/eagle3/config.py): the job options the plugin declares, the
-// draft decoder config synthesised from the verifier's, the speculators config.json object, and
-// the list of state-dict tensors a config implies (§2.1, §5.4) — computed from the config alone,
+// The EAGLE-3 configuration (speculators/models/eagle3/config.py): the job options the plugin
+// declares, the draft decoder config synthesised from the verifier's, the speculators config.json
+// object, and the list of state-dict tensors a config implies — computed from the config alone,
 // so an 8B-shaped checkpoint layout can be checked without allocating it.
 #pragma once
 

@@ -4,8 +4,8 @@
 // step's carried state (Eagle3DraftModel.forward), one position further on — the inference form of the
 // training-time test, whose step-k queries see the step-0 keys and their own earlier-step keys.
 // With a sliding window W, a proposal at position t sees the keys in (t − W, t], as a serving
-// engine's cache does; training's step-k query applies the window of its base position (facts
-// §2.5). The two differ only for proposals after the first when the prefix is longer than W.
+// engine's cache does; training's step-k query applies the window of its base position
+// (create_combined_mask_mod). The two differ only for proposals after the first when the prefix is longer than W.
 #pragma once
 
 #include <memory>

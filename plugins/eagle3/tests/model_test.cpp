@@ -1,7 +1,7 @@
 // The EAGLE-3 draft model on a tiny verifier (H = 32): its state dict against the names and
 // shapes of state_spec, the verifier weights, the K-step forward (Eagle3DraftModel.forward) against a
 // straightforward re-computation written here, chunked vs dense attention, a few training steps,
-// and reloading from config.json (§5.5).
+// and reloading from config.json.
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 

@@ -1,7 +1,7 @@
-// Base components for Llama and Qwen3 decoders (transformers' Llama/Qwen3 semantics): RMSNorm, rotary with
-// llama3 scaling, the attention kernels (dense reference and chunked document-causal), the
-// attention / MLP / decoder-layer modules with Hugging Face parameter names, the
-// architecture map and weight initialisation.
+// Base components for Llama and Qwen3 decoders (transformers' Llama/Qwen3 semantics): RMSNorm,
+// rotary with llama3 scaling, the attention kernels (dense reference and chunked document-causal),
+// the attention / MLP / decoder-layer modules with Hugging Face parameter names, the architecture
+// map and weight initialisation.
 #include "speculators/nn/components.h"
 
 #include <algorithm>

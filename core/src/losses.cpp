@@ -1,8 +1,8 @@
-// Chunked divergences between draft and target logits (speculators/losses/eager.py). The forward pass computes
-// per-row values chunk by chunk without recording a graph; the backward pass recomputes one
-// chunk at a time under autograd and pulls its gradient out, so peak extra memory is one chunk's
-// [C, V] fp32 intermediates instead of the whole [N, V] (the reference's fused kernels make the
-// same trade: recompute in backward, never pin the softmaxes).
+// Chunked divergences between draft and target logits (speculators/losses/eager.py). The forward
+// pass computes per-row values chunk by chunk without recording a graph; the backward pass
+// recomputes one chunk at a time under autograd and pulls its gradient out, so peak extra memory is
+// one chunk's [C, V] fp32 intermediates instead of the whole [N, V] (the reference's fused kernels
+// make the same trade: recompute in backward, never pin the softmaxes).
 #include "speculators/nn/losses.h"
 
 #include <cmath>
@@ -294,7 +294,8 @@ MaskedLoss masked_divergence(const torch::Tensor& logits, const torch::Tensor& t
   MaskedLoss result;
   result.loss = torch::zeros({}, logits.options().dtype(torch::kFloat));
   for (std::size_t t = 0; t < spec.terms.size(); ++t) {
-    // losses/utils.py: loss_function, compound_loss: Σ mask·ℓ·γ^k / (Σ mask + 1e-5), then weighted (weights not normalized).
+    // losses/utils.py: loss_function, compound_loss: Σ mask·ℓ·γ^k / (Σ mask + 1e-5), then weighted
+    // (weights not normalized).
     auto term = (values[static_cast<std::int64_t>(t)] * weight * decay).sum() / denominator;
     result.loss = result.loss + spec.terms[t].weight * term;
     if (spec.reports_terms()) result.terms[spec.terms[t].name] = term.detach();

@@ -82,9 +82,10 @@ std::string optional_string(const Json& obj, const std::string& key, const std::
   return v.as_string();
 }
 
-// speculators/train/cli.py: create_transformer_layer_config: the draft copies the verifier's rope_scaling minus `type`, `mrope_interleaved`, and
-// `partial_rotary_factor` unless `mrope_section` is present. HF first copies a legacy `type` into
-// `rope_type`, so dropping `type` never loses the kind of scaling.
+// speculators/train/cli.py: create_transformer_layer_config: the draft copies the verifier's
+// rope_scaling minus `type`, `mrope_interleaved`, and `partial_rotary_factor` unless
+// `mrope_section` is present. HF first copies a legacy `type` into `rope_type`, so dropping `type`
+// never loses the kind of scaling.
 RopeScaling parse_rope_scaling(const Json& j, const std::string& where) {
   if (!j.is_object()) {
     fail_usage(cat(where, ": rope_scaling must be an object or null, got ", j.type_name(), " ", j.dump()));
@@ -258,9 +259,9 @@ Json TransformerConfig::to_hf_json() const {
 
 Json TransformerConfig::to_layer_config_json() const {
   // The LlamaConfig diff dict (PretrainedConfig.to_diff_dict) under transformers 4.57. A
-  // Qwen3Config diff dict has no `mlp_bias`/`pretraining_tp` (not Qwen3Config attributes) and adds `max_window_layers`; it
-  // also drops the window when no layer slides (Qwen3Config ties sliding_window to
-  // use_sliding_window).
+  // Qwen3Config diff dict has no `mlp_bias`/`pretraining_tp` (not Qwen3Config attributes) and adds
+  // `max_window_layers`; it also drops the window when no layer slides (Qwen3Config ties
+  // sliding_window to use_sliding_window).
   const bool sliding = any_sliding(*this);
   Json j = Json::object();
   j["attention_bias"] = attention_bias;

@@ -1,5 +1,6 @@
-// Draft vocabulary mapping (speculators/train/vocab_mapping.py): frequency counting, d2t/t2d construction, .npy files,
-// validation, and the token_freq.pt / JSON frequency files the mapping is built from.
+// Draft vocabulary mapping (speculators/train/vocab_mapping.py): frequency counting, d2t/t2d
+// construction, .npy files, validation, and the token_freq.pt / JSON frequency files the mapping is
+// built from.
 #include "speculators/vocab.h"
 
 #include <torch/serialize.h>

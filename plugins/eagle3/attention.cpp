@@ -1,6 +1,7 @@
-// TTT attention for EAGLE-3 (speculators/models/eagle3/attention.py): the dense reference and the chunked, log-sum-exp
-// merged version with a recomputing backward. Grouped-query attention is computed by viewing the
-// query heads as [nkv, nh/nkv] groups, so keys and values are never repeated in memory.
+// TTT attention for EAGLE-3 (speculators/models/eagle3/attention.py): the dense reference and the
+// chunked, log-sum-exp merged version with a recomputing backward. Grouped-query attention is
+// computed by viewing the query heads as [nkv, nh/nkv] groups, so keys and values are never
+// repeated in memory.
 #include "attention.h"
 
 #include <cmath>

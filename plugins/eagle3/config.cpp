@@ -71,8 +71,9 @@ std::int64_t resolve_draft_vocab_size(const BuildContext& ctx) {
   return Vd;
 }
 
-// create_transformer_layer_config: rope_scaling is copied minus `type` (folded into rope_type, as Hugging Face does
-// when it loads the verifier), `mrope_interleaved`, and `partial_rotary_factor` unless MRoPE.
+// create_transformer_layer_config: rope_scaling is copied minus `type` (folded into rope_type, as
+// Hugging Face does when it loads the verifier), `mrope_interleaved`, and `partial_rotary_factor`
+// unless MRoPE.
 std::optional<RopeScaling> draft_rope_scaling(const std::optional<RopeScaling>& verifier) {
   if (!verifier) return std::nullopt;
   RopeScaling out = *verifier;
@@ -180,7 +181,8 @@ TransformerConfig synthesize_draft_config(const TransformerConfig& verifier, con
   d.initializer_range = verifier.initializer_range;
   d.rms_norm_eps = verifier.rms_norm_eps;
   const std::int64_t H = d.hidden_size;
-  // create_transformer_layer_config head fix-up: an explicit head_dim that does not divide H by the head count wins.
+  // create_transformer_layer_config head fix-up: an explicit head_dim that does not divide H by the
+  // head count wins.
   if (has_key("head_dim") && d.head_dim > 0 && H % d.num_attention_heads != 0 && H % d.head_dim == 0) {
     d.num_attention_heads = H / d.head_dim;
     if (d.num_attention_heads % d.num_key_value_heads != 0) d.num_key_value_heads = d.num_attention_heads;
@@ -198,7 +200,8 @@ TransformerConfig synthesize_draft_config(const TransformerConfig& verifier, con
   d.sliding_window = shape.sliding_window;
   const std::set<std::int64_t> full(shape.full_attention_indices.begin(), shape.full_attention_indices.end());
   for (std::int64_t i = 0; i < shape.num_layers; ++i) {
-    // create_transformer_layer_config: every draft layer slides unless listed (or no window is configured).
+    // create_transformer_layer_config: every draft layer slides unless listed (or no window is
+    // configured).
     const bool sliding = shape.sliding_window.has_value() && full.count(i) == 0;
     d.layer_types.push_back(sliding ? "sliding_attention" : "full_attention");
   }

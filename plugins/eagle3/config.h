@@ -25,7 +25,8 @@ namespace eagle3 {
 // speculators/train/config/schema.py gives them.
 Schema eagle3_schema();
 
-// Cross-field checks on a resolved job (Eagle3SpeculatorConfig._check_norm_flags and the ranges of each option).
+// Cross-field checks on a resolved job (Eagle3SpeculatorConfig._check_norm_flags and the ranges of
+// each option).
 void validate_args(const Args& args);
 
 // What shapes the synthesised draft decoder.
@@ -38,12 +39,14 @@ struct DraftShape {
   static DraftShape from_args(const Args& args);
 };
 
-// speculators/train/cli.py: create_transformer_layer_config: the draft decoder config from the verifier's (text) config. `verifier_json` is its
-// config.json object, used for "attribute present" decisions (head_dim, intermediate_size).
+// speculators/train/cli.py: create_transformer_layer_config: the draft decoder config from the
+// verifier's (text) config. `verifier_json` is its config.json object, used for "attribute present"
+// decisions (head_dim, intermediate_size).
 TransformerConfig synthesize_draft_config(const TransformerConfig& verifier, const Json& verifier_json,
                                           const DraftShape& shape);
 
-// speculators/models/utils.py: resolve_target_layer_ids: --target-layer-ids, or [2, n/2, n-3] for a verifier with n layers.
+// speculators/models/utils.py: resolve_target_layer_ids: --target-layer-ids, or [2, n/2, n-3] for a
+// verifier with n layers.
 std::vector<std::int64_t> resolve_target_layer_ids(const Args& args, std::int64_t num_verifier_layers);
 
 // The Eagle3SpeculatorConfig of the reference with its training-time values.

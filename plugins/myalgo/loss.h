@@ -9,8 +9,8 @@
 // A pair (i, j) takes part in the loss and the metrics only when the predicted token i+j exists
 // in the row, i is not padding, positions i, i+j-1 and i+j belong to the same document, and the
 // loss_mask of the predicted token i+j is 1. (EAGLE-3 uses the mask of the input token instead,
-// as the reference's shift_batch does; for a multi-token draft the mask of the token being predicted is the one
-// that says whether that token is worth learning.)
+// as the reference's shift_batch does; for a multi-token draft the mask of the token being
+// predicted is the one that says whether that token is worth learning.)
 #pragma once
 
 #include <torch/torch.h>

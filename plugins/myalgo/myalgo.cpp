@@ -99,8 +99,9 @@ TransformerConfig draft_layer_config(const TransformerConfig& verifier, const st
   c.tie_word_embeddings = false;
   c.sliding_window.reset();
   c.layer_types.assign(static_cast<std::size_t>(num_layers), "full_attention");
-  if (c.intermediate_size <= 0) c.intermediate_size = 3 * c.hidden_size;  // as create_transformer_layer_config (MoE verifiers)
-  // create_transformer_layer_config head fix-up: keep head_dim, derive the head count from the width.
+  // As create_transformer_layer_config: 3·H for verifiers without intermediate_size (MoE), and the
+  // head fix-up: keep head_dim, derive the head count from the width.
+  if (c.intermediate_size <= 0) c.intermediate_size = 3 * c.hidden_size;
   if (c.head_dim > 0 && c.hidden_size % c.num_attention_heads != 0 && c.hidden_size % c.head_dim == 0) {
     c.num_attention_heads = c.hidden_size / c.head_dim;
     if (c.num_attention_heads % c.num_key_value_heads != 0) c.num_key_value_heads = c.num_attention_heads;
@@ -108,8 +109,9 @@ TransformerConfig draft_layer_config(const TransformerConfig& verifier, const st
   return c;
 }
 
-// The C++ from_training_args (speculators/model.py: SpeculatorModel.from_training_args): take the keys this algorithm needs from the job,
-// build the model, install the vocab mapping, then copy the verifier's frozen tensors.
+// The C++ from_training_args (speculators/model.py: SpeculatorModel.from_training_args): take the
+// keys this algorithm needs from the job, build the model, install the vocab mapping, then copy the
+// verifier's frozen tensors.
 std::shared_ptr<DraftModel> MyAlgo::from_training_args(const BuildContext& ctx) const {
   const Args& args = ctx.args;
   MyAlgoConfig config;

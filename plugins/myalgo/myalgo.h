@@ -48,8 +48,8 @@ class MyAlgo : public Algorithm {
 // there is another choice (n = 1 gives [1]).
 std::vector<std::int64_t> default_aux_layer_ids(std::int64_t num_verifier_layers);
 
-// The draft decoder config synthesised from the verifier's (as create_transformer_layer_config): same width, heads,
-// rope and norm epsilon; `num_layers` layers of `arch`; full attention (no sliding window).
+// The draft decoder config synthesised from the verifier's (as create_transformer_layer_config):
+// same width, heads, rope and norm epsilon; `num_layers` layers of `arch`; full attention.
 TransformerConfig draft_layer_config(const TransformerConfig& verifier, const std::string& arch,
                                      std::int64_t num_layers);
 

@@ -1,6 +1,7 @@
-// Base components against straightforward formulas written out here (transformers'
-// Llama/Qwen3 semantics, EAGLE-3's attention mask): RMSNorm, rotary (with llama3 scaling), the attention kernels and masks, the attention,
-// MLP and decoder-layer modules, parameter names and the architecture map.
+// Base components against straightforward formulas written out here (transformers' Llama/Qwen3
+// semantics, EAGLE-3's attention mask): RMSNorm, rotary (with llama3 scaling), the attention
+// kernels and masks, the attention, MLP and decoder-layer modules, parameter names and the
+// architecture map.
 #include <catch2/catch.hpp>
 
 #include <cmath>

@@ -1,6 +1,6 @@
-// The verifier model: layer-id semantics (id k = after k decoder layers), document-aware attention, save/load in
-// Hugging Face layout (single file, hand-written shards, tied embeddings), errors naming the
-// missing tensor, and the reference's tensor-name resolution
+// The verifier model: layer-id semantics (id k = after k decoder layers), document-aware attention,
+// save/load in Hugging Face layout (single file, hand-written shards, tied embeddings), errors
+// naming the missing tensor, and the reference's tensor-name resolution
 // (speculators/utils/loading.py: _resolve_key).
 #include <catch2/catch.hpp>
 

@@ -392,7 +392,8 @@ case "$CASE" in
       best=$(readlink "$WORK/$mode/checkpoint_best")
       [ "$best" = "$(best_by_metrics "$WORK/$mode/metrics.jsonl")" ] || fail "$mode: checkpoint_best -> $best"
       expect_text "$WORK/$mode/$best/val_metrics.json" '"loss_epoch"'
-      # As speculators/train/checkpointer.py: val_metrics.json only in epochs that became the best when they were saved.
+      # As speculators/train/checkpointer.py: val_metrics.json only in epochs that became the best
+      # when they were saved.
       for f in "$WORK/$mode"/[0-9]*/val_metrics.json; do
         e=$(basename "$(dirname "$f")")
         [ "$(best_by_metrics <(grep -E '^\{"epoch":[0-9]+,' "$WORK/$mode/metrics.jsonl" |

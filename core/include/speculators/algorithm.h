@@ -23,17 +23,17 @@ namespace speculators {
 
 using TensorMap = std::map<std::string, torch::Tensor>;
 
-// One unpacked sample (speculators/train/data.py: BaseDataset.__getitem__): hidden_states [T, A*H], verifier_last_hidden_states [T, H],
-// input_ids [T], loss_mask [T], position_ids [T] (int64). Algorithms may add or rename keys in
-// preprocess; the host packs whatever keys the first sample has.
+// One unpacked sample (speculators/train/data.py: BaseDataset.__getitem__): hidden_states [T, A*H],
+// verifier_last_hidden_states [T, H], input_ids [T], loss_mask [T], position_ids [T] (int64).
+// Algorithms may add or rename keys in preprocess; the host packs the keys of the first sample.
 struct Sample {
   TensorMap tensors;
   std::int64_t length() const;  // first dimension of input_ids
 };
 
-// One packed batch (speculators/train/data.py: CollateFn): every tensor is [1, L, ...]; plus document_ids [1, L] (-1 on
-// padding). Keys: input_ids, hidden_states, verifier_last_hidden_states, loss_mask,
-// position_ids, document_ids.
+// One packed batch (speculators/train/data.py: CollateFn): every tensor is [1, L, ...]; plus
+// document_ids [1, L] (-1 on padding). Keys: input_ids, hidden_states, verifier_last_hidden_states,
+// loss_mask, position_ids, document_ids.
 using Batch = TensorMap;
 
 // What forward returns. `loss` is a scalar with grad. `metrics` holds 0-d tensors, either as
@@ -45,7 +45,8 @@ struct ForwardResult {
   TensorMap metrics;
 };
 
-// Draft vocabulary mapping (speculators/model.py: DraftVocabMixin). Both undefined when the draft uses the full vocabulary.
+// Draft vocabulary mapping (speculators/model.py: DraftVocabMixin). Both undefined when the draft
+// uses the full vocabulary.
 struct VocabMapping {
   torch::Tensor d2t;  // int64 [Vd] offsets: target = draft_idx + d2t[draft_idx]
   torch::Tensor t2d;  // bool [V]
@@ -76,7 +77,7 @@ class DraftModel : public torch::nn::Module {
 
   virtual ForwardResult forward(const Batch& batch, const Json& call_args) = 0;
 
-  // The speculators config.json object (docs/compatibility.md); the host adds nothing but formats it.
+  // The speculators config.json object (docs/compatibility.md); the host only formats it.
   virtual Json config_json() const = 0;
   // State-dict keys never written to model.safetensors (e.g. verifier_lm_head.weight).
   virtual std::vector<std::string> keys_to_ignore_on_save() const { return {}; }

@@ -1,7 +1,7 @@
-// A small JSON value that crosses the plugin boundary instead of a third-party type.
-// Objects keep their keys sorted (std::map), which is also the order the reference writes
-// config.json in (Hugging Face's PretrainedConfig.to_json_file). Integers and floats are kept apart so that 2048 stays 2048 and
-// 500000.0 stays 500000.0 on a round trip.
+// A small JSON value that crosses the plugin boundary instead of a third-party type. Objects keep
+// their keys sorted (std::map), which is also the order the reference writes config.json in
+// (Hugging Face's PretrainedConfig.to_json_file). Integers and floats are kept apart so that 2048
+// stays 2048 and 500000.0 stays 500000.0 on a round trip.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
-// The EAGLE-3 draft model on a tiny verifier (H = 32): its state dict against the names and
-// shapes of state_spec, the verifier weights, the K-step forward (Eagle3DraftModel.forward) against a
+// The EAGLE-3 draft model on a tiny verifier (H = 32): its state dict against the names and shapes
+// of state_spec, the verifier weights, the K-step forward (Eagle3DraftModel.forward) against a
 // straightforward re-computation written here, chunked vs dense attention, a few training steps,
 // and reloading from config.json.
 #include <catch2/catch.hpp>
@@ -50,8 +50,9 @@ bool allowed(const std::vector<std::int64_t>& doc, std::int64_t q, std::int64_t 
   return (kv < L && q >= kv && doc[q] != -1 && doc[q] == doc[kv] && kv > q - W) || kv % L == q;
 }
 
-// The Eagle3DraftModel.forward forward and compute_metrics loss for a one-layer llama draft with norm_output, written out
-// step by step from the model's own weights, with a dense mask built element by element.
+// The Eagle3DraftModel.forward forward and compute_metrics loss for a one-layer llama draft with
+// norm_output, written out step by step from the model's own weights, with a dense mask built
+// element by element.
 torch::Tensor straightforward_loss(Eagle3DraftModel& m, const Batch& b, std::int64_t K, std::int64_t W) {
   torch::NoGradGuard no_grad;
   const std::int64_t L = b.at("input_ids").size(1), nh = 4, nkv = 2, hd = 8;

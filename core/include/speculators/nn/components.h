@@ -19,7 +19,7 @@
 namespace speculators {
 namespace nn {
 
-// y = weight * (x * rsqrt(mean(x^2) + eps)), computed in fp32 and cast back (transformers: LlamaRMSNorm).
+// y = weight * (x * rsqrt(mean(x^2) + eps)), in fp32 and cast back (transformers' LlamaRMSNorm).
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(std::int64_t dim, double eps);

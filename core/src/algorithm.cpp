@@ -1,4 +1,4 @@
-// Out-of-line parts of the algorithm contract (DESIGN §4): the defaults an algorithm inherits
+// Out-of-line parts of the algorithm contract (docs/design.md): the defaults an algorithm inherits
 // when it has nothing to add, and the Sample helper.
 #include "speculators/algorithm.h"
 

@@ -1,4 +1,5 @@
-// Draft checkpoints in the reference layout (facts §4.5, §5.4): config.json + model.safetensors.
+// Draft checkpoints in the reference layout (speculators/train/checkpointer.py): config.json +
+// model.safetensors.
 #include "speculators/checkpoint.h"
 
 #include <algorithm>

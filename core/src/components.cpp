@@ -1,7 +1,7 @@
-// Base components for Llama and Qwen3 decoders (facts §2.6, §2.7, §2.7b): RMSNorm, rotary with
-// llama3 scaling, the attention kernels (dense reference and chunked document-causal), the
-// attention / MLP / decoder-layer modules with Hugging Face parameter names (facts §5.4), the
-// architecture map and weight initialisation.
+// Base components for Llama and Qwen3 decoders (transformers' Llama/Qwen3 semantics): RMSNorm,
+// rotary with llama3 scaling, the attention kernels (dense reference and chunked document-causal),
+// the attention / MLP / decoder-layer modules with Hugging Face parameter names, the architecture
+// map and weight initialisation.
 #include "speculators/nn/components.h"
 
 #include <algorithm>
@@ -24,7 +24,7 @@ RMSNormImpl::RMSNormImpl(std::int64_t dim, double eps_value) : eps(eps_value) {
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
-  // facts §2.7: fp32 statistics, cast back to the input dtype, then scale.
+  // As LlamaRMSNorm: fp32 statistics, cast back to the input dtype, then scale.
   const auto input_dtype = x.scalar_type();
   const torch::Tensor xf = x.to(torch::kFloat);
   const torch::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
@@ -39,7 +39,7 @@ constexpr double kPi = 3.14159265358979323846;
 }  // namespace
 
 torch::Tensor rotary_inv_freq(const TransformerConfig& config) {
-  // facts §2.7b: inv_freq[j] = theta^(-2j/hd), computed in fp32 as HF does.
+  // inv_freq[j] = theta^(-2j/hd), computed in fp32 as HF does.
   const std::int64_t hd = config.head_dim;
   const torch::Tensor exponents = torch::arange(0, hd, 2, torch::kLong).to(torch::kFloat) / static_cast<double>(hd);
   torch::Tensor inv_freq = 1.0 / torch::pow(torch::full({}, config.rope_theta, torch::kFloat), exponents);
@@ -139,7 +139,8 @@ std::vector<std::int64_t> first_key_of(const std::vector<std::int64_t>& doc) {
   return out;
 }
 
-// The facts §2.5 predicate for step-0 keys, restricted to queries [q0, q1) and keys [k0, k1).
+// The step-0 predicate of speculators/models/eagle3/attention.py: create_combined_mask_mod,
+// restricted to queries [q0, q1) and keys [k0, k1).
 torch::Tensor mask_block(const torch::Tensor& doc, std::int64_t q0, std::int64_t q1, std::int64_t k0,
                          std::int64_t k1, std::optional<std::int64_t> window) {
   const auto opts = torch::TensorOptions().dtype(torch::kLong).device(doc.device());
@@ -214,7 +215,7 @@ AttentionImpl::QKV AttentionImpl::project(const torch::Tensor& x, const RotaryTa
   torch::Tensor q = q_proj(x).view({b, l, num_heads, head_dim});
   torch::Tensor k = k_proj(x).view({b, l, num_kv_heads, head_dim});
   torch::Tensor v = v_proj(x).view({b, l, num_kv_heads, head_dim});
-  // Qwen3: per-head RMSNorm over hd before RoPE (facts §2.7b).
+  // Qwen3: per-head RMSNorm over hd before RoPE (transformers: Qwen3Attention).
   if (q_norm) {
     q = q_norm(q);
     k = k_norm(k);
@@ -268,7 +269,7 @@ DecoderLayerImpl::DecoderLayerImpl(const TransformerConfig& config, std::int64_t
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const RotaryTables& rope, const AttentionKernel& kernel) {
-  // facts §2.7b: pre-norm residual block.
+  // Pre-norm residual block (transformers: LlamaDecoderLayer).
   torch::Tensor h = x + self_attn->forward(input_layernorm(x), rope, kernel);
   return h + mlp(post_attention_layernorm(h));
 }
@@ -321,7 +322,7 @@ std::shared_ptr<DecoderLayerImpl> make_layer(const ModelClasses& classes, const 
 }
 
 void init_weights(torch::nn::Module& module, double initializer_range) {
-  // HF post_init (facts §2.1): Linear/Embedding ~ N(0, initializer_range), biases 0, norms 1.
+  // HF post_init: Linear/Embedding ~ N(0, initializer_range), biases 0, norms 1.
   torch::NoGradGuard no_grad;
   auto init_one = [initializer_range](torch::nn::Module& m) {
     if (auto* linear = m.as<torch::nn::LinearImpl>()) {

@@ -1,5 +1,6 @@
 // Json: the SDK's value type, its parser (nlohmann-json, private to core) and its two printers:
-// compact JSONL and the byte format of Python's json.dumps(indent=2, sort_keys=True) (facts §5.2).
+// compact JSONL and the byte format of Python's json.dumps(indent=2, sort_keys=True) that
+// config.json uses.
 #include "speculators/json.h"
 
 #include "atomic_file.h"

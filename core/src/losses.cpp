@@ -1,8 +1,8 @@
-// Chunked divergences between draft and target logits (facts §2.9). The forward pass computes
-// per-row values chunk by chunk without recording a graph; the backward pass recomputes one
-// chunk at a time under autograd and pulls its gradient out, so peak extra memory is one chunk's
-// [C, V] fp32 intermediates instead of the whole [N, V] (the reference's fused kernels make the
-// same trade: recompute in backward, never pin the softmaxes).
+// Chunked divergences between draft and target logits (speculators/losses/eager.py). The forward
+// pass computes per-row values chunk by chunk without recording a graph; the backward pass
+// recomputes one chunk at a time under autograd and pulls its gradient out, so peak extra memory is
+// one chunk's [C, V] fp32 intermediates instead of the whole [N, V] (the reference's fused kernels
+// make the same trade: recompute in backward, never pin the softmaxes).
 #include "speculators/nn/losses.h"
 
 #include <cmath>
@@ -15,8 +15,8 @@ namespace speculators {
 namespace nn {
 namespace {
 
-constexpr double kEps = 1e-5;       // facts §2.9: nla clamp and reduction denominator
-constexpr double kLkEta = 3.0;      // facts §2.9: λ = exp(-3·stopgrad(overlap))
+constexpr double kEps = 1e-5;       // nla clamp and reduction denominator (losses/utils.py)
+constexpr double kLkEta = 3.0;      // lk_hybrid: λ = exp(-3·stopgrad(overlap))
 
 struct NamedDivergence {
   const char* name;
@@ -294,7 +294,8 @@ MaskedLoss masked_divergence(const torch::Tensor& logits, const torch::Tensor& t
   MaskedLoss result;
   result.loss = torch::zeros({}, logits.options().dtype(torch::kFloat));
   for (std::size_t t = 0; t < spec.terms.size(); ++t) {
-    // facts §2.9: Σ mask·ℓ·γ^k / (Σ mask + 1e-5), then weighted (weights not normalized).
+    // losses/utils.py: loss_function, compound_loss: Σ mask·ℓ·γ^k / (Σ mask + 1e-5), then weighted
+    // (weights not normalized).
     auto term = (values[static_cast<std::int64_t>(t)] * weight * decay).sum() / denominator;
     result.loss = result.loss + spec.terms[t].weight * term;
     if (spec.reports_terms()) result.terms[spec.terms[t].name] = term.detach();

@@ -2,8 +2,8 @@
 // defines it: magic "\x93NUMPY", major and minor version bytes, a little-endian header length
 // (2 bytes in 1.0, 4 in 2.0/3.0), then the repr of a dict {'descr', 'fortran_order', 'shape'}
 // padded with spaces and a final '\n' so the data starts on a 64-byte boundary, then the raw
-// array in C order. Only little-endian plain dtypes that LibTorch has are supported; facts
-// §2.8: the vocabulary mappings d2t (int64) and t2d (bool) arrive as .npy files.
+// array in C order. Only little-endian plain dtypes that LibTorch has are supported. The
+// vocabulary mappings d2t (int64) and t2d (bool) arrive as .npy files.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>

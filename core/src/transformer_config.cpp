@@ -1,6 +1,6 @@
 // TransformerConfig: reading a Hugging Face LlamaConfig / Qwen3Config config.json, writing the
 // verifier config.json that `speculators-datagen make-verifier` produces, and writing the draft's
-// `transformer_layer_config` with exactly the key set of facts §5.2.
+// `transformer_layer_config` with exactly the key set the reference writes.
 #include "speculators/nn/transformer_config.h"
 
 #include <algorithm>
@@ -82,9 +82,10 @@ std::string optional_string(const Json& obj, const std::string& key, const std::
   return v.as_string();
 }
 
-// facts §1.7: the draft copies the verifier's rope_scaling minus `type`, `mrope_interleaved`, and
-// `partial_rotary_factor` unless `mrope_section` is present. HF first copies a legacy `type` into
-// `rope_type`, so dropping `type` never loses the kind of scaling.
+// speculators/train/cli.py: create_transformer_layer_config: the draft copies the verifier's
+// rope_scaling minus `type`, `mrope_interleaved`, and `partial_rotary_factor` unless
+// `mrope_section` is present. HF first copies a legacy `type` into `rope_type`, so dropping `type`
+// never loses the kind of scaling.
 RopeScaling parse_rope_scaling(const Json& j, const std::string& where) {
   if (!j.is_object()) {
     fail_usage(cat(where, ": rope_scaling must be an object or null, got ", j.type_name(), " ", j.dump()));
@@ -155,7 +156,7 @@ Json nullable(const std::optional<std::int64_t>& v) { return v ? Json(static_cas
 
 TransformerConfig TransformerConfig::from_hf_json(const Json& root, const std::string& origin) {
   if (!root.is_object()) fail_usage(cat(origin, ": expected a JSON object, got ", root.type_name()));
-  // Multimodal verifiers (facts §1.7): the text_config is the decoder.
+  // Multimodal verifiers (as create_transformer_layer_config): the text_config is the decoder.
   const bool multimodal = root.contains("text_config") && root.at("text_config").is_object();
   const Json& cfg = multimodal ? root.at("text_config") : root;
   const std::string where = multimodal ? origin + " (text_config)" : origin;
@@ -257,10 +258,10 @@ Json TransformerConfig::to_hf_json() const {
 }
 
 Json TransformerConfig::to_layer_config_json() const {
-  // facts §5.2: the LlamaConfig diff dict under transformers 4.57. A Qwen3Config diff dict has no
-  // `mlp_bias`/`pretraining_tp` (not Qwen3Config attributes) and adds `max_window_layers`; it
-  // also drops the window when no layer slides (Qwen3Config ties sliding_window to
-  // use_sliding_window).
+  // The LlamaConfig diff dict (PretrainedConfig.to_diff_dict) under transformers 4.57. A
+  // Qwen3Config diff dict has no `mlp_bias`/`pretraining_tp` (not Qwen3Config attributes) and adds
+  // `max_window_layers`; it also drops the window when no layer slides (Qwen3Config ties
+  // sliding_window to use_sliding_window).
   const bool sliding = any_sliding(*this);
   Json j = Json::object();
   j["attention_bias"] = attention_bias;

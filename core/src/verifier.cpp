@@ -1,7 +1,8 @@
 // The verifier causal LM: construction from a TransformerConfig, the forward pass that exposes
-// the residual stream at requested layer ids (facts §2.2), loading from a single or sharded
+// the residual stream at requested layer ids (vLLM's semantics), loading from a single or sharded
 // safetensors checkpoint in Hugging Face layout, saving in that layout, and the reference's
-// name resolution for single verifier tensors (facts §2.8).
+// name resolution for single verifier tensors
+// (speculators/utils/loading.py: _resolve_key).
 #include "speculators/verifier.h"
 
 #include <algorithm>
@@ -102,7 +103,7 @@ std::string dtype_name(torch::ScalarType dtype) {
   }
 }
 
-// facts §2.8: exact name, then a suffix match on a '.' boundary (the least nested name wins).
+// As _resolve_key: exact name, then a suffix match on a '.' boundary (the least nested name wins).
 std::optional<std::string> resolve_name(const std::map<std::string, std::string>& names, const std::string& want) {
   if (names.count(want)) return want;
   std::optional<std::string> best;
@@ -167,7 +168,7 @@ VerifierModelImpl::Output VerifierModelImpl::forward(const torch::Tensor& input_
     if (std::find(layer_ids.begin(), layer_ids.end(), id) != layer_ids.end()) captured[id] = h;
   };
   for (std::int64_t i = 0; i < n; ++i) {
-    capture(i);  // facts §2.2: id i = input of layer i
+    capture(i);  // id i = input of layer i
     const std::optional<std::int64_t> window = config_.window_of_layer(i);
     const nn::AttentionKernel kernel = [&docs, window](const torch::Tensor& q, const torch::Tensor& k,
                                                         const torch::Tensor& v) {
@@ -249,7 +250,7 @@ torch::Tensor read_verifier_tensor(const std::string& dir, const std::string& lo
   std::optional<std::string> name = resolve_name(files.where(), logical);
   for (std::size_t i = 0; !name && i < aliases.size(); ++i) name = resolve_name(files.where(), aliases[i]);
   if (name) return files.get(*name);
-  // facts §2.8: a checkpoint without a head has tied embeddings.
+  // DraftVocabMixin._load_verifier_weights: a checkpoint without a head has tied embeddings.
   if (logical == "lm_head.weight") return read_verifier_tensor(dir, "embed_tokens.weight");
   return torch::Tensor();
 }

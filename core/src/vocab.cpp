@@ -1,5 +1,6 @@
-// Draft vocabulary mapping (facts §2.8): frequency counting, d2t/t2d construction, .npy files,
-// validation, and the token_freq.pt / JSON frequency files the mapping is built from.
+// Draft vocabulary mapping (speculators/train/vocab_mapping.py): frequency counting, d2t/t2d
+// construction, .npy files, validation, and the token_freq.pt / JSON frequency files the mapping is
+// built from.
 #include "speculators/vocab.h"
 
 #include <torch/serialize.h>
@@ -98,7 +99,7 @@ VocabMapping build_vocab_mapping(const TokenFrequencies& frequencies, std::int64
     if (count < 0) fail_data(cat("token frequencies: token ", id, " has a negative count ", count));
     by_count.emplace_back(count, id);
   }
-  // facts §2.8: most frequent first, ties broken by the lower id.
+  // build_vocab_mappings_from_distribution: most frequent first, ties broken by the lower id.
   std::sort(by_count.begin(), by_count.end(), [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
   });
@@ -109,7 +110,7 @@ VocabMapping build_vocab_mapping(const TokenFrequencies& frequencies, std::int64
     selected.push_back(entry.second);
     chosen.insert(entry.second);
   }
-  // facts §2.8: too few distinct tokens -> pad with 0, 1, 2, ... not yet chosen.
+  // Too few distinct tokens -> pad with 0, 1, 2, ... not yet chosen.
   for (std::int64_t id = 0; static_cast<std::int64_t>(selected.size()) < draft_vocab_size; ++id) {
     if (chosen.count(id) == 0) selected.push_back(id);
   }

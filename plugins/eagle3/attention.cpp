@@ -1,6 +1,7 @@
-// TTT attention for EAGLE-3 (facts §2.5): the dense reference and the chunked, log-sum-exp
-// merged version with a recomputing backward. Grouped-query attention is computed by viewing the
-// query heads as [nkv, nh/nkv] groups, so keys and values are never repeated in memory.
+// TTT attention for EAGLE-3 (speculators/models/eagle3/attention.py): the dense reference and the
+// chunked, log-sum-exp merged version with a recomputing backward. Grouped-query attention is
+// computed by viewing the query heads as [nkv, nh/nkv] groups, so keys and values are never
+// repeated in memory.
 #include "attention.h"
 
 #include <cmath>
@@ -47,7 +48,7 @@ torch::Tensor block0_mask(const torch::Tensor& doc, std::int64_t q0, std::int64_
   const auto dk = doc.slice(0, k0, k1).unsqueeze(0);
   auto allowed = (qi >= ki).logical_and(dq.ne(-1)).logical_and(dq.eq(dk));
   if (window) allowed = allowed.logical_and(ki > qi - *window);
-  return allowed.logical_or(qi.eq(ki));  // facts §2.5: the own key is always visible
+  return allowed.logical_or(qi.eq(ki));  // the own key is always visible
 }
 
 // Grouped view of q [B, nh, C, hd] as [B, nkv, nh/nkv, C, hd] in fp32.
@@ -69,7 +70,7 @@ torch::Tensor attend_chunk(const torch::Tensor& q, const torch::Tensor& k0, cons
   const auto lse0 = torch::logsumexp(scores, -1);                           // [B, nkv, r, C]
   auto out = torch::matmul(torch::exp(scores - lse0.unsqueeze(-1)), v0.to(torch::kFloat).unsqueeze(2));
   if (kd.size(0) > 0) {
-    // facts §2.5 "equivalent decomposition": later blocks contribute only the diagonal score
+    // Later blocks contribute only the diagonal score
     // q_i · k_i^(s); merge everything through one log-sum-exp.
     const auto kdf = kd.to(torch::kFloat).unsqueeze(3);                     // [k, B, nkv, 1, C, hd]
     const auto diag = (qg.unsqueeze(0) * kdf).sum(-1) * scale;              // [k, B, nkv, r, C]

@@ -1,6 +1,6 @@
-// EAGLE-3 training-time-test attention (facts §2.5). At TTT step k a query sees the step-0
-// keys under the causal + same-document (+ sliding-window) rule, plus its own position's key from
-// every step 1..k. Two implementations of that one predicate:
+// EAGLE-3 training-time-test attention (speculators/models/eagle3/attention.py). At TTT step k a
+// query sees the step-0 keys under the causal + same-document (+ sliding-window) rule, plus its
+// own position's key from every step 1..k. Two implementations of that one predicate:
 // - ttt_attention: the step-0 block in query chunks (each chunk reads only the key range it may
 //   see) with per-row log-sum-exp, merged with the k diagonal scores through log-sum-exp; a
 //   custom autograd function recomputes each chunk in backward, so nothing [L, (k+1)·L] — mask or
@@ -24,7 +24,8 @@ struct TttCache {
   std::vector<torch::Tensor> values;  // each [B, nkv, L, hd]
 };
 
-// facts §2.5 predicate as a bool matrix [L, (step+1)·L]; document_ids [L] (-1 = padding).
+// The create_combined_mask_mod predicate as a bool matrix [L, (step+1)·L]; document_ids [L]
+// (-1 = padding).
 // allowed(q, kv) = [kv < L ∧ q ≥ kv ∧ doc[q] ≠ -1 ∧ doc[q] = doc[kv] ∧ (no window ∨ kv > q - W)]
 //                  ∨ [kv mod L = q].
 torch::Tensor ttt_mask(const torch::Tensor& document_ids, std::int64_t step,

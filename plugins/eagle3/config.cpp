@@ -1,5 +1,5 @@
-// EAGLE-3 options, draft decoder synthesis, config.json and the state-dict layout (facts §1.3,
-// §1.7, §2.1, §2.2, §5.2, §5.4).
+// EAGLE-3 options, draft decoder synthesis, config.json and the state-dict layout
+// (speculators/models/eagle3/config.py, core.py; speculators/train/cli.py).
 #include "config.h"
 
 #include <algorithm>
@@ -39,7 +39,7 @@ std::string join(const std::vector<std::int64_t>& values) {
 
 bool json_bool(const Json& json, const std::string& key, bool class_default, const std::string& origin) {
   if (!json.contains(key) || json.at(key).is_null()) {
-    // facts §1.3: class defaults differ from training defaults, and vLLM assumes
+    // Eagle3SpeculatorConfig: class defaults differ from training defaults, and vLLM assumes
     // norm_before_residual = true when it is missing; say which one we took.
     log::warn(cat(origin, ": no '", key, "'; using the config class default ", class_default ? "true" : "false"));
     return class_default;
@@ -62,7 +62,7 @@ std::int64_t resolve_draft_vocab_size(const BuildContext& ctx) {
   }
   const std::int64_t Vd = requested.value_or(ctx.vocab.d2t.size(0));
   if (Vd == V) {
-    log::info("draft_vocab_size equals the verifier vocab size; the vocab mapping is not used (facts §2.8)");
+    log::info("draft_vocab_size equals the verifier vocab size; the vocab mapping is not used");
     return V;
   }
   const std::string d2t = arg_string(ctx.args, "d2t_path", "d2t.npy");
@@ -71,8 +71,9 @@ std::int64_t resolve_draft_vocab_size(const BuildContext& ctx) {
   return Vd;
 }
 
-// facts §1.7: rope_scaling is copied minus `type` (folded into rope_type, as Hugging Face does
-// when it loads the verifier), `mrope_interleaved`, and `partial_rotary_factor` unless MRoPE.
+// create_transformer_layer_config: rope_scaling is copied minus `type` (folded into rope_type, as
+// Hugging Face does when it loads the verifier), `mrope_interleaved`, and `partial_rotary_factor`
+// unless MRoPE.
 std::optional<RopeScaling> draft_rope_scaling(const std::optional<RopeScaling>& verifier) {
   if (!verifier) return std::nullopt;
   RopeScaling out = *verifier;
@@ -97,7 +98,7 @@ Schema eagle3_schema() {
       opt_string("draft_arch", "llama", "Draft decoder architecture.", "draft", kArchs),
       opt_string("draft_hidden_act", "silu", "Draft MLP activation; null takes the verifier's.", "draft"),
       opt_bool("norm_before_residual", true,
-               "First layer: use the normalised hidden state as the residual (facts §2.4c)."),
+               "First layer: use the normalised hidden state as the residual."),
       opt_bool("norm_before_fc", true, "RMSNorm over the concatenated aux hidden states before fc."),
       opt_bool("fc_norm", false, "One RMSNorm per aux hidden state before fc (excludes norm_before_fc)."),
       opt_bool("norm_output", true, "Carry the post-norm hidden state to the next TTT step (EAGLE 3.1)."),
@@ -130,7 +131,7 @@ DraftShape DraftShape::from_args(const Args& args) {
 
 void validate_args(const Args& args) {
   if (arg_bool(args, "norm_before_fc", true) && arg_bool(args, "fc_norm", false)) {
-    fail_usage("norm_before_fc and fc_norm are mutually exclusive (facts §1.3); with --fc-norm also pass "
+    fail_usage("norm_before_fc and fc_norm are mutually exclusive; with --fc-norm also pass "
                "--no-norm-before-fc");
   }
   const auto ttt_steps = arg_int(args, "ttt_steps", 3);
@@ -180,7 +181,8 @@ TransformerConfig synthesize_draft_config(const TransformerConfig& verifier, con
   d.initializer_range = verifier.initializer_range;
   d.rms_norm_eps = verifier.rms_norm_eps;
   const std::int64_t H = d.hidden_size;
-  // facts §1.7 head fix-up: an explicit head_dim that does not divide H by the head count wins.
+  // create_transformer_layer_config head fix-up: an explicit head_dim that does not divide H by the
+  // head count wins.
   if (has_key("head_dim") && d.head_dim > 0 && H % d.num_attention_heads != 0 && H % d.head_dim == 0) {
     d.num_attention_heads = H / d.head_dim;
     if (d.num_attention_heads % d.num_key_value_heads != 0) d.num_key_value_heads = d.num_attention_heads;
@@ -198,7 +200,8 @@ TransformerConfig synthesize_draft_config(const TransformerConfig& verifier, con
   d.sliding_window = shape.sliding_window;
   const std::set<std::int64_t> full(shape.full_attention_indices.begin(), shape.full_attention_indices.end());
   for (std::int64_t i = 0; i < shape.num_layers; ++i) {
-    // facts §1.7: every draft layer slides unless listed (or no window is configured).
+    // create_transformer_layer_config: every draft layer slides unless listed (or no window is
+    // configured).
     const bool sliding = shape.sliding_window.has_value() && full.count(i) == 0;
     d.layer_types.push_back(sliding ? "sliding_attention" : "full_attention");
   }
@@ -229,7 +232,7 @@ std::vector<std::int64_t> resolve_target_layer_ids(const Args& args, std::int64_
 
 void Eagle3Config::validate(const std::string& origin) const {
   if (norm_before_fc && fc_norm) {
-    fail_usage(cat(origin, ": norm_before_fc and fc_norm are mutually exclusive (facts §1.3)"));
+    fail_usage(cat(origin, ": norm_before_fc and fc_norm are mutually exclusive"));
   }
   if (aux_layer_ids.empty()) fail_usage(cat(origin, ": eagle_aux_hidden_state_layer_ids is empty"));
   if (draft_vocab_size < 1 || draft_vocab_size > layer.vocab_size) {
@@ -248,7 +251,7 @@ Json Eagle3Config::to_json() const {
   Json verifier = Json::object({{"architectures", Json(verifier_architectures)},
                                 {"name_or_path", verifier_name_or_path.empty() ? Json() : Json(verifier_name_or_path)}});
   Json j = Json::object();
-  // facts §5.2 / Appendix A.13: written by Hugging Face on save; vLLM ignores both.
+  // Written by Hugging Face on save; vLLM ignores both.
   j["architectures"] = Json(std::vector<std::string>{"Eagle3DraftModel"});
   j["auto_map"] = Json::object({{"", "config.Eagle3SpeculatorConfig"}});
   j["draft_vocab_size"] = draft_vocab_size;
@@ -283,10 +286,10 @@ Eagle3Config Eagle3Config::from_json(const Json& json, const std::string& origin
   }
   Eagle3Config c;
   c.layer = TransformerConfig::from_hf_json(json.at("transformer_layer_config"), origin + ": transformer_layer_config");
-  const Json vd = json.get("draft_vocab_size", Json(32000));  // facts §1.3 class default
+  const Json vd = json.get("draft_vocab_size", Json(32000));  // Eagle3SpeculatorConfig default
   if (!vd.is_int()) fail_usage(cat(origin, ": draft_vocab_size must be an integer"));
   c.draft_vocab_size = vd.as_int();
-  // facts §1.3: class defaults (all false) apply to fields a file leaves out.
+  // Eagle3SpeculatorConfig: class defaults (all false) apply to fields a file leaves out.
   c.norm_before_residual = json_bool(json, "norm_before_residual", false, origin);
   c.norm_before_fc = json_bool(json, "norm_before_fc", false, origin);
   c.fc_norm = json_bool(json, "fc_norm", false, origin);
@@ -358,7 +361,7 @@ std::vector<TensorSpec> state_spec(const Eagle3Config& config) {
   }
   for (std::int64_t i = 0; i < l.num_hidden_layers; ++i) {
     const std::string p = cat("layers.", i, ".");
-    const std::int64_t in = i == 0 ? 2 * H : H;  // facts §2.1: the first layer's q/k/v read 2H
+    const std::int64_t in = i == 0 ? 2 * H : H;  // the first layer's q/k/v read 2H
     if (i == 0) add(p + "hidden_norm.weight", {H}, true);
     add(p + "input_layernorm.weight", {H}, true);
     add(p + "post_attention_layernorm.weight", {H}, true);

@@ -1,6 +1,6 @@
-// The EAGLE-3 configuration (facts §1.3, §1.7, §5.2): the job options the plugin declares, the
-// draft decoder config synthesised from the verifier's, the speculators config.json object, and
-// the list of state-dict tensors a config implies (§2.1, §5.4) — computed from the config alone,
+// The EAGLE-3 configuration (speculators/models/eagle3/config.py): the job options the plugin
+// declares, the draft decoder config synthesised from the verifier's, the speculators config.json
+// object, and the list of state-dict tensors a config implies — computed from the config alone,
 // so an 8B-shaped checkpoint layout can be checked without allocating it.
 #pragma once
 
@@ -21,13 +21,15 @@ namespace speculators {
 namespace eagle3 {
 
 // The options eagle3 adds to the job (the host declares the common ones: verifier, data, vocab
-// paths, num_layers, draft_vocab_size, target_layer_ids, ...). Training defaults of facts §1.3.
+// paths, num_layers, draft_vocab_size, target_layer_ids, ...). Training defaults as the reference's
+// speculators/train/config/schema.py gives them.
 Schema eagle3_schema();
 
-// Cross-field checks on a resolved job (facts §1.3 validator and the ranges of each option).
+// Cross-field checks on a resolved job (Eagle3SpeculatorConfig._check_norm_flags and the ranges of
+// each option).
 void validate_args(const Args& args);
 
-// What shapes the synthesised draft decoder (facts §1.7).
+// What shapes the synthesised draft decoder.
 struct DraftShape {
   std::string arch = "llama";                 // "llama" | "qwen3"
   std::optional<std::string> hidden_act = "silu";  // nullopt = the verifier's
@@ -37,12 +39,14 @@ struct DraftShape {
   static DraftShape from_args(const Args& args);
 };
 
-// facts §1.7: the draft decoder config from the verifier's (text) config. `verifier_json` is its
-// config.json object, used for "attribute present" decisions (head_dim, intermediate_size).
+// speculators/train/cli.py: create_transformer_layer_config: the draft decoder config from the
+// verifier's (text) config. `verifier_json` is its config.json object, used for "attribute present"
+// decisions (head_dim, intermediate_size).
 TransformerConfig synthesize_draft_config(const TransformerConfig& verifier, const Json& verifier_json,
                                           const DraftShape& shape);
 
-// facts §2.2: --target-layer-ids, or [2, n/2, n-3] for a verifier with n layers.
+// speculators/models/utils.py: resolve_target_layer_ids: --target-layer-ids, or [2, n/2, n-3] for a
+// verifier with n layers.
 std::vector<std::int64_t> resolve_target_layer_ids(const Args& args, std::int64_t num_verifier_layers);
 
 // The Eagle3SpeculatorConfig of the reference with its training-time values.
@@ -55,7 +59,7 @@ struct Eagle3Config {
   bool norm_output = true;
   bool embed_requires_grad = false;
   std::vector<std::int64_t> aux_layer_ids;   // eagle_aux_hidden_state_layer_ids
-  std::int64_t speculative_tokens = 3;       // = ttt_steps (facts §1.2)
+  std::int64_t speculative_tokens = 3;       // = ttt_steps
   std::string verifier_name_or_path;
   std::vector<std::string> verifier_architectures;
 
@@ -66,7 +70,7 @@ struct Eagle3Config {
 
   // Throws Error naming `origin` for inconsistent values (norm_before_fc with fc_norm, ...).
   void validate(const std::string& origin = "eagle3 config") const;
-  // The config.json object of facts §5.2, every field explicit. transformers_version is left
+  // The config.json object, every field explicit. transformers_version is left
   // out on purpose (docs/compatibility.md).
   Json to_json() const;
   // From a saved config.json; aux ids may be empty when the file holds null (resolve later).
@@ -77,7 +81,7 @@ struct Eagle3Config {
 // (from the mapping, or V without one), the aux layer ids and every flag.
 Eagle3Config config_from_build_context(const BuildContext& ctx);
 
-// One tensor of the draft's state dict, as it sits on disk (facts §5.4): bf16 for floats.
+// One tensor of the draft's state dict, as it sits on disk: bf16 for floats.
 struct TensorSpec {
   std::string name;
   std::vector<std::int64_t> shape;

@@ -1,4 +1,4 @@
-// shift_batch (facts §2.3).
+// shift_batch (speculators/models/eagle3/data.py: shift_batch).
 #include "data.h"
 
 #include "speculators/error.h"

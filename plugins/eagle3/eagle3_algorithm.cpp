@@ -55,7 +55,7 @@ std::shared_ptr<DraftModel> Eagle3Algorithm::from_config(const Json& config_json
 }
 
 std::pair<Json, Json> Eagle3Algorithm::trainer_kwargs(const Args& args) const {
-  // facts §1.4: the same call arguments for training and validation.
+  // As Eagle3DraftModel.get_trainer_kwargs: the same call arguments for training and validation.
   Json kwargs = Json::object();
   kwargs["ttt_steps"] = args.has("ttt_steps") ? args.get_int("ttt_steps") : std::int64_t{3};
   kwargs["ttt_step_loss_decay"] = args.has("ttt_step_loss_decay") ? args.get_double("ttt_step_loss_decay") : 1.0;

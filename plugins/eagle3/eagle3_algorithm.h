@@ -1,4 +1,4 @@
-// The EAGLE-3 algorithm as the host sees it (facts §1.4, §1.6): its schema, checks, model
+// The EAGLE-3 algorithm as the host sees it: its schema, checks, model
 // factories, trainer call arguments and the shift_batch preprocess.
 #pragma once
 

@@ -1,4 +1,5 @@
-// EAGLE-3 step losses and the accuracy chain (facts §2.9, §2.10).
+// EAGLE-3 step losses and the accuracy chain (speculators/models/eagle3/metrics.py:
+// compute_metrics; speculators/models/metrics.py: compute_accuracy_single_step).
 #include "metrics.h"
 
 #include <cmath>
@@ -17,7 +18,7 @@ AccuracyCounts accuracy_step(const torch::Tensor& pred, const torch::Tensor& tar
   out.cond_total = torch::tensor(static_cast<double>(correct.numel()), fopts);
   if (prev_correct.defined()) {
     out.cond_total = prev_correct.sum().to(torch::kFloat);
-    prev_correct.logical_and_(correct);  // facts §2.10: the chain stays correct only if this step is
+    prev_correct.logical_and_(correct);  // the chain stays correct only if this step is
     correct = prev_correct;
   }
   if (mask.defined()) correct = correct.masked_select(mask.ne(0));
@@ -37,7 +38,7 @@ StepOutcome step_loss_and_metrics(const torch::Tensor& logits, const torch::Tens
   const auto s_mask = loss_mask.defined() ? loss_mask.slice(0, step, L)
                                           : torch::ones({n}, torch::TensorOptions().dtype(torch::kLong).device(logits.device()));
   auto s_prev = prev_correct.slice(0, 0, n);  // a view: accuracy_step updates prev_correct itself
-  // facts §2.9: exp_loss_decay(pos = k) = γ^k.
+  // losses/utils.py: exp_loss_decay(pos = k) = γ^k.
   const auto loss = nn::masked_divergence(s_logits, s_targets, s_mask, spec, std::pow(decay_base, step), loss_chunk_rows);
   StepOutcome out;
   out.loss = loss.loss;

@@ -1,6 +1,6 @@
-// Per-TTT-step loss and metrics of EAGLE-3 (facts §2.9, §2.10): aligning step k's logits with the
-// targets k positions later, the masked, decayed divergence, and the accuracy chain reported as
-// sum/total pairs so that the host can reduce them across batches and ranks.
+// Per-TTT-step loss and metrics of EAGLE-3 (speculators/models/eagle3/metrics.py): aligning step
+// k's logits with the targets k positions later, the masked, decayed divergence, and the accuracy
+// chain reported as sum/total pairs so that the host can reduce them across batches and ranks.
 #pragma once
 
 #include <torch/torch.h>
@@ -20,8 +20,9 @@ struct AccuracyCounts {
   torch::Tensor cond_total;    // chains still correct before this step (not re-masked)
 };
 
-// facts §2.10 compute_accuracy_single_step. pred/target [N] int64; mask [N] (undefined = all);
-// prev_correct [N] bool (undefined = all true) is AND-ed with this step's correctness in place.
+// speculators/models/metrics.py: compute_accuracy_single_step. pred/target [N] int64; mask [N]
+// (undefined = all); prev_correct [N] bool (undefined = all true) is AND-ed with this step's
+// correctness in place.
 AccuracyCounts accuracy_step(const torch::Tensor& pred, const torch::Tensor& target, const torch::Tensor& mask,
                              torch::Tensor prev_correct);
 
@@ -30,9 +31,9 @@ struct StepOutcome {
   TensorMap metrics;   // loss_{k}_sum/_total, {name}_loss_{k}_*, full_acc_{k}_*, cond_acc_{k}_*
 };
 
-// Step k of the chain (facts §2.9 alignment): logits[:L-k] against targets[k:], mask[k:],
-// prev_correct[:L-k] (a view, updated in place). logits/targets [L, Vd], loss_mask [L] (undefined
-// = all ones), prev_correct [L] bool.
+// Step k of the chain (eagle3/metrics.py: align_for_step): logits[:L-k] against targets[k:],
+// mask[k:], prev_correct[:L-k] (a view, updated in place). logits/targets [L, Vd], loss_mask [L]
+// (undefined = all ones), prev_correct [L] bool.
 StepOutcome step_loss_and_metrics(const torch::Tensor& logits, const torch::Tensor& targets,
                                   const torch::Tensor& loss_mask, torch::Tensor& prev_correct, std::int64_t step,
                                   double decay_base, const nn::LossSpec& spec, std::int64_t loss_chunk_rows);

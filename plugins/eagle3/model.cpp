@@ -1,5 +1,6 @@
 // The EAGLE-3 draft model: construction, the K-step training-time-test forward with teacher
-// forcing (facts §2.4), vocab mapping and verifier weights (facts §2.8).
+// forcing (speculators/models/eagle3/core.py: Eagle3DraftModel.forward), vocab mapping and
+// verifier weights (speculators/model.py: DraftVocabMixin).
 #include "model.h"
 #include "proposer.h"
 
@@ -103,7 +104,7 @@ Eagle3DraftModel::Eagle3DraftModel(Eagle3Config config) : config_(std::move(conf
   }
   nn::init_weights(*this, l.initializer_range);
   {
-    // facts §2.1: frozen verifier copies start as NaN so that a tensor never loaded is caught.
+    // Frozen verifier copies start as NaN so that a tensor never loaded is caught.
     torch::NoGradGuard no_grad;
     for (auto* w : {&embed_tokens_->weight, &lm_head_->weight, &verifier_lm_head_->weight, &verifier_norm_->weight}) {
       w->fill_(std::numeric_limits<float>::quiet_NaN());
@@ -131,7 +132,7 @@ void Eagle3DraftModel::check_against_spec() const {
     actual.erase(it);
   }
   for (const auto& extra : actual) problems += cat(" unexpected ", extra.first, ";");
-  if (!problems.empty()) fail(cat("eagle3: the model's tensors differ from the checkpoint layout (facts §5.4):", problems));
+  if (!problems.empty()) fail(cat("eagle3: the model's tensors differ from the checkpoint layout:", problems));
 }
 
 std::vector<std::string> Eagle3DraftModel::keys_to_ignore_on_save() const {
@@ -139,7 +140,7 @@ std::vector<std::string> Eagle3DraftModel::keys_to_ignore_on_save() const {
 }
 
 std::vector<std::string> Eagle3DraftModel::keys_allowed_missing_on_load() const {
-  // facts §5.5
+  // As Eagle3DraftModel._keys_to_ignore_on_load_missing.
   return {"embed_tokens.weight", "verifier_norm.weight", "verifier_lm_head.weight", "d2t", "t2d", "input_norm.weight"};
 }
 
@@ -150,7 +151,7 @@ torch::Tensor Eagle3DraftModel::project_aux(const torch::Tensor& hidden_states) 
                   H, " = ", A * H));
   }
   auto h = hidden_states.to(fc_->weight.scalar_type());
-  if (input_norm_) h = input_norm_(h);  // facts §2.4 step 2: one norm over all A·H
+  if (input_norm_) h = input_norm_(h);  // one norm over all A·H
   if (fc_norm_) {
     auto parts = h.split(H, -1);
     for (std::int64_t i = 0; i < A; ++i) parts[i] = fc_norm_->ptr<nn::RMSNormImpl>(i)->forward(parts[i]);
@@ -164,7 +165,7 @@ torch::Tensor Eagle3DraftModel::decoder_step(torch::Tensor x, const nn::RotaryTa
   for (std::size_t i = 0; i < layer_impls_.size(); ++i) {
     auto& cache = caches[i];
     const auto window = windows_[i];
-    // Each layer appends this step's keys/values to its own cache (facts §2.4b, §2.5).
+    // Each layer appends this step's keys/values to its own cache.
     nn::AttentionKernel kernel = [this, &cache, &document_ids, window](
                                      const torch::Tensor& q, const torch::Tensor& key, const torch::Tensor& value) {
       cache.keys.push_back(key);
@@ -222,11 +223,11 @@ ForwardResult Eagle3DraftModel::run(const Batch& batch, const StepOptions& optio
       embeds = embed_tokens_(ids);
     }
     auto x = torch::cat({embeds.to(h.scalar_type()), h}, -1);  // [1, L, 2H]
-    // facts §2.6: step k uses positions + k; keys are cached with their rotary applied.
+    // Step k uses positions + k; keys are cached with their rotary applied.
     const auto rope = rotary_.tables(positions + k, x.scalar_type());
     x = decoder_step(x, rope, caches, doc);
     torch::Tensor logits;
-    if (config_.norm_output) {  // facts §2.4d: the normalised state is carried forward
+    if (config_.norm_output) {  // the normalised state is carried forward
       h = norm_(x);
       logits = lm_head_(h);
     } else {
@@ -236,11 +237,11 @@ ForwardResult Eagle3DraftModel::run(const Batch& batch, const StepOptions& optio
     if (targets.defined()) {
       auto step = step_loss_and_metrics(logits[0], targets, mask_row, prev_correct, k, options.ttt_step_loss_decay,
                                         options.loss, loss_chunk_);
-      total = total + step.loss;  // facts §2.9: step losses are summed
+      total = total + step.loss;  // step losses are summed
       for (auto& [name, value] : step.metrics) result.metrics[name] = std::move(value);
     }
     result.output.push_back(logits.argmax(-1).detach());
-    // facts §2.4g teacher forcing: step k+1 reads the ground-truth token k+1 places ahead.
+    // Teacher forcing: step k+1 reads the ground-truth token k+1 places ahead.
     const std::int64_t shift = std::min<std::int64_t>(k + 1, L);
     ids = torch::cat({input_ids.slice(1, shift, L), torch::zeros({1, shift}, input_ids.options())}, 1);
   }
@@ -284,13 +285,13 @@ void Eagle3DraftModel::load_verifier_weights(const std::string& dir, std::int64_
   auto embed = read_verifier_tensor(dir, "embed_tokens.weight");
   if (!embed.defined()) fail_data(cat(dir, ": the verifier checkpoint has no embed_tokens.weight"));
   auto head = read_verifier_tensor(dir, "lm_head.weight");
-  if (!head.defined()) head = embed;  // facts §2.8: no lm_head = tied embeddings
+  if (!head.defined()) head = embed;  // no lm_head = tied embeddings
   const auto final_norm = read_verifier_tensor(dir, "model.norm.weight");
   if (!final_norm.defined()) fail_data(cat(dir, ": the verifier checkpoint has no model.norm.weight"));
   require_shape(embed, {V, H}, cat(dir, ": embed_tokens.weight"));
   require_shape(head, {V, H}, cat(dir, ": lm_head.weight"));
   require_shape(final_norm, {H}, cat(dir, ": model.norm.weight"));
-  // facts §2.8: lm_head rows of the draft vocab, in ascending target id (t2d order).
+  // lm_head rows of the draft vocab, in ascending target id (t2d order).
   const auto rows = config_.has_vocab_mapping() ? head.index({t2d_.to(head.device())}) : head;
   torch::NoGradGuard no_grad;
   if (embed_tokens_->weight.isnan().any().item<bool>()) embed_tokens_->weight.copy_(embed);
@@ -320,7 +321,7 @@ void Eagle3DraftModel::check_loaded() const {
 }
 
 void Eagle3DraftModel::after_load(const BuildContext& ctx) {
-  // facts §5.5: a mapping given for this job overrides the saved one.
+  // As SpeculatorModel.from_pretrained: a mapping given for this job overrides the saved one.
   if (!ctx.vocab.empty()) {
     set_vocab_mapping(ctx.vocab);
   } else if (config_.has_vocab_mapping()) {

@@ -1,7 +1,8 @@
-// The EAGLE-3 draft model (facts §2.1, §2.4, §2.6–§2.8): input norm(s) and fc over the verifier's
-// aux hidden states, a first decoder layer reading cat(norm(embed), norm(hidden)) (2H), further
-// standard layers, the final norm, and the frozen verifier head restricted to the draft vocab.
-// Training runs K TTT steps with teacher forcing and the attention of attention.h.
+// The EAGLE-3 draft model (speculators/models/eagle3/core.py: Eagle3DraftModel): input norm(s) and
+// fc over the verifier's aux hidden states, a first decoder layer reading cat(norm(embed),
+// norm(hidden)) (2H), further standard layers, the final norm, and the frozen verifier head
+// restricted to the draft vocab. Training runs K TTT steps with teacher forcing and the attention
+// of attention.h.
 #pragma once
 
 #include <torch/torch.h>
@@ -20,9 +21,9 @@
 namespace speculators {
 namespace eagle3 {
 
-// facts §2.4c: the first layer splits its 2H input into embeddings and hidden state, normalises
-// each (input_layernorm, hidden_norm), attends from the 2H concatenation and adds the residual
-// (the normalised hidden state when norm_before_residual).
+// As eagle3/model_definitions.py: Eagle3FirstLayerMixin: the first layer splits its 2H input into
+// embeddings and hidden state, normalises each (input_layernorm, hidden_norm), attends from the 2H
+// concatenation and adds the residual (the normalised hidden state when norm_before_residual).
 class Eagle3FirstLayerImpl : public nn::DecoderLayerImpl {
  public:
   Eagle3FirstLayerImpl(const TransformerConfig& config, bool norm_before_residual);
@@ -39,7 +40,7 @@ nn::ModelClasses eagle3_model_classes(const Eagle3Config& config);
 // How the TTT attention is computed: the chunked kernel, or the dense mask (tests only).
 enum class AttentionMode { kChunked, kDense };
 
-// Call arguments of forward (facts §1.4 get_trainer_kwargs).
+// Call arguments of forward (Eagle3DraftModel.get_trainer_kwargs).
 struct StepOptions {
   std::int64_t ttt_steps = 3;
   double ttt_step_loss_decay = 1.0;
@@ -50,7 +51,7 @@ struct StepOptions {
 class Eagle3DraftModel : public DraftModel {
  public:
   // Builds every module with fresh weights (Linear ~ N(0, initializer_range), norms 1); the
-  // frozen verifier tensors start as NaN until load_verifier_weights fills them (facts §2.1), and
+  // frozen verifier tensors start as NaN until load_verifier_weights fills them, and
   // d2t as -1 until a mapping is set. Checks the result against state_spec(config).
   explicit Eagle3DraftModel(Eagle3Config config);
 
@@ -71,8 +72,9 @@ class Eagle3DraftModel : public DraftModel {
   void set_vocab_mapping(const VocabMapping& mapping, const std::string& d2t_origin = "d2t",
                          const std::string& t2d_origin = "t2d");
   VocabMapping vocab_mapping() const;
-  // facts §2.8: embed_tokens / lm_head from the verifier only where still NaN, verifier_lm_head
-  // and verifier_norm always; lm_head rows through t2d. `verifier_hidden_size` is checked.
+  // As DraftVocabMixin._load_verifier_weights: embed_tokens / lm_head from the verifier only where
+  // still NaN, verifier_lm_head and verifier_norm always; lm_head rows through t2d.
+  // `verifier_hidden_size` is checked.
   void load_verifier_weights(const std::string& verifier_dir, std::int64_t verifier_hidden_size);
   // Throws Error naming every frozen tensor that still holds its NaN sentinel.
   void check_loaded() const;

@@ -1,4 +1,4 @@
-// The eagle3 plugin entry point: the Algorithm that registers EAGLE-3 (facts §1.4) with the host.
+// The eagle3 plugin entry point: the Algorithm that registers EAGLE-3 with the host.
 #include "eagle3_algorithm.h"
 
 #include "speculators/plugin/plugin.h"

@@ -11,7 +11,7 @@ Eagle3Proposer::Eagle3Proposer(Eagle3DraftModel& model)
     : model_(model), caches_(model.layer_impls_.size()) {}
 
 std::int64_t Eagle3Proposer::to_target(std::int64_t draft_token) const {
-  // facts §2.8: d2t holds offsets, target id = draft id + d2t[draft id].
+  // d2t holds offsets, target id = draft id + d2t[draft id].
   if (!model_.d2t_.defined() || model_.d2t_.numel() == 0) return draft_token;
   return draft_token + model_.d2t_[draft_token].item<std::int64_t>();
 }
@@ -30,7 +30,7 @@ std::pair<torch::Tensor, torch::Tensor> Eagle3Proposer::run_layers(const torch::
     x = model_.layer_impls_[i]->forward(x, rope, kernel);
   }
   torch::Tensor h, logits;
-  if (model_.config_.norm_output) {  // facts §2.4d: the normalised state is carried forward
+  if (model_.config_.norm_output) {  // the normalised state is carried forward
     h = model_.norm_(x);
     logits = model_.lm_head_(h);
   } else {

@@ -1,11 +1,12 @@
-// EAGLE-3 at inference: greedy chain proposals with a key/value cache per draft layer. Position
-// i of the draft reads cat(embed(x_{i+1}), fc(F_i)) at rotary position i + 1 (the alignment of
-// shift_batch, facts §2.3); a proposal step reads cat(embed(d_j), h) where h is the previous
-// step's carried state (facts §2.4d), one position further on — the inference form of the
+// EAGLE-3 at inference: greedy chain proposals with a key/value cache per draft layer. Position i
+// of the draft reads cat(embed(x_{i+1}), fc(F_i)) at rotary position i + 1 (the alignment of
+// shift_batch); a proposal step reads cat(embed(d_j), h) where h is the previous step's carried
+// state (Eagle3DraftModel.forward), one position further on — the inference form of the
 // training-time test, whose step-k queries see the step-0 keys and their own earlier-step keys.
 // With a sliding window W, a proposal at position t sees the keys in (t − W, t], as a serving
-// engine's cache does; training's step-k query applies the window of its base position (facts
-// §2.5). The two differ only for proposals after the first when the prefix is longer than W.
+// engine's cache does; training's step-k query applies the window of its base position
+// (create_combined_mask_mod). The two differ only for proposals after the first when the prefix is
+// longer than W.
 #pragma once
 
 #include <memory>

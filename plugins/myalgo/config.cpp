@@ -1,5 +1,6 @@
 // myalgo's config.json: written next to model.safetensors in every checkpoint and read back by
-// from_config (--from-pretrained, resume). The layout is the speculators one (facts §1.2, §5.2):
+// from_config (--from-pretrained, resume). The layout is the speculators one
+// (speculators/config.py: SpeculatorModelConfig, SpeculatorsConfig):
 // the host formats the object (sorted keys, 2-space indent, Python floats) and adds nothing.
 #include <string>
 
@@ -13,7 +14,7 @@ namespace myalgo {
 
 Json MyAlgoConfig::to_json() const {
   // One greedy proposal of block_size tokens: vLLM reads speculative_tokens as
-  // num_speculative_tokens (facts §1.2, §5.3).
+  // num_speculative_tokens.
   Json proposal = Json::object({{"accept_tolerance", 0.0},
                                 {"proposal_type", "greedy"},
                                 {"speculative_tokens", block_size},
@@ -28,7 +29,7 @@ Json MyAlgoConfig::to_json() const {
       {"aux_hidden_state_layer_ids", aux_layer_ids},
       {"block_size", block_size},
       {"draft_vocab_size", draft_vocab_size},
-      {"dtype", "bfloat16"},  // the host saves every floating tensor in bf16 (facts §4.5)
+      {"dtype", "bfloat16"},  // the host saves every floating tensor in bf16
       {"speculators_config", speculators_config},
       {"speculators_model_type", "myalgo"},
       {"speculators_version", SPECULATORS_VERSION},

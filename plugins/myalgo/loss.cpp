@@ -1,7 +1,7 @@
 // myalgo's loss and metrics (see loss.h for the indexing rule). The divergence itself is the
 // SDK's nn::masked_divergence (speculators/nn/losses.h): it works through the rows in chunks, so
 // no [L, Vd] fp32 softmax outlives one chunk, in the forward or the backward pass — what a draft
-// over a 128k vocabulary at L = 8192 needs (facts §2.9). What stays here is the part that is
+// over a 128k vocabulary at L = 8192 needs. What stays here is the part that is
 // myalgo's own: which rows pair with which targets, the per-head decay, and the metrics.
 #include "loss.h"
 
@@ -83,7 +83,8 @@ HeadLoss multi_head_kl_loss(const std::vector<torch::Tensor>& head_logits, const
     put_pair(result.metrics, "full_acc" + suffix, (chain & valid).sum(), count);
   }
   // The host reports loss = Σ loss_sum / Σ loss_total over batches (and ranks), i.e. the mean
-  // batch loss, which is what the reference logs (facts §2.10).
+  // batch loss, which is what the reference logs
+  // (speculators/train/trainer.py: Trainer.val_epoch).
   put_pair(result.metrics, "loss", result.loss, torch::ones({}, options));
   return result;
 }

@@ -9,8 +9,8 @@
 // A pair (i, j) takes part in the loss and the metrics only when the predicted token i+j exists
 // in the row, i is not padding, positions i, i+j-1 and i+j belong to the same document, and the
 // loss_mask of the predicted token i+j is 1. (EAGLE-3 uses the mask of the input token instead,
-// facts §2.3 [quirk]; for a multi-token draft the mask of the token being predicted is the one
-// that says whether that token is worth learning.)
+// as the reference's shift_batch does; for a multi-token draft the mask of the token being
+// predicted is the one that says whether that token is worth learning.)
 #pragma once
 
 #include <torch/torch.h>
@@ -33,7 +33,7 @@ struct HeadLoss {
 // loss_mask, document_ids: [L] (document -1 = padding).
 //
 // loss = Σ_j gamma^(j-1) · Σ_i m_ij KL(p_{i+j-1} ‖ q_ij) / (Σ_i m_ij + 1e-5), with p and q
-// softmaxes over the draft vocabulary in fp32 (facts §2.9: forward KL, the reference's masked
+// softmaxes over the draft vocabulary in fp32 (forward KL, the reference's masked
 // mean with its 1e-5 guard, one decay factor per head as per TTT step), computed in row chunks.
 HeadLoss multi_head_kl_loss(const std::vector<torch::Tensor>& head_logits, const torch::Tensor& target_logits,
                             const torch::Tensor& loss_mask, const torch::Tensor& document_ids, double gamma);

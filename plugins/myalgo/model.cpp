@@ -31,8 +31,8 @@ void check_shape(const torch::Tensor& t, const std::string& key, std::int64_t wi
          ExitCode::kData);
 }
 
-// Frozen tensors start as NaN so that one never loaded is visible (the reference's sentinel,
-// facts §2.1).
+// Frozen tensors start as NaN so that one never loaded is visible (the reference's sentinel in
+// speculators/model.py: DraftVocabMixin).
 void freeze_as_unloaded(torch::Tensor& weight) {
   torch::NoGradGuard no_grad;
   weight.fill_(std::numeric_limits<float>::quiet_NaN());
@@ -55,7 +55,7 @@ MyAlgoModel::MyAlgoModel(MyAlgoConfig config)
 
   fc_ = register_module("fc", torch::nn::Linear(torch::nn::LinearOptions(num_aux * hidden, hidden).bias(false)));
   // The decoder layers come from the SDK's base components for the draft's architecture: the
-  // same Llama / Qwen3 layer every algorithm gets (facts §2.7b).
+  // same Llama / Qwen3 layer every algorithm gets.
   const nn::ModelClasses classes = nn::model_classes(c.model_type);
   layers_ = register_module("layers", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) layers_->push_back(nn::make_layer(classes, c, i));
@@ -81,7 +81,7 @@ MyAlgoModel::MyAlgoModel(MyAlgoConfig config)
   freeze_as_unloaded(verifier_norm_->weight);
   freeze_as_unloaded(embed_tokens_->weight);
 
-  // A reduced vocabulary is part of the checkpoint (facts §5.4: d2t int64, t2d bool).
+  // A reduced vocabulary is part of the checkpoint (d2t int64, t2d bool).
   if (config_.draft_vocab_size != c.vocab_size) {
     d2t_ = register_buffer("d2t", torch::zeros({config_.draft_vocab_size}, torch::kInt64));
     t2d_ = register_buffer("t2d", torch::zeros({c.vocab_size}, torch::kBool));
@@ -97,7 +97,7 @@ void MyAlgoModel::set_vocab_mapping(const VocabMapping& vocab) {
                      ") and needs a vocab mapping (d2t.npy / t2d.npy)"));
     return;
   }
-  if (draft == full) return;  // facts §2.8: a mapping for the full vocabulary is ignored
+  if (draft == full) return;  // as DraftVocabMixin: a mapping for the full vocabulary is ignored
   auto t2d = vocab.t2d.to(torch::kBool);
   auto d2t = vocab.d2t.to(torch::kInt64);
   if (t2d.dim() != 1 || t2d.size(0) != full)
@@ -107,7 +107,7 @@ void MyAlgoModel::set_vocab_mapping(const VocabMapping& vocab) {
                   draft));
   if (d2t.dim() != 1 || d2t.size(0) != draft)
     fail_data(cat("myalgo: d2t has shape ", d2t.sizes(), ", expected [", draft, "] (draft_vocab_size)"));
-  // d2t holds offsets: target id = draft index + d2t[draft index] (facts §2.8).
+  // d2t holds offsets: target id = draft index + d2t[draft index].
   if (!torch::equal(torch::arange(draft, torch::kInt64) + d2t, t2d.nonzero().flatten()))
     fail_data("myalgo: d2t and t2d describe different token sets (target = index + d2t[index])");
   torch::NoGradGuard no_grad;
@@ -121,7 +121,7 @@ void MyAlgoModel::load_verifier_weights(const std::string& dir) {
   auto embed = read_verifier_tensor(dir, "embed_tokens.weight");
   auto head = read_verifier_tensor(dir, "lm_head.weight");
   auto norm = read_verifier_tensor(dir, "model.norm.weight");
-  if (!head.defined()) head = embed;  // tied embeddings (facts §2.8)
+  if (!head.defined()) head = embed;  // tied embeddings
   const std::pair<const char*, torch::Tensor*> expected[] = {
       {"embed_tokens.weight", &embed}, {"lm_head.weight", &head}, {"model.norm.weight", &norm}};
   for (const auto& [name, tensor] : expected) {
@@ -174,7 +174,7 @@ torch::Tensor MyAlgoModel::draft_states(const Batch& batch) {
   const nn::RotaryTables rope = rotary_.tables(position_ids, x.scalar_type());
   for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) {
     // Causal attention that never crosses a document boundary of the packed row (the step-0
-    // rule of facts §2.5), with the layer's window if the config gives it one.
+    // rule of EAGLE-3's mask), with the layer's window if the config gives it one.
     const auto window = c.window_of_layer(i);
     nn::AttentionKernel kernel = [document_ids, window](const torch::Tensor& q, const torch::Tensor& k,
                                                         const torch::Tensor& v) {
@@ -192,7 +192,7 @@ std::vector<torch::Tensor> MyAlgoModel::head_logits(const torch::Tensor& x) {
 }
 
 torch::Tensor MyAlgoModel::verifier_logits(const torch::Tensor& last_hidden) {
-  torch::NoGradGuard no_grad;  // the targets are fixed (facts §2.9: targets get no gradient)
+  torch::NoGradGuard no_grad;  // the targets are fixed (they get no gradient)
   return lm_head_(verifier_norm_(last_hidden.to(lm_head_->weight.scalar_type())));
 }
 

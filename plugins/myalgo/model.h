@@ -11,9 +11,9 @@
 // Head j at position i predicts token i+j; loss.h spells out the targets and the masking.
 //
 // Frozen parts copied from the verifier (requires_grad = false): lm_head (rows of the draft
-// vocabulary when a vocab mapping is used, facts §2.8), verifier_norm (the verifier's final
+// vocabulary when a vocab mapping is used), verifier_norm (the verifier's final
 // norm, to turn verifier_last_hidden_states into target logits) and embed_tokens (unused by
-// the computation; the host requires every draft to expose one, facts §1.5). Of the three only
+// the computation; the host requires every draft to expose one). Of the three only
 // lm_head is saved: the other two are re-read from the verifier whenever a model is built.
 #pragma once
 
@@ -32,7 +32,7 @@ namespace myalgo {
 // γ of the loss: head j's term is weighted by γ^(j-1). 0.8 is Medusa-2's decay for its heads.
 constexpr double kDefaultHeadLossDecay = 0.8;
 
-// Everything that fixes the draft's shapes; config.json stores all of it (facts §5.2 layout).
+// Everything that fixes the draft's shapes; config.json stores all of it.
 struct MyAlgoConfig {
   TransformerConfig layer_config;             // the draft decoder: hidden size, heads, layers, rope
   std::int64_t block_size = 8;                // number of heads = tokens proposed per step
@@ -62,7 +62,7 @@ class MyAlgoModel : public DraftModel {
  public:
   explicit MyAlgoModel(MyAlgoConfig config);
 
-  // Installs the draft-vocabulary mapping (facts §2.8); checks its shapes against the config.
+  // Installs the draft-vocabulary mapping; checks its shapes against the config.
   // An empty mapping is accepted only for the full vocabulary.
   void set_vocab_mapping(const VocabMapping& vocab);
   // Copies lm_head (rows via t2d), the final norm and the embedding from a verifier checkpoint

@@ -77,7 +77,7 @@ std::vector<std::int64_t> MyAlgo::target_layer_ids(const BuildContext& ctx) cons
   auto ids = ctx.args.get_int_list("target_layer_ids");
   if (ids.empty()) fail_usage("myalgo: target_layer_ids is empty; give at least one verifier layer id");
   for (auto id : ids) {
-    // facts §2.2: id k = residual stream after k layers, so 0..n are the valid ids.
+    // id k = residual stream after k layers, so 0..n are the valid ids.
     if (id < 0 || id > n)
       fail_usage(cat("myalgo: target_layer_ids ", Json(ids).dump(), " contains ", id,
                      ", outside [0, ", n, "] for a verifier of ", n, " layers"));
@@ -99,8 +99,9 @@ TransformerConfig draft_layer_config(const TransformerConfig& verifier, const st
   c.tie_word_embeddings = false;
   c.sliding_window.reset();
   c.layer_types.assign(static_cast<std::size_t>(num_layers), "full_attention");
-  if (c.intermediate_size <= 0) c.intermediate_size = 3 * c.hidden_size;  // facts §1.7 (MoE verifiers)
-  // facts §1.7 head fix-up: keep head_dim, derive the head count from the width.
+  // As create_transformer_layer_config: 3·H for verifiers without intermediate_size (MoE), and the
+  // head fix-up: keep head_dim, derive the head count from the width.
+  if (c.intermediate_size <= 0) c.intermediate_size = 3 * c.hidden_size;
   if (c.head_dim > 0 && c.hidden_size % c.num_attention_heads != 0 && c.hidden_size % c.head_dim == 0) {
     c.num_attention_heads = c.hidden_size / c.head_dim;
     if (c.num_attention_heads % c.num_key_value_heads != 0) c.num_key_value_heads = c.num_attention_heads;
@@ -108,8 +109,9 @@ TransformerConfig draft_layer_config(const TransformerConfig& verifier, const st
   return c;
 }
 
-// The C++ from_training_args (facts §1.4): take the keys this algorithm needs from the job,
-// build the model, install the vocab mapping, then copy the verifier's frozen tensors.
+// The C++ from_training_args (speculators/model.py: SpeculatorModel.from_training_args): take the
+// keys this algorithm needs from the job, build the model, install the vocab mapping, then copy the
+// verifier's frozen tensors.
 std::shared_ptr<DraftModel> MyAlgo::from_training_args(const BuildContext& ctx) const {
   const Args& args = ctx.args;
   MyAlgoConfig config;
@@ -118,7 +120,7 @@ std::shared_ptr<DraftModel> MyAlgo::from_training_args(const BuildContext& ctx) 
   config.block_size = int_or(args, "block_size", 8);
   config.aux_layer_ids = target_layer_ids(ctx);
   // The host resolves the mapping (d2t/t2d files, or built from token frequencies when
-  // draft_vocab_size is set, facts §1.6 step 3); the size follows from it.
+  // draft_vocab_size is set); the size follows from it.
   const std::int64_t full = ctx.verifier.vocab_size;
   config.draft_vocab_size = ctx.vocab.empty() ? int_or(args, "draft_vocab_size", full) : ctx.vocab.d2t.size(0);
   if (!ctx.vocab.empty() && args.has("draft_vocab_size") &&
@@ -151,7 +153,7 @@ std::shared_ptr<DraftModel> MyAlgo::from_config(const Json& config_json, const B
   return model;
 }
 
-// The per-mode call_args of forward (facts §1.4 get_trainer_kwargs). Training and validation
+// The per-mode call_args of forward (SpeculatorModel.get_trainer_kwargs). Training and validation
 // use the same loss here; an algorithm with, say, random anchors would fix them for validation.
 std::pair<Json, Json> MyAlgo::trainer_kwargs(const Args& args) const {
   const double gamma = args.has("head_loss_decay") ? args.get_double("head_loss_decay") : kDefaultHeadLossDecay;
@@ -159,7 +161,7 @@ std::pair<Json, Json> MyAlgo::trainer_kwargs(const Args& args) const {
   return {kwargs, kwargs};
 }
 
-// Per-sample alignment before packing. EAGLE-3 shifts by one token here (facts §2.3); myalgo
+// Per-sample alignment before packing. EAGLE-3 shifts by one token here (shift_batch); myalgo
 // needs no shift because loss.h indexes targets from the unshifted rows. Returning nullopt
 // would drop the sample.
 std::optional<Sample> MyAlgo::preprocess(Sample sample) const { return sample; }

@@ -1,6 +1,7 @@
 // The myalgo algorithm: what the plugin registers under the name "myalgo" (plugin.cpp).
 //
-// An Algorithm is the C++ form of the reference's pair of registered classes (facts §1.1, §1.4):
+// An Algorithm is the C++ form of the reference's pair of registered classes
+// (speculators/config.py: SpeculatorModelConfig, speculators/model.py: SpeculatorModel):
 // its schema() plays the config class's fields and the CLI flags, from_training_args() /
 // from_config() the model class's factories, trainer_kwargs() get_trainer_kwargs(), and
 // preprocess() the per-sample alignment that the reference hard-codes in its host. The host
@@ -40,14 +41,15 @@ class MyAlgo : public Algorithm {
   std::optional<Sample> preprocess(Sample sample) const override;
 };
 
-// The default aux layers for a verifier of n layers: the reference's [2, n/2, n-3] (facts §2.2)
+// The default aux layers for a verifier of n layers: the reference's [2, n/2, n-3]
+// (speculators/models/utils.py: resolve_target_layer_ids)
 // when those are distinct and >= 1; else up to three distinct ids spread inside [1, n-1], so
 // that the final layer (whose linear read-out is the verifier's own prediction) stays out while
 // there is another choice (n = 1 gives [1]).
 std::vector<std::int64_t> default_aux_layer_ids(std::int64_t num_verifier_layers);
 
-// The draft decoder config synthesised from the verifier's (facts §1.7): same width, heads,
-// rope and norm epsilon; `num_layers` layers of `arch`; full attention (no sliding window).
+// The draft decoder config synthesised from the verifier's (as create_transformer_layer_config):
+// same width, heads, rope and norm epsilon; `num_layers` layers of `arch`; full attention.
 TransformerConfig draft_layer_config(const TransformerConfig& verifier, const std::string& arch,
                                      std::int64_t num_layers);
 

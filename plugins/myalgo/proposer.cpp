@@ -48,7 +48,7 @@ std::vector<std::int64_t> MyAlgoProposer::propose(std::int64_t k) {
                                             ->as<ResidualHeadImpl>()
                                             ->forward(last_state_.unsqueeze(0)))[0];
     std::int64_t id = logits.argmax().item<std::int64_t>();
-    if (model_.d2t_.defined()) id += model_.d2t_[id].item<std::int64_t>();  // facts §2.8: offsets
+    if (model_.d2t_.defined()) id += model_.d2t_[id].item<std::int64_t>();  // d2t holds offsets
     out.push_back(id);
   }
   return out;

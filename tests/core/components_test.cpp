@@ -1,6 +1,7 @@
-// Base components against straightforward formulas written out here (facts §2.5, §2.6, §2.7,
-// §2.7b): RMSNorm, rotary (with llama3 scaling), the attention kernels and masks, the attention,
-// MLP and decoder-layer modules, parameter names (facts §5.4) and the architecture map.
+// Base components against straightforward formulas written out here (transformers' Llama/Qwen3
+// semantics, EAGLE-3's attention mask): RMSNorm, rotary (with llama3 scaling), the attention
+// kernels and masks, the attention, MLP and decoder-layer modules, parameter names and the
+// architecture map.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -182,8 +183,8 @@ TEST_CASE("dense_attention equals loop softmax attention with GQA", "[components
   CHECK(max_abs_diff(dense_attention(q, k, v, allowed), attention_by_loop(q, k, v, allowed)) < 1e-5);
 }
 
-TEST_CASE("document_causal_mask for lengths [1,2,3] is the facts matrix", "[components]") {
-  // facts §2.5
+TEST_CASE("document_causal_mask for lengths [1,2,3] is the reference's matrix", "[components]") {
+  // The reference's tests/unit/models/test_eagle3_attention.py case.
   const torch::Tensor mask = document_causal_mask(torch::tensor({0, 1, 1, 2, 2, 2}), std::nullopt);
   const torch::Tensor expected = torch::tensor({1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0,
                                                 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1})

@@ -1,5 +1,5 @@
 // Json: parsing, typed access errors, and the byte format of Python's
-// json.dumps(obj, indent=2, sort_keys=True) that config.json uses (facts §5.2).
+// json.dumps(obj, indent=2, sort_keys=True) that config.json uses.
 #include <catch2/catch.hpp>
 
 #include <filesystem>

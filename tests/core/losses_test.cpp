@@ -1,6 +1,6 @@
-// Chunked divergences (facts §2.9) against the textbook formulas written out here: values,
-// gradients (autograd through the formulas, and the closed forms KL: q - p, CE: q - onehot),
-// the masked decayed reduction, the JSON-weighted sum and --loss-fn parsing.
+// Chunked divergences (speculators/losses/eager.py) against the textbook formulas written out here:
+// values, gradients (autograd through the formulas, and the closed forms KL: q - p, CE: q -
+// onehot), the masked decayed reduction, the JSON-weighted sum and --loss-fn parsing.
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 

@@ -1,6 +1,7 @@
 // TransformerConfig: Hugging Face config.json parsing (Llama, Qwen3, multimodal text_config),
 // its errors, the verifier config.json written by make-verifier, and the draft's
-// transformer_layer_config key set (facts §1.7, §5.2).
+// transformer_layer_config key set (speculators/train/cli.py:
+// create_transformer_layer_config).
 #include <catch2/catch.hpp>
 
 #include <set>
@@ -61,9 +62,9 @@ TEST_CASE("Llama-3.1 config.json parses with llama3 rope scaling", "[verifier][c
   CHECK_FALSE(c.window_of_layer(3));
 }
 
-TEST_CASE("transformer_layer_config has exactly the facts §5.2 keys", "[verifier][config]") {
+TEST_CASE("transformer_layer_config has exactly the reference's keys", "[verifier][config]") {
   TransformerConfig c = TransformerConfig::from_hf_json(Json::parse(kLlama31));
-  // facts §1.7: the draft gets one sliding layer with window 2048.
+  // create_transformer_layer_config: the draft gets one sliding layer with window 2048.
   c.num_hidden_layers = 1;
   c.layer_types = {"sliding_attention"};
   c.sliding_window = 2048;

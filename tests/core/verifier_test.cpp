@@ -1,6 +1,7 @@
-// The verifier model: layer-id semantics (facts §2.2), document-aware attention, save/load in
-// Hugging Face layout (single file, hand-written shards, tied embeddings), errors naming the
-// missing tensor, and the reference's tensor-name resolution (facts §2.8).
+// The verifier model: layer-id semantics (id k = after k decoder layers), document-aware attention,
+// save/load in Hugging Face layout (single file, hand-written shards, tied embeddings), errors
+// naming the missing tensor, and the reference's tensor-name resolution
+// (speculators/utils/loading.py: _resolve_key).
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -199,7 +200,7 @@ TEST_CASE("tied embeddings: no lm_head.weight in the file", "[verifier]") {
   VerifierModel loaded = load_verifier(dir.str());
   CHECK(torch::equal(loaded->lm_head->weight, m->embed_tokens->weight));
 
-  // An untied config whose file lacks the head also falls back to the embedding (facts §2.8).
+  // An untied config whose file lacks the head also falls back to the embedding.
   TempDir dir2;
   VerifierModel untied = random_verifier(tiny_config(), 10);
   save_verifier(*untied, dir2.str());

@@ -1,5 +1,6 @@
-// Draft vocabulary mapping (facts §2.8): selection order and ties, padding, d2t offsets, the
-// .npy round trip, validation errors that name the files, frequency counting and files.
+// Draft vocabulary mapping (speculators/train/vocab_mapping.py): selection order and ties, padding,
+// d2t offsets, the .npy round trip, validation errors that name the files, frequency counting and
+// files.
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 

@@ -242,7 +242,7 @@ case "$CASE" in
     expect_text "$WORK/ckpt/metrics.jsonl" '"val/full_acc_0_epoch"'
     expect_text "$WORK/ckpt/metrics.jsonl" '"val/acceptance_length_epoch"'
     expect_text "$WORK/err.txt" 'estimated acceptance length'
-    # --from-pretrained: the saved draft is rebuilt from its config.json and weights (facts §5.5).
+    # --from-pretrained: the saved draft is rebuilt from its config.json and weights.
     expect_code 0 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$VERIFIER" \
       --data-path "$DATA" --save-path "$WORK/again" --epochs 1 --total-seq-len 256 --from-pretrained "$WORK/ckpt/1"
     expect_text "$WORK/err.txt" "loaded draft weights from $WORK/ckpt/1"
@@ -392,7 +392,8 @@ case "$CASE" in
       best=$(readlink "$WORK/$mode/checkpoint_best")
       [ "$best" = "$(best_by_metrics "$WORK/$mode/metrics.jsonl")" ] || fail "$mode: checkpoint_best -> $best"
       expect_text "$WORK/$mode/$best/val_metrics.json" '"loss_epoch"'
-      # facts §4.5: val_metrics.json only in epochs that became the best when they were saved.
+      # As speculators/train/checkpointer.py: val_metrics.json only in epochs that became the best
+      # when they were saved.
       for f in "$WORK/$mode"/[0-9]*/val_metrics.json; do
         e=$(basename "$(dirname "$f")")
         [ "$(best_by_metrics <(grep -E '^\{"epoch":[0-9]+,' "$WORK/$mode/metrics.jsonl" |
@@ -412,7 +413,7 @@ case "$CASE" in
     done
     ;;
   files_source_train)
-    # A directory in the reference's offline layout, written by hand (facts §3.3), trains as is.
+    # A directory in the reference's offline layout, written by hand, trains as is.
     tiny_inputs
     mkdir -p "$WORK/data"; cp "$DATA/data.jsonl" "$WORK/data/"
     # eagle3 on a 4-layer verifier: aux layers [2, 2, 1] + the final layer = 4 slots, H = 32.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes <data>/hidden_states/hs_{i}.safetensors for every row of <data>/data.jsonl, by hand,
-in the reference's offline layout (facts §3.3): hidden_states [T, SLOTS, H] BF16 and token_ids
-[T] I64 equal to the row's input_ids. Only the standard library: the bytes are laid out here,
+in the reference's offline layout (speculators/data_generation/offline.py): hidden_states
+[T, SLOTS, H] BF16 and token_ids [T] I64 equal to the row's input_ids. Only the standard library: the bytes are laid out here,
 independently of the project's own safetensors writer.
 
 usage: write_hs_files.py DATA_DIR SLOTS HIDDEN_SIZE

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install test (DESIGN §7, docs/plugins.md): `cmake --install` into a temporary prefix, build
+# Install test (docs/plugins.md): `cmake --install` into a temporary prefix, build
 # plugins/myalgo out of tree against the installed SDK with find_package(Speculators CONFIG) +
 # speculators_add_plugin(... PACKAGE), install the package it makes into a fresh plugin
 # directory with `speculators-train plugins install`, and train one step with that plugin. Also:

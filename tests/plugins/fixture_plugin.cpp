@@ -1,4 +1,4 @@
-// One fixture plugin source compiled into many variants (the Vulkan-Loader pattern, DESIGN §7).
+// One fixture plugin source compiled into many variants (the Vulkan-Loader pattern).
 // The descriptor is written out by hand, not with SPECULATORS_PLUGIN, so that each -D flag can
 // falsify exactly one field the host checks:
 //

@@ -1,4 +1,5 @@
-// The algorithm contract (DESIGN §4; facts §1.4, §1.8): what a plugin registers under one name,
+// The algorithm contract (docs/design.md; the reference's speculators/model.py: SpeculatorModel):
+// what a plugin registers under one name,
 // and the draft model interface the host trains, validates, checkpoints and shards.
 #pragma once
 
@@ -22,17 +23,17 @@ namespace speculators {
 
 using TensorMap = std::map<std::string, torch::Tensor>;
 
-// One unpacked sample (facts §3.5): hidden_states [T, A*H], verifier_last_hidden_states [T, H],
-// input_ids [T], loss_mask [T], position_ids [T] (int64). Algorithms may add or rename keys in
-// preprocess; the host packs whatever keys the first sample has.
+// One unpacked sample (speculators/train/data.py: BaseDataset.__getitem__): hidden_states [T, A*H],
+// verifier_last_hidden_states [T, H], input_ids [T], loss_mask [T], position_ids [T] (int64).
+// Algorithms may add or rename keys in preprocess; the host packs the keys of the first sample.
 struct Sample {
   TensorMap tensors;
   std::int64_t length() const;  // first dimension of input_ids
 };
 
-// One packed batch (facts §1.4): every tensor is [1, L, ...]; plus document_ids [1, L] (-1 on
-// padding). Keys: input_ids, hidden_states, verifier_last_hidden_states, loss_mask,
-// position_ids, document_ids.
+// One packed batch (speculators/train/data.py: CollateFn): every tensor is [1, L, ...]; plus
+// document_ids [1, L] (-1 on padding). Keys: input_ids, hidden_states, verifier_last_hidden_states,
+// loss_mask, position_ids, document_ids.
 using Batch = TensorMap;
 
 // What forward returns. `loss` is a scalar with grad. `metrics` holds 0-d tensors, either as
@@ -44,7 +45,8 @@ struct ForwardResult {
   TensorMap metrics;
 };
 
-// Draft vocabulary mapping (facts §2.8). Both undefined when the draft uses the full vocabulary.
+// Draft vocabulary mapping (speculators/model.py: DraftVocabMixin). Both undefined when the draft
+// uses the full vocabulary.
 struct VocabMapping {
   torch::Tensor d2t;  // int64 [Vd] offsets: target = draft_idx + d2t[draft_idx]
   torch::Tensor t2d;  // bool [V]
@@ -66,7 +68,7 @@ class DraftModel : public torch::nn::Module {
  public:
   ~DraftModel() override = default;
 
-  // The unit of sharding (facts §1.4); must be non-empty.
+  // The unit of sharding (the reference's SpeculatorModel.layers); must be non-empty.
   virtual torch::nn::ModuleList layers() = 0;
   virtual std::shared_ptr<torch::nn::Module> embed_tokens() = 0;
   virtual std::shared_ptr<torch::nn::Module> lm_head() = 0;
@@ -75,11 +77,12 @@ class DraftModel : public torch::nn::Module {
 
   virtual ForwardResult forward(const Batch& batch, const Json& call_args) = 0;
 
-  // The speculators config.json object (facts §5.2); the host adds nothing but formats it.
+  // The speculators config.json object (docs/compatibility.md); the host only formats it.
   virtual Json config_json() const = 0;
   // State-dict keys never written to model.safetensors (e.g. verifier_lm_head.weight).
   virtual std::vector<std::string> keys_to_ignore_on_save() const { return {}; }
-  // State-dict keys that may be absent when loading a checkpoint back (facts §5.5).
+  // State-dict keys that may be absent when loading a checkpoint back
+  // (the reference's _keys_to_ignore_on_load_missing).
   virtual std::vector<std::string> keys_allowed_missing_on_load() const { return {}; }
   // Called after weights were loaded from a checkpoint (re-derive frozen state, etc.).
   virtual void after_load(const BuildContext&) {}
@@ -108,7 +111,7 @@ class Algorithm {
   // loads the weights afterwards.
   virtual std::shared_ptr<DraftModel> from_config(const Json& config_json, const BuildContext& ctx) const;
 
-  // Call arguments for forward in training and validation (facts §1.4 get_trainer_kwargs).
+  // Call arguments for forward in training and validation (SpeculatorModel.get_trainer_kwargs).
   virtual std::pair<Json, Json> trainer_kwargs(const Args& args) const;
   // Per-sample alignment before packing (EAGLE-3: shift_batch). Return nullopt to drop.
   virtual std::optional<Sample> preprocess(Sample sample) const { return sample; }

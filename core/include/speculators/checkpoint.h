@@ -1,4 +1,5 @@
-// Draft checkpoints in the reference layout (facts §4.5, §5): config.json in the reference's
+// Draft checkpoints in the reference layout (speculators/train/checkpointer.py,
+// docs/compatibility.md): config.json in the reference's
 // byte format and model.safetensors with every floating tensor in bf16 (d2t int64, t2d bool),
 // without the keys the model asks to ignore. Loading is the reverse, non-strict only for the
 // keys the model allows to be missing.

@@ -1,6 +1,6 @@
 // The communicator: the collectives the host (and any plugin that wants one) uses across ranks,
 // behind one small interface so that no c10d, Gloo or NCCL type crosses the SDK boundary
-// (DESIGN §3, §5). Backends:
+// (docs/design.md, "Distributed"). Backends:
 //   - local: one process; every collective is the identity.
 //   - gloo:  c10d's ProcessGroupGloo over a c10d TCPStore rendezvous (CPU tensors).
 //   - nccl:  NCCL communicators whose unique id travels through the same TCPStore (GPU; built

@@ -8,7 +8,7 @@
 
 namespace speculators {
 
-// Exit codes shared by every executable (DESIGN §5, issue "Foundation").
+// Exit codes shared by every executable.
 enum class ExitCode : int {
   kOk = 0,
   kFailure = 1,

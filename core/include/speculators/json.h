@@ -1,7 +1,7 @@
-// A small JSON value that crosses the plugin boundary instead of a third-party type.
-// Objects keep their keys sorted (std::map), which is also the order the reference writes
-// config.json in (facts §5.2). Integers and floats are kept apart so that 2048 stays 2048 and
-// 500000.0 stays 500000.0 on a round trip.
+// A small JSON value that crosses the plugin boundary instead of a third-party type. Objects keep
+// their keys sorted (std::map), which is also the order the reference writes config.json in
+// (Hugging Face's PretrainedConfig.to_json_file). Integers and floats are kept apart so that 2048
+// stays 2048 and 500000.0 stays 500000.0 on a round trip.
 #pragma once
 
 #include <cstdint>
@@ -90,7 +90,7 @@ class Json {
   // Compact one-line form ({"a":1}), as used in JSONL logs.
   std::string dump() const;
   // The byte format of Python's json.dumps(obj, indent=2, sort_keys=True) + "\n", which is how
-  // the reference writes config.json (facts §5.2): floats in Python repr (1e-05, 500000.0, 0.0).
+  // the reference writes config.json: floats in Python repr (1e-05, 500000.0, 0.0).
   std::string dump_python(int indent = 2) const;
 
  private:

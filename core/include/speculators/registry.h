@@ -1,6 +1,7 @@
 // The registry of algorithms and the Registrar a plugin's register function receives.
 // One name registers both the config schema and the model factory (the C++ form of the
-// reference's @register("name") decorators, facts §1.1).
+// reference's @register("name") decorators,
+// speculators/utils/registry.py: ClassRegistryMixin.register).
 #pragma once
 
 #include <map>
@@ -26,7 +27,8 @@ class Registry {
   // Throws Error(kUsage) listing the registered names when `name` is unknown.
   const Entry& get(const std::string& name) const;
   std::vector<std::string> names() const;
-  // True if `model` was built by a registered algorithm (facts §1.5 verify_training_compatible).
+  // True if `model` was built by a registered algorithm (the reference's
+  // SpeculatorModel.verify_training_compatible).
   void note_built(const DraftModel* model, const std::string& name);
   bool was_built_here(const DraftModel* model) const;
 

@@ -20,7 +20,7 @@ struct Option {
   OptionType type = OptionType::kString;
   Json default_value;        // null = "unset" (the code decides, as the reference's None)
   std::string help;
-  std::string group = "draft";            // YAML group (facts §4.8)
+  std::string group = "draft";            // YAML group (as speculators/train/config/schema.py)
   std::vector<std::string> choices;       // for strings: the accepted values (empty = any)
   // For numbers (and each element of a number list): the accepted range. NaN and infinities are
   // never accepted for a float option.

@@ -1,6 +1,7 @@
 // The verifier: a Llama / Qwen3 causal LM built from a Hugging Face config.json and loaded from
 // model.safetensors or a sharded model.safetensors.index.json. It returns logits and the
-// residual stream after any requested layers (facts §2.2: id k = after k decoder layers,
+// residual stream after any requested layers (vLLM's eagle_aux_hidden_state_layer_ids: id k = after
+// k decoder layers,
 // id n = final decoder output before the final norm).
 #pragma once
 
@@ -50,7 +51,8 @@ VerifierModel load_verifier(const std::string& dir);
 void save_verifier(VerifierModelImpl& model, const std::string& dir,
                    torch::ScalarType dtype = torch::kFloat32);
 
-// Reads one tensor of a verifier checkpoint by the reference's resolution rules (facts §2.8):
+// Reads one tensor of a verifier checkpoint by the reference's resolution rules
+// (speculators/utils/loading.py: _resolve_key):
 // exact name, then suffix match, then aliases. Returns an undefined tensor if nothing matches.
 // `logical` is one of "embed_tokens.weight", "lm_head.weight", "model.norm.weight".
 torch::Tensor read_verifier_tensor(const std::string& dir, const std::string& logical);

@@ -1,6 +1,7 @@
-// The draft vocabulary (facts §2.8): choosing the Vd most frequent target tokens, the d2t/t2d
-// mapping between draft and target ids, its .npy files (d2t.npy int64, t2d.npy bool) and the
-// checks a loaded mapping must pass. Token frequencies count input ids where loss_mask == 1.
+// The draft vocabulary (speculators/train/vocab_mapping.py): choosing the Vd most frequent target
+// tokens, the d2t/t2d mapping between draft and target ids, its .npy files (d2t.npy int64, t2d.npy
+// bool) and the checks a loaded mapping must pass. Token frequencies count input ids where
+// loss_mask == 1.
 #pragma once
 
 #include <torch/torch.h>
@@ -19,9 +20,10 @@ using TokenFrequencies = std::map<std::int64_t, std::int64_t>;  // token id -> c
 void count_token_frequencies(const torch::Tensor& input_ids, const torch::Tensor& loss_mask,
                              TokenFrequencies& counts);
 
-// facts §2.8: order ids by (-frequency, id), take the first min(Vd, #distinct), pad with ids
-// 0, 1, 2, ... not yet chosen until Vd, sort ascending; d2t = selected - arange(Vd) (int64),
-// t2d[selected] = true (bool [V]). Ids outside [0, V) and zero counts are rejected.
+// As build_vocab_mappings_from_distribution: order ids by (-frequency, id), take the first min(Vd,
+// #distinct), pad with ids 0, 1, 2, ... not yet chosen until Vd, sort ascending; d2t = selected -
+// arange(Vd) (int64), t2d[selected] = true (bool [V]). Ids outside [0, V) and zero counts are
+// rejected.
 VocabMapping build_vocab_mapping(const TokenFrequencies& frequencies, std::int64_t target_vocab_size,
                                  std::int64_t draft_vocab_size);
 

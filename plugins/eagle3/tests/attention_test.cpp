@@ -1,7 +1,7 @@
-// TTT attention (facts §2.5): the golden step-0 mask for lengths [1, 2, 3] and the diagonal rule
-// of later blocks; the chunked kernel against the dense mask (values and gradients, fp32, 1e-5)
-// on packed rows with several documents, padding and a window shorter than a document, for
-// K = 1, 3, 5; and one row worked out by hand.
+// TTT attention (speculators/models/eagle3/attention.py): the golden step-0 mask for lengths [1, 2,
+// 3] and the diagonal rule of later blocks; the chunked kernel against the dense mask (values and
+// gradients, fp32, 1e-5) on packed rows with several documents, padding and a window shorter than a
+// document, for K = 1, 3, 5; and one row worked out by hand.
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 

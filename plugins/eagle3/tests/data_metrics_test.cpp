@@ -1,5 +1,6 @@
-// Golden cases of facts §2.3 (shift_batch) and §2.10 (the two-step accuracy chain), and the
-// per-step alignment of facts §2.9.
+// Golden cases of the reference's unit tests: shift_batch (tests/unit/train/test_data.py) and the
+// two-step accuracy chain (tests/unit/models/test_metrics.py: compute_accuracy_single_step), and
+// the per-step alignment of speculators/models/eagle3/metrics.py: align_for_step.
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 
@@ -30,7 +31,7 @@ Sample raw_sample(std::int64_t T) {
 
 }  // namespace
 
-TEST_CASE("shift_batch: the facts §2.3 example", "[eagle3][data]") {
+TEST_CASE("shift_batch: the reference's test_data.py example", "[eagle3][data]") {
   const auto out = shift_batch(raw_sample(5));
   REQUIRE(out.has_value());
   const auto& t = out->tensors;
@@ -62,7 +63,7 @@ TEST_CASE("shift_batch: short and malformed samples", "[eagle3][data]") {
   REQUIRE_THROWS_AS(shift_batch(mismatched), Error);
 }
 
-TEST_CASE("accuracy chain: the facts §2.10 two-step example", "[eagle3][metrics]") {
+TEST_CASE("accuracy chain: the reference's test_metrics.py two-step example", "[eagle3][metrics]") {
   auto prev = torch::ones({4}, torch::kBool);
   const auto mask = torch::ones({4}, torch::kLong);
   auto a = accuracy_step(torch::tensor({1, 2, 3, 0}), torch::tensor({1, 2, 3, 4}), mask, prev);

@@ -1,5 +1,5 @@
 // A real `speculators-train --dry-run` for a Llama-3.1-8B-shaped verifier, checked against the
-// tensor table of facts §5.4 by reading nothing but the safetensors header of what it wrote.
+// tensor table of llama31.h by reading nothing but the safetensors header of what it wrote.
 //
 // The verifier directory holds the real config.json and the three tensors a draft copies from the
 // verifier (embed_tokens, lm_head, norm) at full size; their bytes are a sparse, all-zero region,
@@ -72,7 +72,7 @@ std::uint64_t dtype_bytes(const std::string& name) { return name == "BF16" ? 2 :
 
 }  // namespace
 
-TEST_CASE("an 8B-shaped dry run writes exactly the tensor table of facts §5.4", "[eagle3][8b]") {
+TEST_CASE("an 8B-shaped dry run writes exactly the tensor table of llama31.h", "[eagle3][8b]") {
   const fs::path work = fs::temp_directory_path() / ("speculators_8b_" + std::to_string(::getpid()));
   fs::remove_all(work);
   fs::create_directories(work / "verifier");
@@ -81,7 +81,7 @@ TEST_CASE("an 8B-shaped dry run writes exactly the tensor table of facts §5.4",
   write_zero_safetensors(work / "verifier" / "model.safetensors", {{"lm_head.weight", {128256, 4096}},
                                                                    {"model.embed_tokens.weight", {128256, 4096}},
                                                                    {"model.norm.weight", {4096}}});
-  // Token counts for the draft vocabulary come from data.jsonl (facts §2.8).
+  // Token counts for the draft vocabulary come from data.jsonl.
   std::ofstream(work / "data" / "data.jsonl") << R"({"input_ids": [128000, 9906, 1917, 128009], "loss_mask": [0, 1, 1, 1]})"
                                               << "\n";
 
@@ -120,7 +120,7 @@ TEST_CASE("an 8B-shaped dry run writes exactly the tensor table of facts §5.4",
     CHECK(offsets.at(1) - offsets.at(0) == bytes);
     data_bytes += bytes;
   }
-  // The data region is exactly the tensors (facts §5.4: about 1.9 GB).
+  // The data region is exactly the tensors (about 1.9 GB).
   CHECK(fs::file_size(file) == 8 + header_len + data_bytes);
   CHECK(data_bytes > 1800000000ULL);
   CHECK(data_bytes < 2000000000ULL);

@@ -1,5 +1,5 @@
 // Llama-3.1-8B shapes shared by the eagle3 tests: the verifier's config.json and the tensor
-// table of a default eagle3 checkpoint for it (facts §5.4).
+// table of a default eagle3 checkpoint for it.
 #pragma once
 
 #include <torch/torch.h>
@@ -40,7 +40,8 @@ inline const char* kLlama31Config = R"({
   "vocab_size": 128256
 })";
 
-// facts §5.2 expected config.json of a default run, without transformers_version.
+// The expected config.json of a default run, without transformers_version (the rules of
+// docs/compatibility.md).
 const char* kExpectedConfig = R"({
   "architectures": ["Eagle3DraftModel"],
   "auto_map": {"": "config.Eagle3SpeculatorConfig"},
@@ -77,7 +78,7 @@ const char* kExpectedConfig = R"({
   }
 })";
 
-// facts §5.4, default eagle3 run on Llama-3.1-8B.
+// The tensors of model.safetensors of a default eagle3 run on Llama-3.1-8B.
 inline const std::vector<std::tuple<std::string, std::vector<std::int64_t>, torch::ScalarType>> kLlama31Tensors = {
     {"d2t", {32000}, torch::kLong},
     {"embed_tokens.weight", {128256, 4096}, torch::kBFloat16},

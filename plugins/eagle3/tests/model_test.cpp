@@ -1,7 +1,7 @@
-// The EAGLE-3 draft model on a tiny verifier (H = 32): its state dict against the names and
-// shapes of facts §5.4, the verifier weights of §2.8, the K-step forward of §2.4 against a
+// The EAGLE-3 draft model on a tiny verifier (H = 32): its state dict against the names and shapes
+// of state_spec, the verifier weights, the K-step forward (Eagle3DraftModel.forward) against a
 // straightforward re-computation written here, chunked vs dense attention, a few training steps,
-// and reloading from config.json (§5.5).
+// and reloading from config.json.
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 
@@ -44,14 +44,15 @@ Batch make_batch(std::uint64_t seed) {
   return b;
 }
 
-// facts §2.5 predicate, element by element.
+// The create_combined_mask_mod predicate, element by element.
 bool allowed(const std::vector<std::int64_t>& doc, std::int64_t q, std::int64_t kv, std::int64_t W) {
   const std::int64_t L = static_cast<std::int64_t>(doc.size());
   return (kv < L && q >= kv && doc[q] != -1 && doc[q] == doc[kv] && kv > q - W) || kv % L == q;
 }
 
-// The facts §2.4 forward and §2.9 loss for a one-layer llama draft with norm_output, written out
-// step by step from the model's own weights, with a dense mask built element by element.
+// The Eagle3DraftModel.forward forward and compute_metrics loss for a one-layer llama draft with
+// norm_output, written out step by step from the model's own weights, with a dense mask built
+// element by element.
 torch::Tensor straightforward_loss(Eagle3DraftModel& m, const Batch& b, std::int64_t K, std::int64_t W) {
   torch::NoGradGuard no_grad;
   const std::int64_t L = b.at("input_ids").size(1), nh = 4, nkv = 2, hd = 8;
@@ -286,7 +287,7 @@ TEST_CASE("forward without verifier states returns draft tokens only", "[eagle3]
   REQUIRE_THROWS_WITH(m->forward(bad, Json()), Catch::Contains("hidden_states"));
 }
 
-TEST_CASE("reload from config.json and saved weights (facts §5.5)", "[eagle3][model]") {
+TEST_CASE("reload from config.json and saved weights", "[eagle3][model]") {
   TinyVerifier v;
   auto a = build(v);
   const Json config = a->config_json();
@@ -327,7 +328,7 @@ TEST_CASE("preprocess is shift_batch", "[eagle3][model]") {
   REQUIRE(out->tensors.at("input_ids").size(0) == 3);
 }
 
-TEST_CASE("a saved checkpoint's header is exactly state_spec (facts §5.4)", "[eagle3][model]") {
+TEST_CASE("a saved checkpoint's header is exactly state_spec", "[eagle3][model]") {
   TinyVerifier v;
   auto m = build(v);
   const auto dir = v.dir / "checkpoint";

@@ -1,6 +1,6 @@
 // The inference path against the training path: a proposal chain from Eagle3Proposer equals
 // what the K-step training forward predicts at the same position when its teacher-forced tokens
-// are the chain itself (facts §2.4g: step j at position i reads the token j places ahead).
+// are the chain itself (teacher forcing: step j at position i reads the token j places ahead).
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 

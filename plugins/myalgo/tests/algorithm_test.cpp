@@ -79,7 +79,7 @@ TEST_CASE("validate names the key at fault", "[myalgo][algorithm][errors]") {
 }
 
 TEST_CASE("default aux layers follow the reference and stay distinct on small verifiers", "[myalgo][algorithm]") {
-  CHECK(default_aux_layer_ids(32) == std::vector<std::int64_t>{2, 16, 29});  // facts §2.2, Llama-3.1-8B
+  CHECK(default_aux_layer_ids(32) == std::vector<std::int64_t>{2, 16, 29});  // Llama-3.1-8B
   CHECK(default_aux_layer_ids(36) == std::vector<std::int64_t>{2, 18, 33});  // Qwen3-8B
   CHECK(default_aux_layer_ids(7) == std::vector<std::int64_t>{2, 3, 4});
   CHECK(default_aux_layer_ids(1) == std::vector<std::int64_t>{1});
@@ -178,7 +178,7 @@ TEST_CASE("config_json -> from_config gives back the same model", "[myalgo][algo
   test::fill_frozen(original);
   const Json config = original.config_json();
 
-  // The keys vLLM and the loader read (facts §1.2, §5.2, §5.3).
+  // The keys vLLM and the loader read.
   CHECK(config.at("speculators_model_type").as_string() == "myalgo");
   const Json& spec = config.at("speculators_config");
   CHECK(spec.at("algorithm").as_string() == "myalgo");

@@ -22,7 +22,7 @@ std::set<std::string> keys_of(const TensorMap& map) {
   return keys;
 }
 
-// A reduced vocabulary of 8 tokens out of 32 (facts §2.8: d2t holds offsets).
+// A reduced vocabulary of 8 tokens out of 32 (d2t holds offsets).
 VocabMapping mapping_of(const std::vector<std::int64_t>& selected, std::int64_t vocab) {
   VocabMapping m;
   auto ids = torch::tensor(selected, torch::kInt64);

@@ -45,7 +45,7 @@ struct Fixture {
     REQUIRE(draft);
   }
 
-  // What the host hands forward for one packed row of two documents (facts §1.4).
+  // What the host hands forward for one packed row of two documents.
   Batch batch() {
     const auto ids = torch::randint(0, 32, {1, 10}, torch::kInt64);
     const auto positions = torch::tensor({0, 1, 2, 3, 4, 5, 0, 1, 2, 3}, torch::kInt64).unsqueeze(0);

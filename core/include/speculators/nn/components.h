@@ -1,4 +1,5 @@
-// Base components for Llama and Qwen3 decoders (facts §2.6, §2.7, §2.7b), reusable by every
+// Base components for Llama and Qwen3 decoders (transformers' modeling_llama.py /
+// modeling_qwen3.py semantics), reusable by every
 // algorithm: RMSNorm, rotary embedding with llama3 scaling, GQA attention, MLP, decoder layer,
 // and the `model_classes` map with `override_components` to swap one piece (EAGLE-3 swaps its
 // first layer). The attention *kernel* (which keys a query may see) is a parameter, so an
@@ -18,7 +19,7 @@
 namespace speculators {
 namespace nn {
 
-// y = weight * (x * rsqrt(mean(x^2) + eps)), computed in fp32 and cast back (facts §2.7).
+// y = weight * (x * rsqrt(mean(x^2) + eps)), in fp32 and cast back (transformers' LlamaRMSNorm).
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(std::int64_t dim, double eps);

@@ -1,8 +1,8 @@
 // Divergences between draft logits and target (verifier) logits over one vocabulary, as the
-// reference trains drafts with them (facts §2.9): kl_div, rkl, jsd, ce, tv, nla, lk_hybrid, and
-// JSON-weighted sums of them. Rows are processed in chunks so that no [N, V] fp32 softmax lives
-// longer than one chunk, in the forward pass and in the backward pass (which recomputes each
-// chunk). Targets never receive a gradient.
+// reference trains drafts with them (speculators/losses/eager.py, losses/utils.py): kl_div, rkl,
+// jsd, ce, tv, nla, lk_hybrid, and JSON-weighted sums of them. Rows are processed in chunks so that
+// no [N, V] fp32 softmax lives longer than one chunk, in the forward pass and in the backward pass
+// (which recomputes each chunk). Targets never receive a gradient.
 #pragma once
 
 #include <torch/torch.h>
@@ -41,7 +41,7 @@ struct LossTerm {
 struct LossSpec {
   std::vector<LossTerm> terms;
   std::string text;  // the original spelling
-  // Per-term values are reported only when there is more than one term (facts §2.9).
+  // Per-term values are reported only for more than one term (losses/utils.py: compound_loss).
   bool reports_terms() const { return terms.size() > 1; }
 };
 
@@ -64,8 +64,9 @@ struct MaskedLoss {
   std::map<std::string, torch::Tensor> terms;  // name -> unweighted term (detached); empty for one term
 };
 
-// facts §2.9 reduction: term = Σ_i mask_i · ℓ_i · decay / (Σ_i mask_i + 1e-5), loss = Σ w · term.
-// logits/targets [N, V], mask [N] (any numeric or bool type); decay is γ^k for TTT step k.
+// Reduction of speculators/losses/utils.py: loss_function, compound_loss: term = Σ_i mask_i · ℓ_i ·
+// decay / (Σ_i mask_i + 1e-5), loss = Σ w · term. logits/targets [N, V], mask [N] (any numeric or
+// bool type); decay is γ^k for TTT step k.
 MaskedLoss masked_divergence(const torch::Tensor& logits, const torch::Tensor& target_logits,
                              const torch::Tensor& mask, const LossSpec& spec, double decay = 1.0,
                              std::int64_t chunk_rows = 1024);

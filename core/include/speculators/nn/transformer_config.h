@@ -1,5 +1,5 @@
 // The decoder configuration shared by verifiers and drafts: the fields of a Hugging Face
-// LlamaConfig / Qwen3Config that change what is computed (facts §1.7, §2.6, §2.7b, §5.2).
+// LlamaConfig / Qwen3Config that change what is computed.
 #pragma once
 
 #include <cstdint>
@@ -53,7 +53,8 @@ struct TransformerConfig {
   static TransformerConfig from_file(const std::string& path);
   // Hugging Face config.json for a verifier written by `speculators-datagen make-verifier`.
   Json to_hf_json() const;
-  // The draft's `transformer_layer_config` object with exactly the keys of facts §5.2.
+  // The draft's `transformer_layer_config` object with exactly the keys the reference writes
+  // (docs/compatibility.md).
   Json to_layer_config_json() const;
   // Window of layer `i` (nullopt = full attention), from layer_types and sliding_window.
   std::optional<std::int64_t> window_of_layer(std::int64_t i) const;

@@ -1,4 +1,4 @@
-/* Tier 0 of the plugin ABI: frozen C (DESIGN §3).
+/* Tier 0 of the plugin ABI: frozen C (docs/design.md, docs/plugins.md).
  *
  * A plugin exports exactly one symbol, speculators_plugin_descriptor_v1, returning a pointer to
  * a plain descriptor. The host reads and checks the descriptor before it calls anything else:

@@ -94,7 +94,7 @@ std::optional<RopeScaling> draft_rope_scaling(const std::optional<RopeScaling>& 
 
 Schema eagle3_schema() {
   return {
-      opt_int("num_layers", 1, "Number of draft decoder layers (eagle3 default 1)."),
+      opt_int("num_layers", 1, "Number of draft decoder layers (eagle3 default 1).").at_least(1).at_most(256),
       opt_string("draft_arch", "llama", "Draft decoder architecture.", "draft", kArchs),
       opt_string("draft_hidden_act", "silu", "Draft MLP activation; null takes the verifier's.", "draft"),
       opt_bool("norm_before_residual", true,
@@ -103,14 +103,15 @@ Schema eagle3_schema() {
       opt_bool("fc_norm", false, "One RMSNorm per aux hidden state before fc (excludes norm_before_fc)."),
       opt_bool("norm_output", true, "Carry the post-norm hidden state to the next TTT step (EAGLE 3.1)."),
       opt_bool("embed_requires_grad", false, "Train the token embedding (copied from the verifier)."),
-      opt_int("sliding_window", 2048, "Sliding attention window of the draft layers; null = full attention."),
-      opt_int_list("full_attention_indices", Json::array(), "Draft layers that use full attention."),
+      opt_int("sliding_window", 2048, "Sliding attention window of the draft layers; null = full attention.")
+          .at_least(1),
+      opt_int_list("full_attention_indices", Json::array(), "Draft layers that use full attention.").at_least(0),
       opt_string("loss_fn", "kl_div",
                  "kl_div, rkl, jsd, ce, tv, nla, lk_hybrid, or a JSON object of weights such as "
                  "'{\"ce\": 0.1, \"tv\": 0.9}'.",
                  "loss"),
-      opt_int("ttt_steps", 3, "Training-time-test steps (= speculative tokens).", "loss"),
-      opt_float("ttt_step_loss_decay", 1.0, "Loss weight gamma^k of TTT step k.", "loss"),
+      opt_int("ttt_steps", 3, "Training-time-test steps (= speculative tokens).", "loss").at_least(1).at_most(64),
+      opt_float("ttt_step_loss_decay", 1.0, "Loss weight gamma^k of TTT step k.", "loss").above(0),
   };
 }
 

@@ -31,11 +31,11 @@ std::string MyAlgo::description() const {
 // type, as num_layers below, only changes its default for this algorithm.
 Schema MyAlgo::schema() const {
   return {
-      opt_int("block_size", 8, "tokens proposed per step: one residual head per token ahead"),
-      opt_int("num_layers", 1, "number of draft decoder layers"),
+      opt_int("block_size", 8, "tokens proposed per step: one residual head per token ahead").at_least(1).at_most(256),
+      opt_int("num_layers", 1, "number of draft decoder layers").at_least(1).at_most(256),
       opt_string("draft_arch", "llama", "architecture of the draft decoder layers", "draft", {"llama", "qwen3"}),
       opt_float("head_loss_decay", kDefaultHeadLossDecay, "gamma: head j's loss is weighted by gamma^(j-1)",
-                "loss"),
+                "loss").above(0),
   };
 }
 

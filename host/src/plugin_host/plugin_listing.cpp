@@ -77,6 +77,7 @@ std::string describe_algorithm(const Algorithm& algorithm) {
     out << "  " << flag_text(option) << "  (" << option_type_name(option.type) << ", default "
         << (option.default_value.is_null() ? std::string("unset") : option.default_value.dump()) << ")\n";
     if (!option.help.empty()) out << "      " << option.help << "\n";
+    if (!option.range_text().empty()) out << "      range: " << option.range_text() << "\n";
     if (!option.choices.empty()) {
       out << "      choices:";
       for (std::size_t i = 0; i < option.choices.size(); ++i) out << (i ? ", " : " ") << option.choices[i];

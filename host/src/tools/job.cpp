@@ -25,16 +25,17 @@ Schema host_schema() {
   // the option.
   return {
       opt_string("speculator_type", "eagle3", "Algorithm to train (a registered plugin name)", "root"),
-      opt_int("seed", 42, "Random seed", "root"),
+      opt_int("seed", 42, "Random seed", "root").at_least(0),
       opt_bool("dry_run", false, "Write the initialised checkpoint to --save-path and exit", "root"),
       opt_string("verifier_name_or_path", Json(), "Verifier directory (Hugging Face layout). Required",
                  "verifier"),
       opt_string("from_pretrained", "", "Start from a saved draft checkpoint directory", "draft"),
-      opt_int("num_layers", Json(), "Number of draft decoder layers (algorithm default when unset)", "draft"),
+      opt_int("num_layers", Json(), "Number of draft decoder layers (algorithm default when unset)", "draft")
+          .at_least(1).at_most(256),
       opt_int_list("target_layer_ids", Json(), "Verifier layers whose hidden states feed the draft "
-                   "(default chosen by the algorithm)", "draft"),
+                   "(default chosen by the algorithm)", "draft").at_least(0),
       opt_int("draft_vocab_size", Json(), "Draft vocabulary size (full verifier vocabulary when unset)",
-              "draft"),
+              "draft").at_least(1),
       opt_string("d2t_path", Json(), "d2t.npy (default <data-path>/d2t.npy when present)", "draft"),
       opt_string("t2d_path", Json(), "t2d.npy (default <data-path>/t2d.npy when present)", "draft"),
       opt_string("token_freq_path", Json(), "token_freq.npy used to build the vocabulary mapping "
@@ -43,63 +44,71 @@ Schema host_schema() {
                  "data"),
       opt_string("data_source", "auto", "Feature source: online (run the verifier in-process), files, or "
                  "auto (files when <data-path>/hidden_states exists)", "data", {"auto", "online", "files"}),
-      opt_int("total_seq_len", 8192, "Tokens per packed row (one row per rank per step)", "data"),
-      opt_float("train_data_ratio", 0.9, "Fraction of rows used for training (the rest validates)", "data"),
+      opt_int("total_seq_len", 8192, "Tokens per packed row (one row per rank per step)", "data").at_least(2)
+          .at_most(1 << 20),
+      opt_float("train_data_ratio", 0.9, "Fraction of rows used for training (the rest validates)", "data").above(0)
+          .at_most(1),
       opt_float("noise_std", 0.05, "Half-width of uniform noise on the aux hidden states (train split)",
-                "data"),
+                "data").at_least(0),
       opt_int("feature_cache_mb", 2048, "Online source: keep verifier features of up to this many MiB in "
-              "memory across epochs (0 disables)", "data"),
+              "memory across epochs (0 disables)", "data").at_least(0).at_most(1 << 22),
       opt_string("on_bad_sample", "skip", "A sample that cannot be used (corrupt or missing hs file, wrong "
                  "shape, NaN/Inf, token mismatch, no supervised token): skip it with a warning and count it per "
                  "epoch, or raise (exit code 4)", "data", {"skip", "raise"}),
       opt_int("num_workers", 2, "Background threads that read, add noise and pack the next batches while a "
-              "step runs (0 = build each batch in the training thread)", "data"),
+              "step runs (0 = build each batch in the training thread)", "data").at_least(0).at_most(256),
       opt_int("prefetch_factor", 2, "Batches each worker may build ahead (memory: num_workers x "
-              "prefetch_factor packed rows)", "data"),
+              "prefetch_factor packed rows)", "data").at_least(1).at_most(64),
       opt_string("optimizer", "muon", "Optimizer: muon (Muon for 2-D hidden weights, AdamW for the rest) or "
                  "adamw (AdamW for everything)", "optimizer", {"adamw", "muon"}),
-      opt_float("lr", 1e-4, "Learning rate (AdamW)", "optimizer"),
-      opt_float("weight_decay", 0.01, "AdamW weight decay", "optimizer"),
-      opt_float("muon_lr", Json(), "Muon learning rate (default 10 x --lr)", "optimizer"),
-      opt_float("muon_momentum", 0.95, "Muon momentum (Nesterov)", "optimizer"),
-      opt_float("muon_weight_decay", 0.1, "Muon weight decay", "optimizer"),
-      opt_int("muon_ns_steps", 5, "Muon Newton-Schulz iterations", "optimizer"),
+      opt_float("lr", 1e-4, "Learning rate (AdamW)", "optimizer").above(0),
+      opt_float("weight_decay", 0.01, "AdamW weight decay", "optimizer").at_least(0),
+      opt_float("muon_lr", Json(), "Muon learning rate (default 10 x --lr)", "optimizer").above(0),
+      opt_float("muon_momentum", 0.95, "Muon momentum (Nesterov)", "optimizer").at_least(0).at_most(1),
+      opt_float("muon_weight_decay", 0.1, "Muon weight decay", "optimizer").at_least(0),
+      opt_int("muon_ns_steps", 5, "Muon Newton-Schulz iterations", "optimizer").at_least(1).at_most(100),
       opt_string("muon_adjust_lr_fn", "match_rms_adamw", "Muon LR scaling: match_rms_adamw (0.2 x sqrt(max(rows, "
                  "cols))) or original (sqrt(max(1, rows/cols)))", "optimizer", {"original", "match_rms_adamw"}),
-      opt_float("max_grad_norm", 1.0, "Gradient-norm clip", "optimizer"),
+      opt_float("max_grad_norm", 1.0, "Gradient-norm clip", "optimizer").above(0),
       opt_int("grad_accum_steps", 1, "Packed rows whose gradients are averaged into one optimizer step",
-              "optimizer"),
+              "optimizer").at_least(1).at_most(1 << 20),
       opt_string("scheduler_type", "linear", "Learning-rate schedule", "scheduler", {"linear", "cosine", "none"}),
-      opt_int("scheduler_warmup_steps", Json(), "Warmup steps (default 1% of total)", "scheduler"),
-      opt_float("scheduler_warmup_ratio", Json(), "Warmup as a fraction of total steps", "scheduler"),
-      opt_int("scheduler_total_steps", Json(), "Total steps (default epochs x steps per epoch)", "scheduler"),
-      opt_float("scheduler_num_cosine_cycles", 0.5, "Cosine cycles", "scheduler"),
-      opt_int("epochs", 20, "Epochs", "trainer"),
+      opt_int("scheduler_warmup_steps", Json(), "Warmup steps (default 1% of total)", "scheduler").at_least(0),
+      opt_float("scheduler_warmup_ratio", Json(), "Warmup as a fraction of total steps", "scheduler").at_least(0)
+          .at_most(1),
+      opt_int("scheduler_total_steps", Json(), "Total steps (default epochs x steps per epoch)", "scheduler")
+          .at_least(1),
+      opt_float("scheduler_num_cosine_cycles", 0.5, "Cosine cycles", "scheduler").above(0),
+      opt_int("epochs", 20, "Epochs", "trainer").at_least(1).at_most(1000000),
       opt_int("max_steps", Json(), "Stop after this many optimizer steps (the run ends there, with a checkpoint)",
-              "trainer"),
+              "trainer").at_least(1),
       opt_string("save_path", "./output/checkpoints", "Checkpoint directory", "trainer"),
       opt_float("checkpoint_freq", 1.0, "f >= 1: save epoch 0, every f-th epoch and the last; f < 1: every epoch "
-                "end plus every round(f x steps per epoch) steps within it", "trainer"),
+                "end plus every round(f x steps per epoch) steps within it", "trainer").above(0),
       opt_int("save_steps", 0, "Also save within an epoch every N optimizer steps (0: only as --checkpoint-freq "
-              "says)", "trainer"),
+              "says)", "trainer").at_least(0),
       opt_bool("save_best", false, "Save an epoch only when its validation loss is the best so far, and keep only "
                "that checkpoint", "trainer"),
-      opt_int("keep_last", 0, "Keep only the N newest epoch checkpoints, plus the best (0 keeps all)", "trainer"),
+      opt_int("keep_last", 0, "Keep only the N newest epoch checkpoints, plus the best (0 keeps all)", "trainer")
+          .at_least(0),
       opt_bool("resume_from_checkpoint", true, "Continue from the newest complete checkpoint in --save-path "
                "(--no-resume-from-checkpoint starts over)", "trainer"),
       opt_int("max_bad_steps", 10, "Stop (saving the last good state) after this many consecutive steps with a "
-              "non-finite loss or gradient; each one is skipped", "trainer"),
-      opt_int("log_freq", 1, "Write a metrics line every N steps", "trainer"),
-      opt_int("num_threads", 0, "CPU threads for LibTorch (0 = every CPU the process may use; OMP_NUM_THREADS overrides)", "trainer"),
+              "non-finite loss or gradient; each one is skipped", "trainer").at_least(1),
+      opt_int("log_freq", 1, "Write a metrics line every N steps", "trainer").at_least(1),
+      opt_int("num_threads", 0, "CPU threads for LibTorch (0 = every CPU the process may use; OMP_NUM_THREADS "
+              "overrides)", "trainer")
+          .at_least(0).at_most(4096),
       opt_int("nproc_per_node", 1, "Start this many ranks on this machine (each gets RANK, WORLD_SIZE, LOCAL_RANK, "
-              "MASTER_ADDR, MASTER_PORT, as torchrun sets them). Ignored inside a launched rank", "distributed"),
+              "MASTER_ADDR, MASTER_PORT, as torchrun sets them). Ignored inside a launched rank", "distributed")
+          .at_least(1).at_most(4096),
       opt_string("shard", "none", "Data-parallel sharding: none (replicated), optimizer (optimizer state and "
                  "gradients split by layer unit), full (parameters too, gathered per step)", "distributed",
                  {"none", "optimizer", "full"}),
       opt_string("dist_backend", "auto", "Collective backend: gloo (CPU), nccl (GPU), or auto (nccl when "
                  "training on a GPU with an NCCL build, else gloo)", "distributed", {"auto", "gloo", "nccl"}),
       opt_float("dist_timeout", 1800, "Seconds a collective (and the rendezvous) may wait before the job "
-                "stops with an error naming the rank that did not answer", "distributed"),
+                "stops with an error naming the rank that did not answer", "distributed").above(0).at_most(604800),
       opt_string("log_dir", Json(), "Where metrics.jsonl, report.html and the TensorBoard run go (default: "
                  "--save-path)", "logging"),
       opt_string("logger", "tensorboard", "Comma list of extra loggers: tensorboard (event files in "
@@ -425,6 +434,7 @@ std::string help_text(const Schema& schema) {
       std::string flag = o.type == OptionType::kBool ? o.flag() + " / --no-" + o.flag().substr(2) : o.flag();
       s << "  " << flag << " (" << option_type_name(o.type) << ", default "
         << (o.default_value.is_null() ? "unset" : o.default_value.dump()) << ")\n      " << o.help;
+      if (!o.range_text().empty()) s << " [" << o.range_text() << "]";
       if (!o.choices.empty()) {
         s << " [";
         for (std::size_t i = 0; i < o.choices.size(); ++i) s << (i ? "|" : "") << o.choices[i];

@@ -122,6 +122,7 @@ Json parse_scalar_text(OptionType type, const std::string& text, const std::stri
 namespace {
 
 std::string number_text(double v) {
+  if (std::floor(v) == v && std::fabs(v) < 1e15) return std::to_string(static_cast<long long>(v));
   std::ostringstream out;
   out << v;
   return out.str();

@@ -36,9 +36,9 @@ TEST_CASE("numeric options check their range from YAML and from flags", "[schema
   CHECK(usage_error([&] { lr.coerce(Json(0.0), "job.yaml: train.optimizer.lr"); }) ==
         "job.yaml: train.optimizer.lr: --lr must be > 0, got 0.0");
   CHECK(usage_error([&] { epochs.parse_flag_value("0", "command line"); }) ==
-        "command line: --epochs must be >= 1 and <= 1e+06, got 0");
+        "command line: --epochs must be >= 1 and <= 1000000, got 0");
   CHECK(usage_error([&] { epochs.parse_flag_value("99999999999", "command line"); }) ==
-        "command line: --epochs must be >= 1 and <= 1e+06, got 99999999999");
+        "command line: --epochs must be >= 1 and <= 1000000, got 99999999999");
   for (const char* text : {"nan", "inf", "-inf", "NaN"}) {
     CHECK_THAT(usage_error([&] { lr.parse_flag_value(text, "command line"); }),
                Catch::Contains("--lr must be a finite number"));

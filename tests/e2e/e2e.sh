@@ -341,7 +341,7 @@ case "$CASE" in
     expect_text "$WORK/ckpt/0/training_state.json" '"global_step": 4'
     # Bad trainer option values are usage errors that name the option.
     expect_code 2 "$BIN/speculators-train" $(train_args "$WORK/bad") --grad-accum-steps 0
-    expect_text "$WORK/err.txt" 'grad-accum-steps must be >= 1, got 0'
+    expect_text "$WORK/err.txt" 'grad-accum-steps must be >= 1 and <= 1048576, got 0'
     expect_code 2 "$BIN/speculators-train" $(train_args "$WORK/bad") --max-bad-steps 0
     expect_text "$WORK/err.txt" 'max-bad-steps must be >= 1, got 0'
     expect_code 2 "$BIN/speculators-train" $(train_args "$WORK/bad") --logger tensorboard,wandb

@@ -10,6 +10,7 @@ Usage: tokenizer_oracle.py OUT_DIR
 """
 import json
 import os
+import random
 import sys
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -66,6 +67,23 @@ TEST_EXTRA = [
     "Hangul jamo (decomposed): \u1100\u1161\u11a8 vs 각",
     "It's DON'T CAN'T Y'ALL 'tis o'clock rock'n'roll",
 ]
+
+
+# Random texts assembled from fragments that stress regex classes, normalization and merges.
+FRAGMENTS = [" ", "  ", "   ", "\t", "\n", "\r\n", "\u00a0", "\u3000", "\u2028", "a", "The", "the", "DOG", "'s", "'S",
+             "'ll", "n't", "caf\u00e9", "cafe\u0301", "\u0301", "\u0308", "A\u030a", "\u212b", "\ufb01", "\u00bd",
+             "7", "42", "1234", "3.14", "\u0663", "\uff11", "\u2167", ".", ",", "!?", "...", "--", "(", ")", "{", "}",
+             "[]", "<", ">", "/", "\\", "_", "#", "@", "\u2014", "\u00ab", "\u00bb", "\u4e2d\u6587", "\u65e5\u672c",
+             "\u30ab\u30bf", "\ud55c\uad6d", "\u0645\u0631\u062d\u0628\u0627", "\u0928\u092e\u0938\u094d\u0924\u0947",
+             "\u041f\u0440\u0438\u0432\u0435\u0442", "\u03b1\u03b2\u03b3", "\U0001F600", "\U0001F44D\U0001F3FD",
+             "\u2764\ufe0f", "\U0001F1E9\U0001F1EA", "\u200d", "\ufeff", "\U0001D518", "\U00013000", "x", "xx", "\u2581",
+             "<tool_call>", "</tool_call>", "<tool", "\u0120", "\u010a", "<0x41>"]
+
+
+def random_texts(specials, count=400, seed=1234):
+    rng = random.Random(seed)
+    pool = FRAGMENTS + specials
+    return ["".join(rng.choice(pool) for _ in range(rng.randint(1, 30))) for _ in range(count)]
 
 
 def family_specials(family):
@@ -129,6 +147,9 @@ def build(family, corpus, vocab_size=1200):
         # Qwen2-style non-special added tokens (normalized, matched after NFC).
         tok.add_tokens([AddedToken("<tool_call>", special=False, normalized=True),
                         AddedToken("</tool_call>", special=False, normalized=False)])
+        if family == "gptoss":  # the strip and whole-word options of added tokens
+            tok.add_tokens([AddedToken("DOG", single_word=True, normalized=False),
+                            AddedToken("<tool", lstrip=True, rstrip=True, normalized=False)])
         return tok
     # SentencePiece-converted BPE: byte fallback tokens in the model vocabulary, a small alphabet.
     byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
@@ -166,7 +187,8 @@ def main():
     corpus = train_corpus()
     for family in FAMILIES:
         tok = build(family, corpus)
-        texts = BASE_LINES + TEST_EXTRA + special_texts(family) + ["\n".join(BASE_LINES)]
+        texts = (BASE_LINES + TEST_EXTRA + special_texts(family) + ["\n".join(BASE_LINES)] +
+                 random_texts(family_specials(family)))
         cases = []
         for text in texts:
             ids = tok.encode(text, add_special_tokens=True).ids

@@ -5,6 +5,7 @@
 #include <queue>
 
 #include "text/tokenizer_parts.h"
+#include "text/utf8.h"
 
 namespace speculators::text::detail {
 
@@ -53,6 +54,14 @@ BpeModel::BpeModel(const Json& j, const Where& w) {
 
   prefix_ = optional_string(j, "continuing_subword_prefix", w);
   suffix_ = optional_string(j, "end_of_word_suffix", w);
+  if (prefix_.empty() && suffix_.empty()) {  // a table for the common one-character lookups
+    char_ids_.assign(0x800, -1);
+    for (const auto& [token, id] : vocab_) {
+      std::size_t k = 0;
+      const char32_t c = token.empty() ? 0 : utf8_next(token, k);
+      if (!token.empty() && k == token.size() && c < 0x800 && c != 0xFFFD) char_ids_[c] = id;
+    }
+  }
   fuse_unk_ = bool_field(j, "fuse_unk", false, w);
   byte_fallback_ = bool_field(j, "byte_fallback", false, w);
   ignore_merges_ = bool_field(j, "ignore_merges", false, w);
@@ -138,7 +147,16 @@ void BpeModel::initial_symbols(std::string_view word, std::vector<std::uint32_t>
       s = scratch;
     }
     std::uint32_t id = 0;
-    if (token_to_id(s, id)) {
+    bool found = false;
+    if (!char_ids_.empty() && (n == 1 || n == 2)) {
+      std::size_t k = 0;
+      const char32_t c = utf8_next(ch, k);
+      found = char_ids_[c] >= 0;
+      id = static_cast<std::uint32_t>(char_ids_[c]);
+    } else {
+      found = token_to_id(s, id);
+    }
+    if (found) {
       if (unk >= 0) {
         ids.push_back(static_cast<std::uint32_t>(unk));
         lens.push_back(unk_len);
@@ -245,9 +263,11 @@ void BpeModel::tokenize(std::string_view word, std::vector<std::uint32_t>& out) 
     return;
   }
   const bool cacheable = word.size() < kCacheMaxWordBytes;
+  thread_local std::string key;
   if (cacheable) {
+    key.assign(word);
     std::lock_guard<std::mutex> lock(cache_mutex_);
-    auto it = cache_.find(std::string(word));
+    auto it = cache_.find(key);
     if (it != cache_.end()) {
       out.insert(out.end(), it->second.begin(), it->second.end());
       return;
@@ -257,7 +277,7 @@ void BpeModel::tokenize(std::string_view word, std::vector<std::uint32_t>& out) 
   merge_word(word, out);
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (cache_.size() < kCacheCapacity) cache_.emplace(std::string(word), std::vector<std::uint32_t>(out.begin() + start, out.end()));
+    if (cache_.size() < kCacheCapacity) cache_.emplace(key, std::vector<std::uint32_t>(out.begin() + start, out.end()));
   }
 }
 

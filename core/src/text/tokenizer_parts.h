@@ -106,6 +106,7 @@ class BpeModel {
   bool ignore_merges_ = false;
   std::string prefix_;  // continuing_subword_prefix
   std::string suffix_;  // end_of_word_suffix
+  std::vector<std::int64_t> char_ids_;  // id of each one-character token below U+0800, or -1
   std::uint32_t byte_ids_[256] = {};
   bool have_byte_ids_ = false;
   mutable std::mutex cache_mutex_;

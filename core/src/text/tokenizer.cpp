@@ -202,8 +202,8 @@ Tokenizer Tokenizer::from_json(std::string_view json, const std::string& origin)
   if (truncation != j.end() && !truncation->is_null()) top.at("truncation").fail("truncation is not supported; set it to null");
   auto padding = j.find("padding");
   if (padding != j.end() && !padding->is_null()) {
-    const Json& strategy = (*padding)["strategy"];
-    if (!(strategy.is_string() && strategy.get<std::string>() == "BatchLongest")) {
+    const auto strategy = padding->is_object() ? padding->find("strategy") : padding->end();
+    if (!(strategy != padding->end() && strategy->is_string() && strategy->get<std::string>() == "BatchLongest")) {
       top.at("padding").fail("only null or BatchLongest padding is supported (a single sequence is never padded)");
     }
   }
@@ -225,7 +225,16 @@ Tokenizer Tokenizer::from_json(std::string_view json, const std::string& origin)
   impl->decoder = detail::make_decoder(get("decoder"), top.at("decoder"));
   impl->post = detail::make_post_processor(get("post_processor"), top.at("post_processor"));
   impl->load_added_tokens(get("added_tokens"), top.at("added_tokens"));
-  return Tokenizer(std::move(impl));
+  Tokenizer tok(std::move(impl));
+  for (const auto* ids : {&tok.impl_->post.before, &tok.impl_->post.after}) {
+    for (std::uint32_t id : *ids) {
+      if (!tok.id_to_token(id)) {
+        top.at("post_processor").fail("special token id " + std::to_string(id) +
+                                      " is neither in the vocabulary nor an added token");
+      }
+    }
+  }
+  return tok;
 }
 
 std::vector<std::uint32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {

@@ -114,6 +114,12 @@ TEST_CASE("tokenizer errors name the file, the key and the component", "[text][t
              Catch::Contains("pre_tokenizer.pattern") && Catch::Contains("(["));
   CHECK_THAT(error_of("{not json"), Catch::Contains("t.json") && Catch::Contains("not valid JSON"));
   CHECK_THAT(error_of(tiny_json({{"truncation", {{"max_length", 5}}}})), Catch::Contains("truncation"));
+  CHECK_THAT(error_of(tiny_json({{"padding", {{"strategy", {{"Fixed", 8}}}}}})), Catch::Contains("padding"));
+  const Json bad_template = Json::parse(R"({"type": "TemplateProcessing",
+      "single": [{"SpecialToken": {"id": "<x>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+      "special_tokens": {"<x>": {"id": "<x>", "ids": [77], "tokens": ["<x>"]}}})");
+  CHECK_THAT(error_of(tiny_json({{"post_processor", bad_template}})),
+             Catch::Contains("post_processor") && Catch::Contains("77"));
   CHECK_THROWS_WITH(Tokenizer::from_file("/nonexistent/tokenizer.json"), Catch::Contains("/nonexistent/tokenizer.json"));
 }
 

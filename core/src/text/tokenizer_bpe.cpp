@@ -85,8 +85,11 @@ BpeModel::BpeModel(const Json& j, const Where& w) {
     }
   }
 
-  const Json& merges = field(j, "merges", w);
-  if (!merges.is_array()) w.at("merges").fail("expected an array");
+  load_merges(field(j, "merges", w), w.at("merges"));
+}
+
+void BpeModel::load_merges(const Json& merges, const Where& w) {
+  if (!merges.is_array()) w.fail("expected an array");
   merges_.reserve(merges.size());
   for (std::size_t i = 0; i < merges.size(); ++i) {
     const Json& m = merges[i];
@@ -95,7 +98,7 @@ BpeModel::BpeModel(const Json& j, const Where& w) {
       const std::string s = m.get<std::string>();
       const auto sp = s.find(' ');
       if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos) {
-        w.at("merges").at(i).fail("expected \"left right\", got " + m.dump());
+        w.at(i).fail("expected \"left right\", got " + m.dump());
       }
       a = s.substr(0, sp);
       b = s.substr(sp + 1);
@@ -103,14 +106,14 @@ BpeModel::BpeModel(const Json& j, const Where& w) {
       a = m[0].get<std::string>();
       b = m[1].get<std::string>();
     } else {
-      w.at("merges").at(i).fail("expected a pair of strings, got " + m.dump());
+      w.at(i).fail("expected a pair of strings, got " + m.dump());
     }
     std::uint32_t ida = 0, idb = 0, idn = 0;
-    if (!token_to_id(a, ida)) w.at("merges").at(i).fail("'" + a + "' is not in the vocabulary");
-    if (!token_to_id(b, idb)) w.at("merges").at(i).fail("'" + b + "' is not in the vocabulary");
-    if (b.size() < prefix_.size()) w.at("merges").at(i).fail("'" + b + "' is shorter than the subword prefix");
+    if (!token_to_id(a, ida)) w.at(i).fail("'" + a + "' is not in the vocabulary");
+    if (!token_to_id(b, idb)) w.at(i).fail("'" + b + "' is not in the vocabulary");
+    if (b.size() < prefix_.size()) w.at(i).fail("'" + b + "' is shorter than the subword prefix");
     const std::string joined = a + b.substr(prefix_.size());
-    if (!token_to_id(joined, idn)) w.at("merges").at(i).fail("'" + joined + "' is not in the vocabulary");
+    if (!token_to_id(joined, idn)) w.at(i).fail("'" + joined + "' is not in the vocabulary");
     merges_[pair_key(ida, idb)] = {static_cast<std::uint32_t>(i), idn};
   }
 }

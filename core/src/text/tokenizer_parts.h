@@ -93,6 +93,7 @@ class BpeModel {
   std::size_t size() const { return vocab_.size(); }
 
  private:
+  void load_merges(const Json& merges, const Where& w);
   void merge_word(std::string_view word, std::vector<std::uint32_t>& out) const;
   void initial_symbols(std::string_view word, std::vector<std::uint32_t>& ids,
                        std::vector<std::uint32_t>& lens) const;

@@ -3,8 +3,8 @@ what that library encodes and decodes, for the C++ tokenizer's oracle test (toke
 
 Each family is trained on a small varied corpus with that family's normalizer, pre-tokenizer,
 decoder and post-processor settings (Llama-3 and gpt-oss byte-level BPE with their Split regexes,
-Qwen2 with NFC, Llama-2 SentencePiece-style BPE with Prepend/Replace and byte fallback, and the
-Metaspace form of the same). Writes <out>/<family>.tokenizer.json and <out>/<family>.expected.json.
+Qwen2 with NFC, Llama-2 SentencePiece-style BPE with Prepend/Replace and byte fallback, the
+Metaspace form of the same, and GPT-2/RoBERTa byte-level BPE with its own regex and prefix space). Writes <out>/<family>.tokenizer.json and <out>/<family>.expected.json.
 
 Usage: tokenizer_oracle.py OUT_DIR
 """
@@ -92,6 +92,8 @@ def family_specials(family):
                 "<|eot_id|>", "<|reserved_special_token_0|>"]
     if family == "qwen2":
         return ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    if family == "gpt2":
+        return ["<s>", "</s>", "<pad>"]
     return ["<unk>", "<s>", "</s>"]
 
 
@@ -129,6 +131,16 @@ def byte_level(pattern, vocab_size):
 
 def build(family, corpus, vocab_size=1200):
     specials = family_specials(family)
+    if family == "gpt2":  # GPT-2/RoBERTa: the ByteLevel pre-tokenizer's own regex and prefix space
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=specials)
+        tok.train_from_iterator(corpus, trainer)
+        tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")),
+                                                          ("<s>", tok.token_to_id("<s>")))
+        return tok
     if family in ("llama3", "gptoss", "qwen2"):
         pattern = {"llama3": LLAMA3_PATTERN, "qwen2": QWEN2_PATTERN, "gptoss": O200K_PATTERN}[family]
         tok, trainer = byte_level(pattern, vocab_size)
@@ -178,7 +190,7 @@ def build(family, corpus, vocab_size=1200):
     return tok
 
 
-FAMILIES = ["llama3", "qwen2", "gptoss", "llama2", "mistral"]
+FAMILIES = ["llama3", "qwen2", "gptoss", "llama2", "mistral", "gpt2"]
 
 
 def main():

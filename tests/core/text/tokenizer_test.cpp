@@ -1,5 +1,5 @@
 // The tokenizer against the `tokenizers` library: tokenizer_oracle.py (a ctest fixture) trains
-// tokenizer.json files of five families with that library and records its ids and decoded text on a
+// tokenizer.json files of six families with that library and records its ids and decoded text on a
 // varied corpus; the [oracle] case demands identical results. The other cases check errors and
 // small pieces against values written out by hand.
 #include <catch2/catch.hpp>
@@ -60,8 +60,8 @@ std::string error_of(const std::string& json) {
 
 }  // namespace
 
-TEST_CASE("tokenizer matches the tokenizers library on five families", "[.oracle][text][tokenizer]") {
-  for (const char* family : {"llama3", "qwen2", "gptoss", "llama2", "mistral"}) {
+TEST_CASE("tokenizer matches the tokenizers library on six families", "[.oracle][text][tokenizer]") {
+  for (const char* family : {"llama3", "qwen2", "gptoss", "llama2", "mistral", "gpt2"}) {
     INFO("family " << family);
     const Tokenizer tok = Tokenizer::from_file(oracle_dir() + "/" + family + ".tokenizer.json");
     const Json expected = read_json(oracle_dir() + "/" + family + ".expected.json");

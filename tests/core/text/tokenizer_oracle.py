@@ -66,6 +66,13 @@ TEST_EXTRA = [
     "Ｆｕｌｌｗｉｄｔｈ ＡＢＣ １２３ ｶﾀｶﾅ",
     "Hangul jamo (decomposed): \u1100\u1161\u11a8 vs 각",
     "It's DON'T CAN'T Y'ALL 'tis o'clock rock'n'roll",
+    " " * 5000 + "x",
+    "\n" * 2000 + "b" + "\t" * 1000,
+    "a" * 5000,
+    "1" * 3000,
+    "\u00e9" * 2000 + "e\u0301" * 1000,
+    "\U0001F600" * 1000,
+    "ab " * 2000,
 ]
 
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "speculators/error.h"
@@ -77,6 +78,18 @@ TEST_CASE("tokenizer matches the tokenizers library on six families", "[.oracle]
       CHECK(tok.decode(want, false) == c["decoded"].get<std::string>());
       CHECK(tok.decode(want, true) == c["decoded_skip"].get<std::string>());
     }
+    // The same tokenizer shared by four threads (word cache, regex match data) gives the same ids.
+    std::vector<int> agree(4, 0);
+    std::vector<std::thread> threads;
+    for (int k = 0; k < 4; ++k) {
+      threads.emplace_back([&, k] {
+        for (const auto& c : expected["cases"]) {
+          agree[k] += tok.encode(c["text"].get<std::string>(), true) == c["ids"].get<std::vector<std::uint32_t>>();
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (int k = 0; k < 4; ++k) CHECK(agree[k] == static_cast<int>(expected["cases"].size()));
     for (const auto& c : expected["decode_only"]) {
       const auto ids = c["ids"].get<std::vector<std::uint32_t>>();
       CHECK(tok.decode(ids, false) == c["decoded"].get<std::string>());

@@ -50,6 +50,69 @@ def write(kind, name, content):
         f.write(content)
 
 
+def byte_alphabet():
+    """GPT-2's bytes_to_unicode characters, in byte order."""
+    printable = list(range(33, 127)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    chars, n = [], 0
+    for b in range(256):
+        if b in printable:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + n))
+            n += 1
+    return chars
+
+
+def tokenizer_seed(kind, text):
+    """A small tokenizer.json of one family, a NUL byte, then a text to encode."""
+    added = [{"id": 0, "content": "<s>", "special": True, "normalized": False, "lstrip": False, "rstrip": False,
+              "single_word": False},
+             {"id": 1, "content": "<tool>", "special": False, "normalized": True, "lstrip": True, "rstrip": True,
+              "single_word": False}]
+    if kind == "spm":
+        vocab = {"<s>": 0, "<tool>": 1, "<unk>": 2}
+        for b in range(256):
+            vocab[f"<0x{b:02X}>"] = len(vocab)
+        for c in "\u2581abcdehlorw":
+            vocab[c] = len(vocab)
+        merges = [["\u2581", "h"], ["\u2581h", "e"], ["l", "l"], ["\u2581he", "ll"], ["\u2581hell", "o"]]
+        for a, b in merges:
+            vocab[a + b] = len(vocab)
+        model = {"type": "BPE", "unk_token": "<unk>", "byte_fallback": True, "fuse_unk": True, "vocab": vocab,
+                 "merges": merges}
+        tok = {"normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"},
+                                                                  {"type": "Replace", "pattern": {"String": " "},
+                                                                   "content": "\u2581"}]},
+               "pre_tokenizer": None,
+               "decoder": {"type": "Sequence", "decoders": [
+                   {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "}, {"type": "ByteFallback"},
+                   {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+               "post_processor": {"type": "TemplateProcessing", "single": [
+                   {"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                   "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                   "special_tokens": {"<s>": {"id": "<s>", "ids": [0], "tokens": ["<s>"]}}}}
+        tok["model"] = model
+    else:
+        vocab = {"<s>": 0, "<tool>": 1}
+        for c in byte_alphabet():
+            vocab[c] = len(vocab)
+        merges = [["\u0120", "t"], ["h", "e"], ["\u0120t", "he"], ["i", "n"], ["\u0120", "\u0120"]]
+        for a, b in merges:
+            vocab[a + b] = len(vocab)
+        byte_level_flags = {"add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+        pattern = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+        tok = {"normalizer": {"type": "NFC"} if kind == "qwen" else None,
+               "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                   {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False},
+                   {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+               "decoder": dict(type="ByteLevel", **byte_level_flags),
+               "post_processor": dict(type="ByteLevel", **byte_level_flags),
+               "model": {"type": "BPE", "ignore_merges": True, "vocab": vocab, "merges": merges}}
+    doc = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added}
+    doc.update(tok)
+    return json.dumps(doc, ensure_ascii=False).encode() + b"\0" + text.encode()
+
+
 def main():
     write("safetensors", "empty.safetensors", safetensors([]))
     write("safetensors", "f32.safetensors", safetensors([("w", "F32", [2, 2])], {"format": "pt"}))
@@ -70,6 +133,11 @@ def main():
     write("npy", "i1_u1_i2.npy", npy("|i1", [2, 2], b"\x01\xff\x02\xfe"))
     write("npy", "v2_u1.npy", npy("|u1", [4], b"\x00\x01\x02\xff", version=(2, 0)))
     write("npy", "v3_i2.npy", npy("<i2", [2], struct.pack("<2h", -1, 7), version=(3, 0)))
+
+    text = "<s>the hello  <tool> in\u00e9 e\u0301 \u4e2d\U0001F600 12345\n\n"
+    write("tokenizer", "llama3.bin", tokenizer_seed("llama3", text))
+    write("tokenizer", "qwen.bin", tokenizer_seed("qwen", text))
+    write("tokenizer", "spm.bin", tokenizer_seed("spm", text))
 
 
 if __name__ == "__main__":

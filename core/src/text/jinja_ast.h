@@ -19,7 +19,7 @@ struct Expr {
   enum class Kind {
     kLiteral,     // value
     kName,        // name
-    kList,        // args (a tuple is a list)
+    kList,        // args; name "tuple" for a tuple
     kDict,        // args: key, value, key, value, ...
     kGetAttr,     // args[0].name
     kGetItem,     // args[0][args[1]]

@@ -202,7 +202,7 @@ Value apply_filter(const std::string& name, const Value& target, Args& args) {
   if (name == "items") {
     List out;
     if (target.is_mapping())
-      for (const auto& [k, v] : *target.dict) out.push_back(Value::make_list({Value::string(k), v}));
+      for (const auto& [k, v] : *target.dict) out.push_back(Value::make_tuple({Value::string(k), v}));
     else if (!target.is_undefined())
       throw std::runtime_error("items filter expects a mapping, got " + type_name(target));
     return Value::make_list(std::move(out));
@@ -213,7 +213,7 @@ Value apply_filter(const std::string& name, const Value& target, Args& args) {
     std::stable_sort(entries.begin(), entries.end(),
                      [](const auto& a, const auto& b) { return str_lower(a.first) < str_lower(b.first); });
     List out;
-    for (const auto& [k, v] : entries) out.push_back(Value::make_list({Value::string(k), v}));
+    for (const auto& [k, v] : entries) out.push_back(Value::make_tuple({Value::string(k), v}));
     return Value::make_list(std::move(out));
   }
   if (name == "reverse") {

@@ -242,7 +242,7 @@ class Evaluator {
       case Expr::Kind::kList: {
         List items;
         for (const auto& a : e.args) items.push_back(eval(*a));
-        return Value::make_list(std::move(items));
+        return e.name == "tuple" ? Value::make_tuple(std::move(items)) : Value::make_list(std::move(items));
       }
       case Expr::Kind::kDict: {
         Dict entries;

@@ -264,7 +264,7 @@ class Parser {
     const Token& start = peek();
     ExprPtr first = with_condition ? parse_expression() : parse_or();
     if (!at_op(",")) return first;
-    auto list = make(Expr::Kind::kList, start);
+    auto list = make(Expr::Kind::kList, start, "tuple");
     list->args.push_back(std::move(first));
     while (at_op(",")) {
       next();
@@ -423,7 +423,7 @@ class Parser {
           next();
           if (at_op(")")) {
             next();
-            return make(Expr::Kind::kList, t);
+            return make(Expr::Kind::kList, t, "tuple");
           }
           ExprPtr inner = parse_tuple(true);
           expect_op(")");

@@ -23,41 +23,87 @@ std::string str_strip(const std::string& s, const Value& chars, bool left, bool 
   return encode(cps.substr(begin, end - begin));
 }
 
+namespace {
+
+// Simple case mapping of Latin-1, Latin Extended-A, Greek and Cyrillic, besides ASCII.
+char32_t to_upper(char32_t c) {
+  if (c >= 'a' && c <= 'z') return c - 32;
+  if ((c >= 0xE0 && c <= 0xFE && c != 0xF7)) return c - 32;
+  if (c == 0xFF) return 0x178;
+  if (c == 0xB5) return 0x39C;
+  if (c >= 0x100 && c <= 0x17F && c != 0x130 && c != 0x131 && c != 0x138 && c != 0x149 && c != 0x178 && c != 0x17F) {
+    const bool odd_lower = (c >= 0x100 && c < 0x138) || (c > 0x149 && c < 0x178);
+    if (odd_lower ? (c % 2 == 1) : (c % 2 == 0)) return c - 1;
+    return c;
+  }
+  if (c == 0x131) return 'I';
+  if (c == 0x17F) return 'S';
+  if (c >= 0x3B1 && c <= 0x3C9) return c == 0x3C2 ? 0x3A3 : c - 32;
+  if (c >= 0x430 && c <= 0x44F) return c - 32;
+  if (c >= 0x450 && c <= 0x45F) return c - 80;
+  return c;
+}
+
+char32_t to_lower(char32_t c) {
+  if (c >= 'A' && c <= 'Z') return c + 32;
+  if (c >= 0xC0 && c <= 0xDE && c != 0xD7) return c + 32;
+  if (c == 0x178) return 0xFF;
+  if (c >= 0x100 && c <= 0x17F && c != 0x130 && c != 0x131 && c != 0x138 && c != 0x149 && c != 0x178 && c != 0x17F) {
+    const bool odd_lower = (c >= 0x100 && c < 0x138) || (c > 0x149 && c < 0x178);
+    if (odd_lower ? (c % 2 == 0) : (c % 2 == 1)) return c + 1;
+    return c;
+  }
+  if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) return c + 32;
+  if (c >= 0x410 && c <= 0x42F) return c + 32;
+  if (c >= 0x400 && c <= 0x40F) return c + 80;
+  return c;
+}
+
+bool is_cased(char32_t c) { return to_upper(c) != c || to_lower(c) != c || c == 0xDF; }
+
+void append_upper(std::u32string& out, char32_t c) {
+  if (c == 0xDF) out += U"SS";  // Python's full mapping of sharp s
+  else out += to_upper(c);
+}
+
+}  // namespace
+
 std::string str_upper(const std::string& s) {
-  std::string out = s;
-  for (char& c : out)
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  return out;
+  std::u32string out;
+  for (char32_t c : decode(s)) append_upper(out, c);
+  return encode(out);
 }
 
 std::string str_lower(const std::string& s) {
-  std::string out = s;
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
+  std::u32string out;
+  for (char32_t c : decode(s)) out += to_lower(c);
+  return encode(out);
 }
 
 std::string str_capitalize(const std::string& s) {
-  std::string out = str_lower(s);
-  if (!out.empty() && out[0] >= 'a' && out[0] <= 'z') out[0] = static_cast<char>(out[0] - 'a' + 'A');
-  return out;
+  const std::u32string cps = decode(s);
+  std::u32string out;
+  for (std::size_t k = 0; k < cps.size(); ++k) {
+    if (k == 0) append_upper(out, cps[k]);
+    else out += to_lower(cps[k]);
+  }
+  return encode(out);
 }
 
 std::string str_title(const std::string& s) {
-  std::string out = s;
+  std::u32string out;
   bool prev_cased = false;
-  for (char& c : out) {
-    const auto u = static_cast<unsigned char>(c);
-    const bool upper = c >= 'A' && c <= 'Z', lower = c >= 'a' && c <= 'z';
-    if (upper || lower) {
-      if (prev_cased && upper) c = static_cast<char>(c - 'A' + 'a');
-      if (!prev_cased && lower) c = static_cast<char>(c - 'a' + 'A');
-      prev_cased = true;
+  for (char32_t c : decode(s)) {
+    const bool cased = is_cased(c);
+    if (cased && !prev_cased) {
+      if (c == 0xDF) out += U"Ss";
+      else out += to_upper(c);
     } else {
-      prev_cased = u >= 0x80;  // letters outside ASCII count as cased
+      out += cased ? to_lower(c) : c;
     }
+    prev_cased = cased;
   }
-  return out;
+  return encode(out);
 }
 
 std::string str_replace(const std::string& s, const std::string& old, const std::string& replacement,
@@ -225,7 +271,7 @@ Value dict_method(const Value& d, const std::string& name, Args& args) {
   if (name == "items" || name == "keys" || name == "values") {
     List out;
     for (const auto& [k, v] : *d.dict)
-      out.push_back(name == "items" ? Value::make_list({Value::string(k), v}) : name == "keys" ? Value::string(k) : v);
+      out.push_back(name == "items" ? Value::make_tuple({Value::string(k), v}) : name == "keys" ? Value::string(k) : v);
     return Value::make_list(std::move(out));
   }
   if (name == "get") {

@@ -1,5 +1,6 @@
 // Python's str methods as chat templates call them (strip, split, replace, title, ...), on UTF-8
-// strings; case mapping covers ASCII letters only.
+// strings; case mapping covers ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic (no final-sigma
+// rule), where Python maps all of Unicode.
 #pragma once
 
 #include <cstdint>

@@ -52,6 +52,11 @@ Value Value::make_list(List x) {
   v.list = std::make_shared<List>(std::move(x));
   return v;
 }
+Value Value::make_tuple(List x) {
+  Value v = make_list(std::move(x));
+  v.tuple = true;
+  return v;
+}
 Value Value::make_dict(Dict x) {
   Value v;
   v.kind = Kind::kDict;
@@ -227,9 +232,10 @@ std::string to_repr(const Value& v) {
   switch (v.kind) {
     case Value::Kind::kString: return repr_string(v.s);
     case Value::Kind::kList: {
-      std::string out = "[";
+      std::string out = v.tuple ? "(" : "[";
       for (std::size_t k = 0; k < v.list->size(); ++k) out += (k ? ", " : "") + to_repr((*v.list)[k]);
-      return out + "]";
+      if (v.tuple && v.list->size() == 1) out += ",";
+      return out + (v.tuple ? ")" : "]");
     }
     case Value::Kind::kDict: {
       std::string out = "{";

@@ -27,6 +27,7 @@ struct Value {
   std::int64_t i = 0;
   double f = 0;
   std::string s;  // the string, or the name an undefined value was looked up by
+  bool tuple = false;  // a list that prints as a Python tuple
   std::shared_ptr<List> list;
   std::shared_ptr<Dict> dict;  // also a namespace's attributes
   std::shared_ptr<Function> fn;
@@ -38,6 +39,7 @@ struct Value {
   static Value real(double v);
   static Value string(std::string v);
   static Value make_list(List v = {});
+  static Value make_tuple(List v);
   static Value make_dict(Dict v = {});
   static Value make_namespace(Dict v = {});
   static Value callable(Function f);

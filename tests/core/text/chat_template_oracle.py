@@ -9,6 +9,8 @@ add_generation_prompt both ways, enable_thinking absent/true/false and other var
   3. a real tokenizer saved with save_pretrained and reloaded with AutoTokenizer: apply_chat_template(tokenize=False).
 Writes <out>/expected.json and one saved tokenizer directory per template under <out>/models/ (the C++ test loads the
 template and bos/eos tokens from there), plus a directory whose tokenizer_config.json holds a list of named templates.
+Also re-renders every case of chat_templates/constructs.json (the expectations the plain unit test
+chat_template_constructs_test.cpp reads) in transformers' own jinja2 environment and fails on any difference.
 
 usage: chat_template_oracle.py <chat_templates dir> <output dir>
 """
@@ -23,7 +25,7 @@ import jinja2.sandbox
 from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
-from transformers.utils.chat_template_utils import render_jinja_template
+from transformers.utils.chat_template_utils import _compile_jinja_template, render_jinja_template
 
 BOS = "<s>"
 EOS = "</s>"
@@ -76,8 +78,20 @@ def variable_sets(name, tools):
     return sets
 
 
+def check_constructs(src_dir):
+    with open(os.path.join(src_dir, "constructs.json"), encoding="utf-8") as f:
+        constructs = json.load(f)
+    for case in constructs:
+        got = _compile_jinja_template(case["template"]).render(**case["variables"])
+        if got != case["expected"]:
+            raise SystemExit(f"constructs.json case {case['name']!r}: jinja2 renders {got!r}, "
+                             f"the file records {case['expected']!r}")
+    print(f"{len(constructs)} construct cases agree with jinja2")
+
+
 def main():
     src_dir, out_dir = sys.argv[1], sys.argv[2]
+    check_constructs(src_dir)
     os.makedirs(os.path.join(out_dir, "models"), exist_ok=True)
     with open(os.path.join(src_dir, "conversations.json"), encoding="utf-8") as f:
         data = json.load(f)

@@ -70,6 +70,12 @@ class Parser {
     Parser& p_;
   };
 
+  static std::string names_of(const std::set<std::string>& ends) {
+    std::string names;
+    for (const auto& e : ends) names += (names.empty() ? "'" : " or '") + e + "'";
+    return names;
+  }
+
   // Parses statements until one of `ends` opens a block tag (left unconsumed after its name,
   // returned in end_tag) or, with no ends, until the end of the template.
   Body parse_body(const std::set<std::string>& ends, std::string& end_tag) {
@@ -78,11 +84,7 @@ class Parser {
     for (;;) {
       const Token& t = peek();
       if (t.type == Type::kEof) {
-        if (!ends.empty()) {
-          std::string names;
-          for (const auto& e : ends) names += (names.empty() ? "'" : " or '") + e + "'";
-          error(t, "unexpected end of template, expected " + names);
-        }
+        if (!ends.empty()) error(t, "unexpected end of template, expected " + names_of(ends));
         return body;
       }
       if (t.type == Type::kText) {
@@ -101,6 +103,8 @@ class Parser {
           end_tag = next().text;
           return body;
         }
+        if (tag.type == Type::kName && (tag.text.rfind("end", 0) == 0 || tag.text == "elif" || tag.text == "else"))
+          error(tag, "unexpected '" + tag.text + "'" + (ends.empty() ? std::string() : ", expected " + names_of(ends)));
         next();
         body.push_back(parse_statement());
       } else {
@@ -494,6 +498,8 @@ class Parser {
         node = parse_subscript(std::move(node), t);
       } else if (at_op("(")) {
         auto call = make(Expr::Kind::kCall, t);
+        call->line = node->line;  // errors of a call point at its callee
+        call->column = node->column;
         call->args.push_back(std::move(node));
         parse_call_args(*call);
         node = std::move(call);

@@ -42,6 +42,7 @@ struct Expr {
   std::vector<ExprPtr> args;
   Kwargs kwargs;
   bool negated = false;
+  int depth = 1;  // of the subtree, bounded by the parser so that evaluation cannot exhaust the stack
 };
 
 struct Stmt;

@@ -15,6 +15,9 @@ namespace {
 
 using Scope = std::unordered_map<std::string, Value>;
 constexpr int kMaxCallDepth = 100;
+// Bounds a runaway template (nested loops over large ranges); real chat templates loop over
+// messages and tools, far below this.
+constexpr std::int64_t kMaxLoopIterations = 2'000'000;
 
 class Evaluator {
  public:
@@ -133,6 +136,8 @@ class Evaluator {
     }
     const auto n = static_cast<std::int64_t>(items.size());
     for (std::int64_t k = 0; k < n; ++k) {
+      if (++iterations_ > kMaxLoopIterations)
+        template_error(s.line, s.column, "more than " + std::to_string(kMaxLoopIterations) + " loop iterations");
       auto scope = std::make_shared<Scope>();
       bind(*scope, s.targets, items[static_cast<std::size_t>(k)], s);
       (*scope)["loop"] = loop_value(items, k);
@@ -306,6 +311,7 @@ class Evaluator {
   std::vector<std::shared_ptr<Scope>> scopes_;
   std::string* out_ = nullptr;
   int call_depth_ = 0;
+  std::int64_t iterations_ = 0;
 };
 
 }  // namespace

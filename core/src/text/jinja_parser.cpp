@@ -3,6 +3,7 @@
 // * / // % < ** < unary - + < postfix (. [] ()) and then filters `|` and tests `is`.
 #include "text/jinja_parser.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <set>
 
@@ -13,6 +14,7 @@ namespace speculators::text::jinja {
 namespace {
 
 constexpr int kMaxDepth = 200;
+constexpr int kMaxExprDepth = 400;
 
 class Parser {
  public:
@@ -260,6 +262,17 @@ class Parser {
     auto e = make(kind, at, std::move(name));
     e->args.push_back(std::move(a));
     e->args.push_back(std::move(b));
+    return seal(std::move(e));
+  }
+
+  // Records the depth of a finished node; long chains (a|f|f|..., 1+1+...) are deep trees too.
+  ExprPtr seal(ExprPtr e) {
+    int depth = 0;
+    for (const auto& a : e->args)
+      if (a) depth = std::max(depth, a->depth);
+    for (const auto& kv : e->kwargs) depth = std::max(depth, kv.second->depth);
+    e->depth = depth + 1;
+    if (e->depth > kMaxExprDepth) template_error(e->line, e->column, "expression nested too deeply");
     return e;
   }
 
@@ -274,7 +287,7 @@ class Parser {
       next();
       list->args.push_back(with_condition ? parse_expression() : parse_or());
     }
-    return list;
+    return seal(std::move(list));
   }
 
   ExprPtr parse_expression() {
@@ -291,7 +304,7 @@ class Parser {
       } else {
         e->args.push_back(nullptr);
       }
-      value = std::move(e);
+      value = seal(std::move(e));
     }
     return value;
   }
@@ -320,7 +333,7 @@ class Parser {
       const Token& t = next();
       auto e = make(Expr::Kind::kUnary, t, "not");
       e->args.push_back(parse_not());
-      return e;
+      return seal(std::move(e));
     }
     return parse_compare();
   }
@@ -379,6 +392,7 @@ class Parser {
       const Token& t = next();
       node = make(Expr::Kind::kUnary, t, t.text);
       node->args.push_back(parse_unary_operand());
+      node = seal(std::move(node));
     } else {
       node = parse_postfix(parse_primary());
     }
@@ -390,7 +404,7 @@ class Parser {
       const Token& t = next();
       auto node = make(Expr::Kind::kUnary, t, t.text);
       node->args.push_back(parse_unary_operand());
-      return node;
+      return seal(std::move(node));
     }
     return parse_postfix(parse_primary());
   }
@@ -454,7 +468,7 @@ class Parser {
       next();
     }
     expect_op(close);
-    return e;
+    return seal(std::move(e));
   }
 
   void parse_call_args(Expr& call) {
@@ -487,11 +501,11 @@ class Parser {
           auto call = make(Expr::Kind::kMethodCall, attr, name);
           call->args.push_back(std::move(node));
           parse_call_args(*call);
-          node = std::move(call);
+          node = seal(std::move(call));
         } else {
           auto get = make(Expr::Kind::kGetAttr, attr, name);
           get->args.push_back(std::move(node));
-          node = std::move(get);
+          node = seal(std::move(get));
         }
       } else if (at_op("[")) {
         next();
@@ -502,7 +516,7 @@ class Parser {
         call->column = node->column;
         call->args.push_back(std::move(node));
         parse_call_args(*call);
-        node = std::move(call);
+        node = seal(std::move(call));
       } else {
         return node;
       }
@@ -531,7 +545,7 @@ class Parser {
     auto e = make(Expr::Kind::kSlice, at);
     e->args.push_back(std::move(node));
     for (auto& p : parts) e->args.push_back(std::move(p));
-    return e;
+    return seal(std::move(e));
   }
 
   ExprPtr parse_filters(ExprPtr node) {
@@ -542,7 +556,7 @@ class Parser {
         auto f = make(Expr::Kind::kFilter, t, expect_name());
         f->args.push_back(std::move(node));
         if (at_op("(")) parse_call_args(*f);
-        node = std::move(f);
+        node = seal(std::move(f));
       } else if (at_name("is")) {
         next();
         bool negated = false;
@@ -559,7 +573,7 @@ class Parser {
         } else if (takes_bare_argument()) {
           test->args.push_back(parse_postfix(parse_primary()));
         }
-        node = std::move(test);
+        node = seal(std::move(test));
       } else {
         return node;
       }

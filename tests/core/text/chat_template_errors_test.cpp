@@ -84,6 +84,14 @@ TEST_CASE("chat templates fail cleanly on hostile input", "[text][chat_template]
   CHECK_THAT(error_of(ifs), Contains("nested too deeply"));
   CHECK_THAT(error_of("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"), Contains("macro calls nested too deeply"));
   CHECK_THAT(error_of("{{ range(1000000) | length }}"), Contains("range too large"));
+  std::string chain = "{{ 'x'";
+  for (int k = 0; k < 100000; ++k) chain += "|trim";
+  CHECK_THAT(error_of(chain + " }}"), Contains("expression nested too deeply"));
+  std::string sum = "{{ 1";
+  for (int k = 0; k < 100000; ++k) sum += "+1";
+  CHECK_THAT(error_of(sum + " }}"), Contains("expression nested too deeply"));
+  CHECK_THAT(error_of("{% for a in range(3000) %}{% for b in range(3000) %}{% endfor %}{% endfor %}"),
+             Contains("line 1, column 30: more than 2000000 loop iterations"));
 }
 
 TEST_CASE("chat template render options", "[text][chat_template]") {

@@ -29,7 +29,8 @@ struct Expr {
     kFilter,      // args[0] | name(args[1..], kwargs)
     kTest,        // args[0] is [not] name(args[1..])
     kUnary,       // name in {"-", "+", "not"}
-    kBinary,      // args[0] name args[1]: arithmetic, "~", comparisons, "in", "not in"
+    kBinary,      // args[0] name args[1]: arithmetic and "~"
+    kCompare,     // args[0] ops[0] args[1] ops[1] args[2] ...: a Python comparison chain
     kAnd,
     kOr,
     kCond,        // args[0] if args[1] else args[2] (args[2] may be null)
@@ -42,6 +43,7 @@ struct Expr {
   std::vector<ExprPtr> args;
   Kwargs kwargs;
   bool negated = false;
+  std::vector<std::string> ops;  // kCompare: ==, !=, <, <=, >, >=, in, not in
   int depth = 1;  // of the subtree, bounded by the parser so that evaluation cannot exhaust the stack
 };
 

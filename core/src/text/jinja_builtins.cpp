@@ -4,6 +4,8 @@
 // strftime_now and a tojson filter that is json.dumps with ensure_ascii=False).
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <stdexcept>
 
@@ -105,7 +107,8 @@ Value indent_filter(const Value& target, Args& args) {
   const std::string pad = width_v.is_string() ? width_v.s : std::string(static_cast<std::size_t>(width_v.is_undefined() ? 4 : need_int(width_v, "indent")), ' ');
   const bool first = truthy(args.get(1, "first"));
   const bool blank = truthy(args.get(2, "blank"));
-  const std::string s = to_str(target) + "";
+  if (!target.is_string()) throw std::runtime_error("indent expects a string, got " + type_name(target));
+  const std::string& s = target.s;
   std::string out;
   std::size_t start = 0;
   bool first_line = true;
@@ -160,7 +163,16 @@ Value string_filter(const std::string& name, const Value& target, Args& args) {
     return Value::string(str_replace(s, to_str(args.get(0, "old")), to_str(args.get(1, "new")),
                                      count.is_undefined() ? -1 : need_int(count, "replace")));
   }
-  if (name == "wordcount") return Value::integer(static_cast<std::int64_t>(str_split(s, Value::none(), -1).size()));
+  if (name == "wordcount") {  // runs of \w, as jinja2's regex counts words
+    std::int64_t words = 0;
+    bool in_word = false;
+    for (char32_t c : decode(s)) {
+      const bool w = c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= 0x80 && !is_py_space(c));
+      if (w && !in_word) ++words;
+      in_word = w;
+    }
+    return Value::integer(words);
+  }
   return Value::undefined();
 }
 
@@ -226,6 +238,9 @@ Value apply_filter(const std::string& name, const Value& target, Args& args) {
     std::reverse(items.begin(), items.end());
     return Value::make_list(std::move(items));
   }
+  // jinja2's map and select family yield nothing for a false value (none, 0, "")
+  const bool generator = name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr" || name == "map";
+  if (generator && !truthy(target)) return Value::make_list();
   if (name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr")
     return select_filter(name, target, args);
   if (name == "map") return map_filter(target, args);
@@ -282,10 +297,19 @@ Value apply_filter(const std::string& name, const Value& target, Args& args) {
       if (name == "min" ? less(item, best) : less(best, item)) best = item;
     return best;
   }
-  if (name == "round") {
-    const double precision = static_cast<double>(args.get(0, "precision").is_undefined() ? 0 : need_int(args.get(0, "precision"), "round"));
-    const double scale = std::pow(10.0, precision);
-    return Value::real(std::round(target.as_double() * scale) / scale);
+  if (name == "round") {  // Python's round(): ints stay ints, halves go to even
+    if (target.kind == Value::Kind::kInt || target.kind == Value::Kind::kBool) return Value::integer(target.is_number() ? target.i : target.b);
+    if (target.kind != Value::Kind::kFloat) throw std::runtime_error("round expects a number, got " + type_name(target));
+    const Value precision_v = args.get(0, "precision");
+    const std::int64_t precision = precision_v.is_undefined() ? 0 : need_int(precision_v, "round");
+    if (precision < 0 || precision > 300) {
+      const double scale = std::pow(10.0, static_cast<double>(precision));
+      return Value::real(std::nearbyint(target.f * scale) / scale);
+    }
+    // printf rounds the exact binary value half-to-even, as Python's round() does.
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "%.*f", static_cast<int>(precision), target.f);
+    return Value::real(std::strtod(buf, nullptr));
   }
   throw std::runtime_error("no filter named '" + name + "'");
 }

@@ -293,6 +293,15 @@ class Evaluator {
       }
       case Expr::Kind::kUnary: return unary_op(e.name, eval(*e.args[0]));
       case Expr::Kind::kBinary: return binary_op(e.name, eval(*e.args[0]), eval(*e.args[1]));
+      case Expr::Kind::kCompare: {  // a < b < c is (a < b) and (b < c), b evaluated once
+        Value left = eval(*e.args[0]);
+        for (std::size_t k = 0; k < e.ops.size(); ++k) {
+          Value right = eval(*e.args[k + 1]);
+          if (!truthy(binary_op(e.ops[k], left, right))) return Value::boolean(false);
+          left = std::move(right);
+        }
+        return Value::boolean(true);
+      }
       case Expr::Kind::kAnd: {
         Value left = eval(*e.args[0]);
         return truthy(left) ? eval(*e.args[1]) : left;

@@ -171,9 +171,9 @@ Value get_slice(const Value& target, const Value& start, const Value& stop, cons
     n = static_cast<std::int64_t>(cps.size());
   } else if (target.is_list()) {
     n = static_cast<std::int64_t>(target.list->size());
-  } else {
+  } else {  // jinja2's getitem turns a TypeError into an undefined value
     if (target.is_undefined()) undefined_error(target);
-    throw std::runtime_error("'" + type_name(target) + "' object is not subscriptable");
+    return Value::undefined("'" + type_name(target) + "' object is not subscriptable");
   }
   auto clamp = [&](std::int64_t v, bool is_start) {
     if (v < 0) v += n;

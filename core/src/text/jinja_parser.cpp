@@ -285,6 +285,7 @@ class Parser {
     list->args.push_back(std::move(first));
     while (at_op(",")) {
       next();
+      if (at_op(")") || peek().type == Type::kBlockEnd || peek().type == Type::kVarEnd) break;  // (1,)
       list->args.push_back(with_condition ? parse_expression() : parse_or());
     }
     return seal(std::move(list));
@@ -340,6 +341,7 @@ class Parser {
 
   ExprPtr parse_compare() {
     ExprPtr left = parse_math1();
+    ExprPtr chain;
     for (;;) {
       const Token& t = peek();
       std::string op;
@@ -355,9 +357,14 @@ class Parser {
         next();
         next();
       } else {
-        return left;
+        return chain ? seal(std::move(chain)) : std::move(left);
       }
-      left = make2(Expr::Kind::kBinary, t, op, std::move(left), parse_math1());
+      if (!chain) {
+        chain = make(Expr::Kind::kCompare, t);
+        chain->args.push_back(std::move(left));
+      }
+      chain->ops.push_back(op);
+      chain->args.push_back(parse_math1());
     }
   }
 

@@ -134,7 +134,7 @@ bool equal(const Value& a, const Value& b) {
     case Value::Kind::kNone: return true;
     case Value::Kind::kString: return a.s == b.s;
     case Value::Kind::kList:
-      if (a.list->size() != b.list->size()) return false;
+      if (a.tuple != b.tuple || a.list->size() != b.list->size()) return false;
       for (std::size_t k = 0; k < a.list->size(); ++k)
         if (!equal((*a.list)[k], (*b.list)[k])) return false;
       return true;
@@ -155,7 +155,7 @@ bool less(const Value& a, const Value& b) {
     return a.as_double() < b.as_double();
   }
   if (a.is_string() && b.is_string()) return decode(a.s) < decode(b.s);
-  if (a.is_list() && b.is_list()) {
+  if (a.is_list() && b.is_list() && a.tuple == b.tuple) {
     const List& x = *a.list;
     const List& y = *b.list;
     for (std::size_t k = 0; k < x.size() && k < y.size(); ++k) {

@@ -130,10 +130,9 @@ class Evaluator {
     } else {
       items = std::move(all);
     }
-    if (items.empty()) {
-      exec(s.else_body);
-      return;
-    }
+    // As jinja2 compiles it, `else` runs unless some iteration reached the end of the body: an
+    // empty sequence, but also a break or continue in every iteration that ran.
+    bool completed = false;
     const auto n = static_cast<std::int64_t>(items.size());
     for (std::int64_t k = 0; k < n; ++k) {
       if (++iterations_ > kMaxLoopIterations)
@@ -144,8 +143,10 @@ class Evaluator {
       scopes_.push_back(scope);
       const Flow f = exec(s.body);
       scopes_.pop_back();
+      completed = completed || f == Flow::kNormal;
       if (f == Flow::kBreak) break;
     }
+    if (!completed) exec(s.else_body);
   }
 
   static Value loop_value(const List& items, std::int64_t k) {

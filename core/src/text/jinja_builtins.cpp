@@ -176,6 +176,67 @@ Value string_filter(const std::string& name, const Value& target, Args& args) {
   return Value::undefined();
 }
 
+// int, float, abs, sum, min, max and round; any other name is not a filter.
+Value number_filter(const std::string& name, const Value& target, Args& args) {
+  if (name == "int") {
+    if (target.kind == Value::Kind::kInt || target.kind == Value::Kind::kBool) return Value::integer(target.is_number() ? target.i : target.b);
+    if (target.kind == Value::Kind::kFloat) return Value::integer(static_cast<std::int64_t>(target.f));
+    try {
+      std::size_t used = 0;
+      const std::string s = str_strip(to_str(target), Value::none(), true, true);
+      const long long v = std::stoll(s, &used);
+      if (used == s.size()) return Value::integer(v);
+    } catch (const std::exception&) {
+    }
+    const Value fallback = args.get(0, "default");
+    return fallback.is_undefined() ? Value::integer(0) : fallback;
+  }
+  if (name == "float") {
+    if (target.is_number() || target.kind == Value::Kind::kBool) return Value::real(target.as_double());
+    try {
+      return Value::real(std::stod(to_str(target)));
+    } catch (const std::exception&) {
+      const Value fallback = args.get(0, "default");
+      return fallback.is_undefined() ? Value::real(0) : fallback;
+    }
+  }
+  if (name == "abs") {
+    if (target.kind == Value::Kind::kFloat) return Value::real(std::fabs(target.f));
+    return Value::integer(std::llabs(need_int(target, "abs")));
+  }
+  if (name == "sum" || name == "min" || name == "max") {
+    const List items = iterate(target);
+    if (name == "sum") {
+      Value total = args.get(1, "start");
+      if (total.is_undefined()) total = Value::integer(0);
+      const Value attribute = args.get(0, "attribute");
+      for (const Value& item : items)
+        total = binary_op("+", total, attribute.is_undefined() ? item : attribute_path(item, to_str(attribute)));
+      return total;
+    }
+    if (items.empty()) return Value::undefined("No aggregated item, sequence was empty.");
+    Value best = items[0];
+    for (const Value& item : items)
+      if (name == "min" ? less(item, best) : less(best, item)) best = item;
+    return best;
+  }
+  if (name == "round") {  // Python's round(): ints stay ints, halves go to even
+    if (target.kind == Value::Kind::kInt || target.kind == Value::Kind::kBool) return Value::integer(target.is_number() ? target.i : target.b);
+    if (target.kind != Value::Kind::kFloat) throw std::runtime_error("round expects a number, got " + type_name(target));
+    const Value precision_v = args.get(0, "precision");
+    const std::int64_t precision = precision_v.is_undefined() ? 0 : need_int(precision_v, "round");
+    if (precision < 0 || precision > 300) {
+      const double scale = std::pow(10.0, static_cast<double>(precision));
+      return Value::real(std::nearbyint(target.f * scale) / scale);
+    }
+    // printf rounds the exact binary value half-to-even, as Python's round() does.
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "%.*f", static_cast<int>(precision), target.f);
+    return Value::real(std::strtod(buf, nullptr));
+  }
+  throw std::runtime_error("no filter named '" + name + "'");
+}
+
 }  // namespace
 
 Value apply_filter(const std::string& name, const Value& target, Args& args) {
@@ -255,63 +316,7 @@ Value apply_filter(const std::string& name, const Value& target, Args& args) {
     return Value::make_list(std::move(out));
   }
   if (name == "indent") return indent_filter(target, args);
-  if (name == "int") {
-    if (target.kind == Value::Kind::kInt || target.kind == Value::Kind::kBool) return Value::integer(target.is_number() ? target.i : target.b);
-    if (target.kind == Value::Kind::kFloat) return Value::integer(static_cast<std::int64_t>(target.f));
-    try {
-      std::size_t used = 0;
-      const std::string s = str_strip(to_str(target), Value::none(), true, true);
-      const long long v = std::stoll(s, &used);
-      if (used == s.size()) return Value::integer(v);
-    } catch (const std::exception&) {
-    }
-    const Value fallback = args.get(0, "default");
-    return fallback.is_undefined() ? Value::integer(0) : fallback;
-  }
-  if (name == "float") {
-    if (target.is_number() || target.kind == Value::Kind::kBool) return Value::real(target.as_double());
-    try {
-      return Value::real(std::stod(to_str(target)));
-    } catch (const std::exception&) {
-      const Value fallback = args.get(0, "default");
-      return fallback.is_undefined() ? Value::real(0) : fallback;
-    }
-  }
-  if (name == "abs") {
-    if (target.kind == Value::Kind::kFloat) return Value::real(std::fabs(target.f));
-    return Value::integer(std::llabs(need_int(target, "abs")));
-  }
-  if (name == "sum" || name == "min" || name == "max") {
-    const List items = iterate(target);
-    if (name == "sum") {
-      Value total = args.get(1, "start");
-      if (total.is_undefined()) total = Value::integer(0);
-      const Value attribute = args.get(0, "attribute");
-      for (const Value& item : items)
-        total = binary_op("+", total, attribute.is_undefined() ? item : attribute_path(item, to_str(attribute)));
-      return total;
-    }
-    if (items.empty()) return Value::undefined("No aggregated item, sequence was empty.");
-    Value best = items[0];
-    for (const Value& item : items)
-      if (name == "min" ? less(item, best) : less(best, item)) best = item;
-    return best;
-  }
-  if (name == "round") {  // Python's round(): ints stay ints, halves go to even
-    if (target.kind == Value::Kind::kInt || target.kind == Value::Kind::kBool) return Value::integer(target.is_number() ? target.i : target.b);
-    if (target.kind != Value::Kind::kFloat) throw std::runtime_error("round expects a number, got " + type_name(target));
-    const Value precision_v = args.get(0, "precision");
-    const std::int64_t precision = precision_v.is_undefined() ? 0 : need_int(precision_v, "round");
-    if (precision < 0 || precision > 300) {
-      const double scale = std::pow(10.0, static_cast<double>(precision));
-      return Value::real(std::nearbyint(target.f * scale) / scale);
-    }
-    // printf rounds the exact binary value half-to-even, as Python's round() does.
-    char buf[512];
-    std::snprintf(buf, sizeof buf, "%.*f", static_cast<int>(precision), target.f);
-    return Value::real(std::strtod(buf, nullptr));
-  }
-  throw std::runtime_error("no filter named '" + name + "'");
+  return number_filter(name, target, args);
 }
 
 bool apply_test(const std::string& name, const Value& v, Args& args) {
@@ -331,7 +336,11 @@ bool apply_test(const std::string& name, const Value& v, Args& args) {
   if (name == "false") return v.kind == Value::Kind::kBool && !v.b;
   if (name == "callable") return v.kind == Value::Kind::kCallable;
   if (name == "odd" || name == "even") return (need_int(v, name.c_str()) % 2 != 0) == (name == "odd");
-  if (name == "divisibleby") return need_int(v, "divisibleby") % need_int(arg, "divisibleby") == 0;
+  if (name == "divisibleby") {
+    const std::int64_t divisor = need_int(arg, "divisibleby");
+    if (divisor == 0) throw std::runtime_error("integer division or modulo by zero");
+    return divisor == -1 || need_int(v, "divisibleby") % divisor == 0;
+  }
   if (name == "eq" || name == "equalto" || name == "==") return equal(v, arg);
   if (name == "ne" || name == "!=") return !equal(v, arg);
   if (name == "lt" || name == "lessthan" || name == "<") return less(v, arg);

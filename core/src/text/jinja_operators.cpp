@@ -25,6 +25,9 @@ std::int64_t as_int(const Value& v) { return v.kind == Value::Kind::kBool ? v.b 
 }
 
 Value repeat(const Value& seq, std::int64_t n) {
+  constexpr std::int64_t kMaxItems = 100'000'000;
+  const auto size = static_cast<std::int64_t>(seq.is_string() ? seq.s.size() : seq.list->size());
+  if (n > 0 && size > 0 && n > kMaxItems / size) throw std::runtime_error("repetition too large");
   if (seq.is_string()) {
     std::string out;
     for (std::int64_t k = 0; k < n; ++k) out += seq.s;
@@ -53,21 +56,27 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
     if (b.as_double() == 0) throw std::runtime_error("division by zero");
     return Value::real(a.as_double() / b.as_double());
   }
-  if (ints) {
+  if (ints) {  // Python's ints do not overflow; here an overflow is an error
     const std::int64_t x = as_int(a), y = as_int(b);
-    if (op == "+") return Value::integer(x + y);
-    if (op == "-") return Value::integer(x - y);
-    if (op == "*") return Value::integer(x * y);
+    std::int64_t r = 0;
+    const auto overflow = [&]() -> Value { throw std::runtime_error("integer overflow in " + op); };
+    if (op == "+") return __builtin_add_overflow(x, y, &r) ? overflow() : Value::integer(r);
+    if (op == "-") return __builtin_sub_overflow(x, y, &r) ? overflow() : Value::integer(r);
+    if (op == "*") return __builtin_mul_overflow(x, y, &r) ? overflow() : Value::integer(r);
     if (op == "//" || op == "%") {
       if (y == 0) throw std::runtime_error("integer division or modulo by zero");
+      if (y == -1) return op == "%" ? Value::integer(0) : (__builtin_sub_overflow(std::int64_t{0}, x, &r) ? overflow() : Value::integer(r));
       std::int64_t q = x / y;
       if ((x % y != 0) && ((x < 0) != (y < 0))) --q;
       return Value::integer(op == "//" ? q : x - q * y);
     }
-    if (op == "**" && y >= 0) {
-      std::int64_t r = 1;
-      for (std::int64_t k = 0; k < y; ++k) r *= x;
-      return Value::integer(r);
+    if (op == "**" && y >= 0) {  // by squaring, so that a large exponent is quick to overflow
+      std::int64_t result = 1, base = x;
+      for (std::int64_t e = y; e > 0; e >>= 1) {
+        if ((e & 1) && __builtin_mul_overflow(result, base, &result)) return overflow();
+        if (e > 1 && __builtin_mul_overflow(base, base, &base)) return overflow();
+      }
+      return Value::integer(result);
     }
   }
   const double x = a.as_double(), y = b.as_double();

@@ -84,6 +84,11 @@ TEST_CASE("chat templates fail cleanly on hostile input", "[text][chat_template]
   CHECK_THAT(error_of(ifs), Contains("nested too deeply"));
   CHECK_THAT(error_of("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"), Contains("macro calls nested too deeply"));
   CHECK_THAT(error_of("{{ range(1000000) | length }}"), Contains("range too large"));
+  CHECK_THAT(error_of("{{ 2 ** 10000000000 }}"), Contains("integer overflow in **"));
+  CHECK_THAT(error_of("{{ 9223372036854775807 + 1 }}"), Contains("integer overflow in +"));
+  CHECK_THAT(error_of("{{ (-9223372036854775807 - 1) // -1 }}"), Contains("integer overflow in //"));
+  CHECK_THAT(error_of("{{ 'ab' * 10000000000 }}"), Contains("repetition too large"));
+  CHECK_THAT(error_of("{{ 4 is divisibleby 0 }}"), Contains("modulo by zero"));
   std::string chain = "{{ 'x'";
   for (int k = 0; k < 100000; ++k) chain += "|trim";
   CHECK_THAT(error_of(chain + " }}"), Contains("expression nested too deeply"));

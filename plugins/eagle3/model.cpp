@@ -215,9 +215,9 @@ ForwardResult Eagle3DraftModel::run(const Batch& batch, const StepOptions& optio
   auto ids = input_ids;
   for (std::int64_t k = 0; k < options.ttt_steps; ++k) {
     torch::Tensor embeds;
-    if (config_.embed_requires_grad) {
-      embeds = embed_tokens_(ids);
-    } else {
+    {
+      // As speculators/models/eagle3/core.py: Eagle3DraftModel.forward, the lookup runs without
+      // grad even with embed_requires_grad: the embedding never receives a gradient.
       torch::NoGradGuard no_grad;
       embeds = embed_tokens_(ids);
     }

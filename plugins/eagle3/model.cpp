@@ -239,6 +239,7 @@ ForwardResult Eagle3DraftModel::run(const Batch& batch, const StepOptions& optio
       total = total + step.loss;  // facts §2.9: step losses are summed
       for (auto& [name, value] : step.metrics) result.metrics[name] = std::move(value);
     }
+    if (step_logits_sink_ != nullptr) step_logits_sink_->push_back(logits.detach());
     result.output.push_back(logits.argmax(-1).detach());
     // facts §2.4g teacher forcing: step k+1 reads the ground-truth token k+1 places ahead.
     const std::int64_t shift = std::min<std::int64_t>(k + 1, L);

@@ -121,6 +121,26 @@ RopeScaling parse_rope_scaling(const Json& j, const std::string& where) {
   return r;
 }
 
+// transformers >= 5 writes `rope_parameters` ({rope_type, rope_theta, factor, ...}) instead of
+// rope_scaling and rope_theta (e.g. LlamaConfig.save_pretrained, the reference's draft
+// config.json). Keys written the older way take precedence; per-layer-type parameters are refused.
+void read_rope_parameters(const Json& cfg, TransformerConfig& c, const std::string& where) {
+  if (!cfg.contains("rope_parameters") || cfg.at("rope_parameters").is_null()) return;
+  const Json& params = cfg.at("rope_parameters");
+  if (!params.is_object()) {
+    fail_usage(cat(where, ": rope_parameters must be an object or null, got ", params.type_name(), " ", params.dump()));
+  }
+  if (params.contains("sliding_attention") || params.contains("full_attention")) {
+    fail_usage(cat(where, ": per-layer-type rope_parameters are not supported: ", params.dump()));
+  }
+  if (!cfg.contains("rope_theta")) c.rope_theta = optional_double(params, "rope_theta", c.rope_theta, where + " rope_parameters");
+  if (c.rope_scaling) return;
+  Json scaling = params;
+  scaling.as_object().erase("rope_theta");
+  RopeScaling parsed = parse_rope_scaling(scaling, where + " rope_parameters");
+  if (parsed.rope_type != "default") c.rope_scaling = std::move(parsed);
+}
+
 std::vector<std::string> parse_layer_types(const Json& cfg, const TransformerConfig& c, const std::string& where) {
   if (cfg.contains("layer_types") && !cfg.at("layer_types").is_null()) {
     const Json& v = cfg.at("layer_types");
@@ -195,6 +215,7 @@ TransformerConfig TransformerConfig::from_hf_json(const Json& root, const std::s
   if (cfg.contains("rope_scaling") && !cfg.at("rope_scaling").is_null()) {
     c.rope_scaling = parse_rope_scaling(cfg.at("rope_scaling"), where);
   }
+  read_rope_parameters(cfg, c, where);
   c.hidden_act = optional_string(cfg, "hidden_act", "silu", where);
   c.attention_bias = optional_bool(cfg, "attention_bias", false, where);
   c.attention_dropout = optional_double(cfg, "attention_dropout", 0.0, where);

@@ -102,7 +102,8 @@ Schema eagle3_schema() {
       opt_bool("norm_before_fc", true, "RMSNorm over the concatenated aux hidden states before fc."),
       opt_bool("fc_norm", false, "One RMSNorm per aux hidden state before fc (excludes norm_before_fc)."),
       opt_bool("norm_output", true, "Carry the post-norm hidden state to the next TTT step (EAGLE 3.1)."),
-      opt_bool("embed_requires_grad", false, "Train the token embedding (copied from the verifier)."),
+      opt_bool("embed_requires_grad", false, "Mark the token embedding trainable; as in the reference, the "
+               "EAGLE-3 forward gives it no gradient."),
       opt_int("sliding_window", 2048, "Sliding attention window of the draft layers; null = full attention.")
           .at_least(1),
       opt_int_list("full_attention_indices", Json::array(), "Draft layers that use full attention.").at_least(0),

@@ -216,9 +216,9 @@ ForwardResult Eagle3DraftModel::run(const Batch& batch, const StepOptions& optio
   auto ids = input_ids;
   for (std::int64_t k = 0; k < options.ttt_steps; ++k) {
     torch::Tensor embeds;
-    if (config_.embed_requires_grad) {
-      embeds = embed_tokens_(ids);
-    } else {
+    {
+      // As speculators/models/eagle3/core.py: Eagle3DraftModel.forward, the lookup runs without
+      // grad even with embed_requires_grad: the embedding never receives a gradient.
       torch::NoGradGuard no_grad;
       embeds = embed_tokens_(ids);
     }
@@ -240,6 +240,7 @@ ForwardResult Eagle3DraftModel::run(const Batch& batch, const StepOptions& optio
       total = total + step.loss;  // step losses are summed
       for (auto& [name, value] : step.metrics) result.metrics[name] = std::move(value);
     }
+    if (step_logits_sink_ != nullptr) step_logits_sink_->push_back(logits.detach());
     result.output.push_back(logits.argmax(-1).detach());
     // Teacher forcing: step k+1 reads the ground-truth token k+1 places ahead.
     const std::int64_t shift = std::min<std::int64_t>(k + 1, L);

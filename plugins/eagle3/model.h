@@ -82,6 +82,8 @@ class Eagle3DraftModel : public DraftModel {
   void set_attention_mode(AttentionMode mode) { attention_mode_ = mode; }
   void set_attention_chunk(std::int64_t rows) { attention_chunk_ = rows; }
   void set_loss_chunk(std::int64_t rows) { loss_chunk_ = rows; }
+  // When set, run() appends each TTT step's logits [1, L, Vd] (detached) to `sink` (tests).
+  void set_step_logits_sink(std::vector<torch::Tensor>* sink) { step_logits_sink_ = sink; }
   const Eagle3Config& config() const { return config_; }
 
   torch::nn::Embedding embed_tokens_{nullptr};
@@ -111,6 +113,7 @@ class Eagle3DraftModel : public DraftModel {
   AttentionMode attention_mode_ = AttentionMode::kChunked;
   std::int64_t attention_chunk_ = 256;
   std::int64_t loss_chunk_ = 512;
+  std::vector<torch::Tensor>* step_logits_sink_ = nullptr;
 };
 
 }  // namespace eagle3

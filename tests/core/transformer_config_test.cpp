@@ -154,6 +154,31 @@ TEST_CASE("to_hf_json round-trips through from_hf_json", "[verifier][config]") {
   }
 }
 
+TEST_CASE("transformers 5 rope_parameters give the same rope as rope_scaling + rope_theta", "[verifier][config]") {
+  const TransformerConfig old_style = TransformerConfig::from_hf_json(Json::parse(kLlama31));
+  Json j = Json::parse(kLlama31);
+  Json params = j.at("rope_scaling");
+  params["rope_theta"] = j.at("rope_theta");
+  j.as_object().erase("rope_scaling");
+  j.as_object().erase("rope_theta");
+  j["rope_parameters"] = params;
+  const TransformerConfig c = TransformerConfig::from_hf_json(j);
+  CHECK(c.rope_theta == old_style.rope_theta);
+  REQUIRE(c.rope_scaling);
+  CHECK(c.rope_scaling->rope_type == "llama3");
+  CHECK(c.rope_scaling->factor == 8.0);
+  CHECK(c.to_layer_config_json() == old_style.to_layer_config_json());
+
+  j["rope_parameters"] = Json::parse(R"({"rope_type": "default", "rope_theta": 500000.0})");
+  const TransformerConfig plain = TransformerConfig::from_hf_json(j);
+  CHECK_FALSE(plain.rope_scaling);
+  CHECK(plain.rope_theta == 500000.0);
+
+  j["rope_parameters"] = Json::parse(R"({"sliding_attention": {"rope_type": "default"}})");
+  CHECK_THROWS_WITH(TransformerConfig::from_hf_json(j, "v/config.json"),
+                    Catch::Contains("v/config.json") && Catch::Contains("per-layer-type rope_parameters"));
+}
+
 TEST_CASE("config errors name the file, the key and the valid values", "[verifier][config]") {
   Json j = Json::parse(kLlama31);
   j["model_type"] = "mistral";

@@ -23,9 +23,6 @@ function(speculators_add_test name)
   cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES} $<TARGET_OBJECTS:speculators_catch_main>)
   target_link_libraries(${name} PRIVATE speculators_core Catch2::Catch2 ${ARG_LIBS})
-  target_compile_definitions(${name} PRIVATE
-    SPECULATORS_TEST_BINARY_DIR="${CMAKE_BINARY_DIR}"
-    SPECULATORS_TEST_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
   speculators_target_warnings(${name})
   speculators_use_torch_pch(${name})
   add_test(NAME ${name} COMMAND ${name})

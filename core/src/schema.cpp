@@ -195,22 +195,36 @@ Json Option::parse_flag_value(const std::string& text, const std::string& where)
   return checked(parse_scalar_text(type, text, where, *this), where, *this);
 }
 
+namespace {
+Option make_option(std::string key, OptionType type, Json def, std::string help, std::string group,
+                   std::vector<std::string> choices = {}) {
+  Option o;
+  o.key = std::move(key);
+  o.type = type;
+  o.default_value = std::move(def);
+  o.help = std::move(help);
+  o.group = std::move(group);
+  o.choices = std::move(choices);
+  return o;
+}
+}  // namespace
+
 Option opt_bool(std::string key, bool def, std::string help, std::string group) {
-  return Option{std::move(key), OptionType::kBool, Json(def), std::move(help), std::move(group), {}};
+  return make_option(std::move(key), OptionType::kBool, Json(def), std::move(help), std::move(group));
 }
 Option opt_int(std::string key, Json def, std::string help, std::string group) {
-  return Option{std::move(key), OptionType::kInt, std::move(def), std::move(help), std::move(group), {}};
+  return make_option(std::move(key), OptionType::kInt, std::move(def), std::move(help), std::move(group));
 }
 Option opt_float(std::string key, Json def, std::string help, std::string group) {
   if (def.is_int()) def = Json(def.as_double());
-  return Option{std::move(key), OptionType::kFloat, std::move(def), std::move(help), std::move(group), {}};
+  return make_option(std::move(key), OptionType::kFloat, std::move(def), std::move(help), std::move(group));
 }
 Option opt_string(std::string key, Json def, std::string help, std::string group, std::vector<std::string> choices) {
-  return Option{std::move(key), OptionType::kString, std::move(def), std::move(help), std::move(group),
-                std::move(choices)};
+  return make_option(std::move(key), OptionType::kString, std::move(def), std::move(help), std::move(group),
+                     std::move(choices));
 }
 Option opt_int_list(std::string key, Json def, std::string help, std::string group) {
-  return Option{std::move(key), OptionType::kIntList, std::move(def), std::move(help), std::move(group), {}};
+  return make_option(std::move(key), OptionType::kIntList, std::move(def), std::move(help), std::move(group));
 }
 
 namespace {

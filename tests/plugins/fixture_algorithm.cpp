@@ -20,9 +20,9 @@ class FixtureAlgorithm : public Algorithm {
   std::string description() const override { return "test fixture algorithm " + name_; }
   Schema schema() const override {
     return {
-        Option{"fixture_width", OptionType::kInt, Json(4), "width of nothing in particular", "draft", {}},
-        Option{"fixture_flag", OptionType::kBool, Json(true), "a boolean with a --no- form", "draft", {}},
-        Option{"fixture_mode", OptionType::kString, Json("fast"), "one of two modes", "trainer", {"fast", "slow"}},
+        opt_int("fixture_width", 4, "width of nothing in particular", "draft"),
+        opt_bool("fixture_flag", true, "a boolean with a --no- form", "draft"),
+        opt_string("fixture_mode", "fast", "one of two modes", "trainer", {"fast", "slow"}),
     };
   }
   std::vector<std::int64_t> target_layer_ids(const BuildContext&) const override { return {}; }

@@ -1,9 +1,9 @@
 # Which LibTorch the tree builds against, decided by the cache string SPECULATORS_TORCH:
 #   system (default) the LibTorch find_package(Torch) finds by itself: Debian's libtorch-dev
 #                    (1.13, CPU), or any LibTorch named by the user's CMAKE_PREFIX_PATH/Torch_DIR,
-#   python           the LibTorch of a Python `torch` package (the pip wheel, 2.x): its cmake
-#                    prefix comes from SPECULATORS_TORCH_PYTHON -c 'torch.utils.cmake_prefix_path'
-#                    (default: the test venv's interpreter, else python3 on PATH).
+#   python           the LibTorch of a Python `torch` package (the pip wheel, 2.x), located by
+#                    asking SPECULATORS_TORCH_PYTHON where `import torch` comes from (default: the
+#                    test venv's interpreter that scripts/setup makes, else python3 on PATH).
 # A CUDA build of LibTorch needs the CUDA toolkit (nvcc) at configure time; it is looked for at
 # CUDAToolkit_ROOT, $CUDA_HOME, /usr/local/cuda and on PATH. After find_package(Torch) this sets
 # SPECULATORS_TORCH_IS_CUDA (TRUE for a LibTorch with CUDA kernels), which is the default of
@@ -65,6 +65,18 @@ if(NOT CUDAToolkit_ROOT AND NOT DEFINED ENV{CUDAToolkit_ROOT} AND NOT CMAKE_CUDA
   endforeach()
 endif()
 
+# A CUDA wheel (lib/libtorch_cuda.so) cannot be configured without the toolkit: say so first,
+# rather than through Caffe2Config's message.
+if(_torch_root AND EXISTS "${_torch_root}/lib/libtorch_cuda.so" AND NOT CUDAToolkit_ROOT
+   AND NOT DEFINED ENV{CUDAToolkit_ROOT} AND NOT CMAKE_CUDA_COMPILER)
+  find_program(_speculators_nvcc nvcc)
+  if(NOT _speculators_nvcc)
+    message(FATAL_ERROR "LibTorch at ${_torch_root} is a CUDA build, and configuring against it needs the "
+                        "CUDA toolkit (nvcc; cuDNN and NCCL come with the wheel): install it, or set "
+                        "CUDAToolkit_ROOT or CUDA_HOME to it. No GPU is needed to build.")
+  endif()
+endif()
+
 find_package(Torch QUIET)
 if(NOT Torch_FOUND)
   message(FATAL_ERROR "LibTorch not found (SPECULATORS_TORCH=${SPECULATORS_TORCH}, Torch_DIR='${Torch_DIR}'). "
@@ -73,7 +85,8 @@ if(NOT Torch_FOUND)
                       "(nvcc): set CUDAToolkit_ROOT or CUDA_HOME.")
 endif()
 # The libraries must come from the LibTorch whose headers and version were found.
-if(TORCH_INSTALL_PREFIX AND NOT TORCH_LIBRARY MATCHES "^${TORCH_INSTALL_PREFIX}/")
+string(FIND "${TORCH_LIBRARY}" "${TORCH_INSTALL_PREFIX}/" _torch_library_at)
+if(TORCH_INSTALL_PREFIX AND NOT _torch_library_at EQUAL 0)
   message(FATAL_ERROR "LibTorch ${Torch_VERSION} is at ${TORCH_INSTALL_PREFIX} but its library was found at "
                       "${TORCH_LIBRARY}: put ${TORCH_INSTALL_PREFIX} first in CMAKE_PREFIX_PATH and "
                       "configure a fresh build directory")

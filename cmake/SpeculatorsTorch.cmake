@@ -95,6 +95,18 @@ endif()
 set(SPECULATORS_TORCH_PREFIX "${TORCH_INSTALL_PREFIX}")
 set(SPECULATORS_CUDA_ROOT "${CUDAToolkit_ROOT}")  # recorded in SpeculatorsConfig.cmake
 
+# A wheel finds its CUDA libraries (NCCL, cuDNN, cuBLAS) in site-packages/nvidia/*/lib through its
+# own run path; the linker must resolve them there too, not in an older toolkit's copies that
+# ld.so.conf may list (libtorch_cuda.so calls NCCL functions those lack).
+set(SPECULATORS_TORCH_RPATH_LINK "")
+if(TORCH_INSTALL_PREFIX)
+  file(GLOB _wheel_cuda_lib_dirs LIST_DIRECTORIES true "${TORCH_INSTALL_PREFIX}/../nvidia/*/lib")
+  foreach(_dir IN LISTS _wheel_cuda_lib_dirs)
+    get_filename_component(_dir "${_dir}" ABSOLUTE)
+    list(APPEND SPECULATORS_TORCH_RPATH_LINK "${_dir}")
+  endforeach()
+endif()
+
 set(SPECULATORS_TORCH_IS_CUDA FALSE)
 if(TARGET torch_cuda OR CAFFE2_USE_CUDA)
   set(SPECULATORS_TORCH_IS_CUDA TRUE)

@@ -40,6 +40,14 @@ set(_nccl_hints ${NCCL_ROOT} $ENV{NCCL_ROOT} $ENV{NCCL_HOME})
 if(CUDAToolkit_FOUND)
   list(APPEND _nccl_hints ${CUDAToolkit_LIBRARY_ROOT} ${CUDAToolkit_TARGET_DIR})
 endif()
+# A CUDA LibTorch wheel brings its own NCCL (site-packages/nvidia/nccl, libnccl.so.2 only), which
+# libtorch_cuda.so needs (it calls newer NCCL functions than an older toolkit's copy has): the
+# backend then uses that one, since a process can load only one libnccl.so.2.
+if(SPECULATORS_TORCH_PREFIX AND EXISTS "${SPECULATORS_TORCH_PREFIX}/../nvidia/nccl/include/nccl.h")
+  get_filename_component(_wheel_nccl "${SPECULATORS_TORCH_PREFIX}/../nvidia/nccl" ABSOLUTE)
+  find_path(SPECULATORS_NCCL_INCLUDE_DIR nccl.h PATHS "${_wheel_nccl}/include" NO_DEFAULT_PATH)
+  find_library(SPECULATORS_NCCL_LIBRARY NAMES nccl libnccl.so.2 PATHS "${_wheel_nccl}/lib" NO_DEFAULT_PATH)
+endif()
 find_path(SPECULATORS_NCCL_INCLUDE_DIR nccl.h
   HINTS ${_nccl_hints} ${CUDAToolkit_INCLUDE_DIRS}
   PATH_SUFFIXES include

@@ -31,10 +31,10 @@ c10::intrusive_ptr<c10d::TCPStore> connect(const RankInfo& info, bool server, st
   opts.port = static_cast<std::uint16_t>(info.master_port);
   opts.isServer = server;
   opts.timeout = timeout;
-  // Only the main connection of each rank counts towards the world; the extra clients pass no
-  // numWorkers, so they neither wait nor are waited for.
-  opts.numWorkers = static_cast<std::size_t>(info.world_size);
-  opts.waitWorkers = true;
+  // The store does not wait for the world itself: the Rendezvous waits for every rank's first
+  // heartbeat instead, which names the ranks that never joined. (LibTorch 2.x's TCPStore would
+  // otherwise throw from its constructor, with a backtrace; 1.13's gave up silently.)
+  opts.waitWorkers = false;
   return c10::make_intrusive<c10d::TCPStore>(info.master_addr, opts);
 }
 
@@ -46,6 +46,9 @@ c10::intrusive_ptr<c10d::TCPStore> connect_extra(const RankInfo& info, std::chro
   opts.waitWorkers = false;
   return c10::make_intrusive<c10d::TCPStore>(info.master_addr, opts);
 }
+
+// c10d messages carry a C++ backtrace after the first line; the first line is the cause.
+std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
 
 std::string where(const RankInfo& info) { return cat(info.master_addr, ":", info.master_port); }
 
@@ -105,7 +108,7 @@ Rendezvous::Rendezvous(const RankInfo& info, std::chrono::milliseconds timeout) 
                     " did not complete within ", timeout_.count() / 1000.0, " s (",
                     info_.rank == 0 ? "waiting for the other ranks to connect"
                                     : "rank 0 must be running and reachable at MASTER_ADDR:MASTER_PORT",
-                    "): ", e.what()),
+                    "): ", first_line(e.what())),
                 ExitCode::kDistributed);
   }
   store_->add(heartbeat_key(info_.rank), 1);
@@ -195,9 +198,7 @@ std::string Rendezvous::diagnose() const {
 void Rendezvous::fail(const std::string& op, const std::string& cause) const {
   std::string why = diagnose();
   if (why.empty()) why = "every rank still answers: check the other ranks' logs for their own error";
-  // c10d messages carry a C++ backtrace after the first line; the first line is the cause.
-  std::string first = cause.substr(0, cause.find('\n'));
-  throw Error(cat(op, " failed on rank ", info_.rank, " of ", info_.world_size, ": ", why, " [", first, "]"),
+  throw Error(cat(op, " failed on rank ", info_.rank, " of ", info_.world_size, ": ", why, " [", first_line(cause), "]"),
               ExitCode::kDistributed);
 }
 

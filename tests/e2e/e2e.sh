@@ -9,6 +9,11 @@ BIN=$BUILD/bin
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/speculators-e2e-$CASE.XXXXXX")
 trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 export SPECULATORS_LOG_LEVEL=${SPECULATORS_LOG_LEVEL:-info}
+# The build's LibTorch major.minor and CUDA flag (tests/e2e/CMakeLists.txt sets them).
+TORCH_VERSION=${SPECULATORS_TEST_TORCH_VERSION:?set by ctest}
+TORCH_MAJOR=${TORCH_VERSION%%.*}; TORCH_MINOR=${TORCH_VERSION#*.}; TORCH_MINOR=${TORCH_MINOR%%.*}
+TORCH_NEXT_MINOR=$((TORCH_MINOR + 1))
+PLUGIN_DEVICE=CPU; [ "${SPECULATORS_TEST_CUDA:-0}" = 1 ] && PLUGIN_DEVICE=CUDA
 
 fail() { echo "FAIL [$CASE]: $*" >&2; exit 1; }
 expect_code() {  # expect_code CODE command...
@@ -170,7 +175,7 @@ case "$CASE" in
     for f in bad_abi_major bad_torch bad_cxx11 garbage; do cp "$fixtures/$f.so" "$WORK/plugins/"; done
     expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/plugins" --list-plugins
     expect_text "$WORK/out.txt" 'rejected: .*ABI major'
-    expect_text "$WORK/out.txt" 'rejected: .*LibTorch 1\.[0-9]+ != host 1\.13'
+    expect_text "$WORK/out.txt" "rejected: .*LibTorch $TORCH_MAJOR\\.[0-9]+ != host $TORCH_MAJOR\\.$TORCH_MINOR"
     expect_text "$WORK/out.txt" 'rejected: .*C\+\+11 ABI'
     expect_text "$WORK/out.txt" '^myalgo .* ok'
     expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/plugins" --speculator-type myalgo \
@@ -186,13 +191,13 @@ case "$CASE" in
     expect_code 0 "$BIN/speculators-train" plugins install "$pkg" --plugin-dir "$WORK/plugins"
     expect_text "$WORK/out.txt" "^installed myalgo 0\.1\.0 into $WORK/plugins"
     expect_code 0 "$BIN/speculators-train" plugins list --plugin-dir "$WORK/plugins"
-    expect_text "$WORK/out.txt" '^  myalgo 0\.1\.0  plugin ABI [0-9]+\.[0-9]+  LibTorch 1\.13\.[0-9]+  C\+\+11 ABI [01]  CPU  sha256 [0-9a-f]{12}  ok$'
+    expect_text "$WORK/out.txt" "^  myalgo 0\\.1\\.0  plugin ABI [0-9]+\\.[0-9]+  LibTorch $TORCH_MAJOR\\.$TORCH_MINOR\\.[0-9]+  C\\+\\+11 ABI [01]  $PLUGIN_DEVICE  sha256 [0-9a-f]{12}  ok\$"
     expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/plugins" --list-plugins
     expect_text "$WORK/out.txt" "^myalgo +0\.1\.0 +$WORK/plugins/myalgo\.so +ok"
     expect_code 3 "$BIN/speculators-train" plugins install "$BUILD/tests/plugin_packages/speculators-plugin-bad_torch-0.0.1.tar.gz" \
       --plugin-dir "$WORK/other"
     [ "$(wc -l <"$WORK/err.txt")" = 1 ] || fail "the refusal is not one line"
-    expect_text "$WORK/err.txt" 'does not fit this host: LibTorch 1\.14 != host 1\.13$'
+    expect_text "$WORK/err.txt" "does not fit this host: LibTorch $TORCH_MAJOR\\.$TORCH_NEXT_MINOR != host $TORCH_MAJOR\\.$TORCH_MINOR\$"
     [ ! -e "$WORK/other" ] || fail "a refused package created $WORK/other"
     # An installed .so that no longer matches its manifest is refused before it is opened.
     printf 'x' >>"$WORK/plugins/myalgo.so"
@@ -645,6 +650,29 @@ for n, line in enumerate(open(sys.argv[1]), 1):
     for _ in $(seq 100); do alive=""; for r in $ranks; do kill -0 "$r" 2>/dev/null && alive="$alive $r"; done
       [ -z "$alive" ] && break; sleep 0.1; done
     [ -z "$alive" ] || fail "ranks$alive outlived their SIGKILLed launcher"
+    ;;
+  other_build_plugins)
+    # The other LibTorch build of this source (build/ against build-torch2/): its myalgo plugin
+    # is refused in one line, as a package and as a plugin file with its manifest, before any of
+    # its code is opened. Skipped (exit 77) when that build has not been made.
+    other=${SPECULATORS_TEST_OTHER_BUILD:-}
+    pkg=$other/packages/speculators-plugin-myalgo-0.1.0.tar.gz
+    if [ -z "$other" ] || [ ! -f "$pkg" ] || [ ! -f "$other/plugins/myalgo.manifest.json" ]; then
+      echo "SKIPPED: no plugins of the other LibTorch build at '${other:-unset}' (build it first)"
+      exit 77
+    fi
+    other_version=$(sed -n 's/.*"torch_version": "\([0-9]*\.[0-9]*\).*/\1/p' "$other/plugins/myalgo.manifest.json")
+    [ -n "$other_version" ] || fail "no torch_version in $other/plugins/myalgo.manifest.json"
+    [ "$other_version" != "$TORCH_MAJOR.$TORCH_MINOR" ] || fail "$other is built with this LibTorch ($other_version) too"
+    other_re=${other_version//./\\.}
+    expect_code 3 "$BIN/speculators-train" plugins install "$pkg" --plugin-dir "$WORK/refused"
+    [ "$(wc -l <"$WORK/err.txt")" = 1 ] || fail "the refusal is not one line"
+    expect_text "$WORK/err.txt" "does not fit this host: LibTorch $other_re != host $TORCH_MAJOR\\.$TORCH_MINOR\$"
+    [ ! -e "$WORK/refused" ] || fail "a refused package created $WORK/refused"
+    mkdir -p "$WORK/plugins"
+    cp "$other/plugins/myalgo.so" "$other/plugins/myalgo.manifest.json" "$WORK/plugins/"
+    expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/plugins" --list-plugins
+    expect_text "$WORK/out.txt" "^myalgo .*$WORK/plugins/myalgo\\.so +rejected: manifest .*: LibTorch $other_re != host $TORCH_MAJOR\\.$TORCH_MINOR\$"
     ;;
   *) fail "unknown case $CASE" ;;
 esac

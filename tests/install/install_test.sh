@@ -12,6 +12,10 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/speculators-install.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 fail() { echo "FAIL [install]: $*" >&2; exit 1; }
 export XDG_DATA_HOME=$WORK/no-user-plugins  # the user's own plugin directory stays out of this test
+# The build's LibTorch major.minor (tests/install/CMakeLists.txt sets it).
+TORCH_VERSION=${SPECULATORS_TEST_TORCH_VERSION:?set by ctest}
+TORCH_MAJOR=${TORCH_VERSION%%.*}; TORCH_MINOR=${TORCH_VERSION#*.}; TORCH_MINOR=${TORCH_MINOR%%.*}
+NEXT="$TORCH_MAJOR.$((TORCH_MINOR + 1))"
 
 cmake --install "$BUILD" --prefix "$WORK/prefix" >/dev/null
 [ -f "$WORK/prefix/include/speculators/plugin/abi.h" ] || fail "public headers not installed"
@@ -40,7 +44,7 @@ pkg=$WORK/myalgo-build/packages/speculators-plugin-myalgo-0.1.0.tar.gz
 mkdir "$WORK/unpacked" && tar -xzf "$pkg" -C "$WORK/unpacked"
 sha=$(sha256sum "$WORK/unpacked/myalgo.so" | cut -c1-64)
 grep -q "\"sha256\": \"$sha\"" "$WORK/unpacked/myalgo.manifest.json" || fail "manifest sha256 is not the .so's ($sha)"
-grep -q '"torch_major": 1' "$WORK/unpacked/myalgo.manifest.json" || fail "manifest lacks torch_major"
+grep -q "\"torch_major\": $TORCH_MAJOR" "$WORK/unpacked/myalgo.manifest.json" || fail "manifest lacks torch_major"
 if command -v dpkg-deb >/dev/null; then
   deb=$(ls "$WORK"/myalgo-build/packages/speculators-plugin-myalgo_0.1.0_*.deb) || fail "no .deb was built"
   dpkg-deb -c "$deb" >"$WORK/deb-contents.txt"  # listed once: grep -q on a pipe would cut it short
@@ -52,21 +56,21 @@ fi
 "$HOST" plugins install "$pkg" --plugin-dir "$WORK/plugins" >"$WORK/install.txt" || fail "plugins install failed"
 grep -q "^installed myalgo 0.1.0 into $WORK/plugins" "$WORK/install.txt" || { cat "$WORK/install.txt"; fail "no install message"; }
 "$HOST" plugins list --plugin-dir "$WORK/plugins" >"$WORK/plist.txt"
-grep -q -E "^  myalgo 0\.1\.0 .*LibTorch 1\.13.* ok$" "$WORK/plist.txt" || { cat "$WORK/plist.txt"; fail "plugins list does not show myalgo ok"; }
+grep -q -E "^  myalgo 0\.1\.0 .*LibTorch $TORCH_MAJOR\.$TORCH_MINOR\..* ok$" "$WORK/plist.txt" || { cat "$WORK/plist.txt"; fail "plugins list does not show myalgo ok"; }
 "$HOST" --plugin-dir "$WORK/plugins" --list-plugins >"$WORK/list.txt"
 grep -q -E "^myalgo .*$WORK/plugins/myalgo.so +ok" "$WORK/list.txt" || { cat "$WORK/list.txt"; fail "installed host does not load the installed package"; }
 
-# The same package claiming LibTorch 1.14 is refused before anything is copied, in one line.
-sed -i -e 's/"torch_minor": [0-9]*/"torch_minor": 14/' -e 's/"torch_version": "[^"]*"/"torch_version": "1.14.0"/' \
+# The same package claiming the next LibTorch minor is refused before anything is copied, in one line.
+sed -i -e "s/\"torch_minor\": [0-9]*/\"torch_minor\": $((TORCH_MINOR + 1))/" -e "s/\"torch_version\": \"[^\"]*\"/\"torch_version\": \"$NEXT.0\"/" \
   "$WORK/unpacked/myalgo.manifest.json"
 tar -czf "$WORK/myalgo-torch114.tar.gz" -C "$WORK/unpacked" myalgo.so myalgo.manifest.json
 set +e
 "$HOST" plugins install "$WORK/myalgo-torch114.tar.gz" --plugin-dir "$WORK/plugins114" >/dev/null 2>"$WORK/refused.txt"
 rc=$?
 set -e
-[ "$rc" = 3 ] || { cat "$WORK/refused.txt"; fail "a package for LibTorch 1.14 was not refused with exit code 3 (got $rc)"; }
+[ "$rc" = 3 ] || { cat "$WORK/refused.txt"; fail "a package for LibTorch $NEXT was not refused with exit code 3 (got $rc)"; }
 [ "$(wc -l <"$WORK/refused.txt")" = 1 ] || { cat "$WORK/refused.txt"; fail "the refusal is not one line"; }
-grep -q "does not fit this host: LibTorch 1.14 != host 1.13" "$WORK/refused.txt" || { cat "$WORK/refused.txt"; fail "wrong refusal reason"; }
+grep -q "does not fit this host: LibTorch $NEXT != host $TORCH_MAJOR.$TORCH_MINOR" "$WORK/refused.txt" || { cat "$WORK/refused.txt"; fail "wrong refusal reason"; }
 [ ! -e "$WORK/plugins114" ] || fail "a refused package left files behind"
 
 # The default directory is the user plugin directory, which the host searches.

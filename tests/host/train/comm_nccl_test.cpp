@@ -2,7 +2,7 @@
 // the public make_communicator(): a build without NCCL says how to rebuild; a build with it on a
 // machine without a GPU fails with a clear usage error instead of crashing; with a GPU, one rank's
 // collectives leave the inputs as they are (the sum, max or gather over a single rank is the
-// input itself) and bad tensors are named.
+// input itself) and bad tensors are named; that case is tagged [cuda] and runs under ctest's label cuda.
 #include <arpa/inet.h>
 #include <catch2/catch.hpp>
 #include <netinet/in.h>
@@ -119,9 +119,16 @@ TEST_CASE("the nccl backend is either built and usable, or says clearly why not"
     const std::string message = test::error_message([] { make_communicator("nccl", one_rank(), 5s); });
     CHECK_THAT(message, Catch::Contains("needs a CUDA GPU") && Catch::Contains("gloo"));
     CHECK(code_of([] { make_communicator("nccl", one_rank(), 5s); }) == ExitCode::kUsage);
-    return;
   }
+  // With a GPU, the case below (ctest label cuda) runs the collectives.
+}
 
+// Hidden from a plain host_tests run; the ctest entry cuda_nccl_tests (label cuda) runs it when the
+// machine has a CUDA device and reports itself skipped otherwise (tests/cuda_gate.sh).
+TEST_CASE("one nccl rank on a GPU leaves the inputs of its collectives as they are", "[.cuda][nccl]") {
+  REQUIRE(nccl_available());
+  const int devices = speculators::detail::cuda_device_count();
+  REQUIRE(devices > 0);
   CHECK_THAT(test::error_message([&] { make_communicator("nccl", one_rank(), 5s, devices); }),
              Catch::Contains("CUDA device " + std::to_string(devices) + " does not exist"));
   auto comm = make_communicator("nccl", one_rank(), 60s, 0);

@@ -12,7 +12,9 @@
 #include <functional>
 
 #include "data/feature_files.h"
+#include "data/feature_source.h"
 #include "data/hidden_state_gen.h"
+#include "data/loader.h"
 #include "data_util.h"
 #include "speculators/error.h"
 #include "speculators/vocab.h"

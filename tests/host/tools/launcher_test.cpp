@@ -11,6 +11,7 @@
 #include <string>
 
 #include "speculators/error.h"
+#include "speculators/log.h"
 #include "tools/launcher.h"
 
 using namespace speculators;

@@ -177,12 +177,17 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
     fail_usage(cat("--verifier-name-or-path ", verifier_dir, ": not a local directory (this host reads a "
                    "Hugging Face layout directory: config.json + model.safetensors)"));
   }
+  const std::string data_path = args.get_string("data_path");
+  std::string source = args.get_string("data_source");
+  if (source == "auto") source = fs::exists(fs::path(data_path) / "hidden_states") ? "files" : "online";
   BuildContext ctx;
   ctx.verifier_json = read_verifier_config_json(verifier_dir);
-  ctx.verifier = TransformerConfig::from_hf_json(ctx.verifier_json, verifier_dir + "/config.json");
+  // Pre-computed features need only the verifier's widths, embedding, final norm and head, so
+  // any decoder family loads; the online source runs the verifier and needs a supported one.
+  ctx.verifier = TransformerConfig::from_hf_json(ctx.verifier_json, verifier_dir + "/config.json",
+                                                 /*widths_only_ok=*/source == "files");
   ctx.verifier_path = verifier_dir;
   ctx.verifier_name = verifier_dir;
-  const std::string data_path = args.get_string("data_path");
   ctx.vocab = resolve_vocab(args, ctx.verifier, data_path, main_rank);
   ctx.args = args;
 
@@ -206,8 +211,6 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
     return 0;
   }
 
-  std::string source = args.get_string("data_source");
-  if (source == "auto") source = fs::exists(fs::path(data_path) / "hidden_states") ? "files" : "online";
   const std::string jsonl = (fs::path(data_path) / "data.jsonl").string();
   auto rows = read_data_jsonl(jsonl);
   check_token_range(rows, ctx.verifier.vocab_size, jsonl);

@@ -100,6 +100,13 @@ RopeScaling parse_fields(const Json& dict, const std::string& type, std::int64_t
   return r;
 }
 
+void check_full_rotary(const Json& obj, const std::string& scope) {
+  const double partial = optional_double(obj, "partial_rotary_factor", 1.0, scope);
+  if (partial != 1.0) {
+    fail_usage(cat(scope, ": partial_rotary_factor ", partial, " is not supported (only full-head rotary)"));
+  }
+}
+
 }  // namespace
 
 RopeSettings read_rope_settings(const Json& cfg, std::int64_t max_position_embeddings, std::int64_t head_dim,
@@ -107,6 +114,7 @@ RopeSettings read_rope_settings(const Json& cfg, std::int64_t max_position_embed
   RopeSettings out;
   out.theta = optional_double(cfg, "rope_theta", 10000.0, where);
   // convert_rope_params_to_dict: `rope_scaling or rope_parameters`.
+  check_full_rotary(cfg, where);
   const bool legacy = present(cfg, "rope_scaling");
   const std::string source = legacy ? "rope_scaling" : "rope_parameters";
   if (!present(cfg, source)) return out;
@@ -142,11 +150,7 @@ RopeSettings read_rope_settings(const Json& cfg, std::int64_t max_position_embed
                      "' and would change the rotary embedding; it is not supported"));
     }
   }
-  const double partial = present(dict, "partial_rotary_factor") ? optional_double(dict, "partial_rotary_factor", 1.0, scope)
-                                                               : optional_double(cfg, "partial_rotary_factor", 1.0, where);
-  if (partial != 1.0) {
-    fail_usage(cat(where, ": partial_rotary_factor ", partial, " is not supported (only full-head rotary)"));
-  }
+  check_full_rotary(dict, scope);
   // standardize_rope_params: a top-level original_max_position_embeddings wins, then the dict's,
   // then max_position_embeddings.
   std::int64_t original = max_position_embeddings;

@@ -308,3 +308,34 @@ TEST_CASE("family rules: Mistral and Qwen2 windows, Qwen3-MoE experts", "[verifi
   j["num_experts_per_tok"] = 200;
   CHECK(error_message([&] { TransformerConfig::from_hf_json(j); }).find("num_experts_per_tok") != std::string::npos);
 }
+
+TEST_CASE("any decoder family loads for its widths when features are pre-computed", "[verifier][config]") {
+  // The text fields of openai/gpt-oss-20b's config.json.
+  const Json j = Json::parse(R"({"architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss",
+      "vocab_size": 201088, "hidden_size": 2880, "intermediate_size": 2880, "num_hidden_layers": 24,
+      "num_attention_heads": 64, "num_key_value_heads": 8, "head_dim": 64, "num_local_experts": 32,
+      "experts_per_token": 4, "rms_norm_eps": 1e-05, "sliding_window": 128, "max_position_embeddings": 131072,
+      "layer_types": ["sliding_attention", "full_attention"], "rope_theta": 150000,
+      "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0, "original_max_position_embeddings": 4096,
+                       "rope_type": "yarn", "truncate": false}, "tie_word_embeddings": false})");
+  std::string msg = error_message([&] { TransformerConfig::from_hf_json(j, "oss/config.json"); });
+  CHECK(msg.find("gpt_oss") != std::string::npos);
+  const TransformerConfig c = TransformerConfig::from_hf_json(j, "oss/config.json", /*widths_only_ok=*/true);
+  CHECK(c.widths_only);
+  CHECK(c.hidden_size == 2880);
+  CHECK(c.head_dim == 64);
+  CHECK(c.num_hidden_layers == 24);
+  CHECK(c.layer_types == std::vector<std::string>(24, "full_attention"));
+  REQUIRE(c.rope_scaling);
+  CHECK(c.rope_scaling->rope_type == "yarn");
+  CHECK_FALSE(c.rope_scaling->truncate);
+  // The rotary parameters stay strict: a draft copies them.
+  Json bad = j;
+  bad["rope_scaling"]["mystery"] = 1.0;
+  msg = error_message([&] { TransformerConfig::from_hf_json(bad, "oss/config.json", true); });
+  CHECK(msg.find("mystery") != std::string::npos);
+  bad = j;
+  bad.as_object().erase("hidden_size");
+  msg = error_message([&] { TransformerConfig::from_hf_json(bad, "oss/config.json", true); });
+  CHECK(msg.find("hidden_size") != std::string::npos);
+}

@@ -133,7 +133,7 @@ TransformerConfig TransformerConfig::from_hf_json(const Json& root, const std::s
                   "parameters are read (enough for pre-computed features: embedding, final norm and head)"));
   } else if (!is_supported_model_type(c.model_type)) {
     fail_usage(cat(where, ": model_type '", c.model_type, "' is not supported; valid model types: ",
-                   kValidModelTypes));
+                   kValidModelTypes, " (with pre-computed features, --data-source files, any decoder loads)"));
   }
   const Json& arch_source = cfg.contains("architectures") ? cfg : root;
   if (arch_source.contains("architectures") && !arch_source.at("architectures").is_null()) {

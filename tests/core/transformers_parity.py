@@ -9,6 +9,9 @@ config.json into the transformers 4 spelling (`rope_theta` / `rope_scaling`) to 
 spellings load; transformers 5 reads either. `parity_driver compare OUT` checks this project's
 verifier against these files.
 
+Families this project cannot run (gpt_oss, llama4_text) get `expected_heads.safetensors`
+instead: the embedding, final norm and head a trainer on pre-computed features reads from them.
+
 `check-logits DIR LOGITS` loads a verifier directory written by `speculators-datagen
 make-verifier` in transformers and compares its logits with the ones this project computed
 (`parity_driver dump`).
@@ -88,7 +91,7 @@ def cases():
         "mistral_sliding": (T.MistralConfig, dict(sliding_window=5, head_dim=24), dict(legacy=True)),
         "mistral_no_window": (T.MistralConfig, dict(sliding_window=None), dict()),
         "qwen3_yarn": (T.Qwen3Config,
-                       dict(max_position_embeddings=64, head_dim=32,
+                       dict(max_position_embeddings=64, head_dim=32, attention_bias=True,
                             rope_parameters={"rope_type": "yarn", "rope_theta": 1e6, "factor": 4.0,
                                              "original_max_position_embeddings": 16}),
                        dict(legacy=True)),
@@ -106,6 +109,33 @@ def cases():
                                     norm_topk_prob=False, decoder_sparse_step=2, num_hidden_layers=4),
                                dict()),
     }
+
+
+def widths_cases():
+    """Families read for their widths only: name -> (config class, kwargs)."""
+    T = transformers
+    return {
+        "gpt_oss_widths": (T.GptOssConfig, dict(num_local_experts=4, num_experts_per_tok=2, head_dim=16,
+                                                layer_types=["sliding_attention", "full_attention", "sliding_attention"])),
+        "llama4_text_widths": (T.Llama4TextConfig, dict(num_local_experts=4, intermediate_size_mlp=48, head_dim=16,
+                                                        interleave_moe_layer_step=1)),
+    }
+
+
+def make_widths_case(out_dir, name, config_cls, kwargs):
+    torch.manual_seed(1234)
+    params = dict(BASE)
+    params.update(kwargs)
+    model = transformers.AutoModelForCausalLM.from_config(config_cls(**params), dtype=torch.float32)
+    case_dir = os.path.join(out_dir, name)
+    shutil.rmtree(case_dir, ignore_errors=True)
+    model.save_pretrained(case_dir, max_shard_size="40KB")
+    state = model.state_dict()
+    save_file({"embed_tokens": state["model.embed_tokens.weight"].contiguous(),
+               "norm": state["model.norm.weight"].contiguous(),
+               "lm_head": state["lm_head.weight"].contiguous()},
+              os.path.join(case_dir, "expected_heads.safetensors"))
+    print(f"{name}: {type(model).__name__} (widths only)")
 
 
 def to_legacy(path):
@@ -190,6 +220,9 @@ def main(argv):
         for name, (cls, kwargs, options) in cases().items():
             if not wanted or name in wanted:
                 make_case(out, name, cls, kwargs, options)
+        for name, (cls, kwargs) in widths_cases().items():
+            if not wanted or name in wanted:
+                make_widths_case(out, name, cls, kwargs)
         return 0
     if len(argv) == 3 and argv[0] == "check-logits":
         return check_logits(argv[1], argv[2])

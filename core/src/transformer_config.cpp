@@ -84,6 +84,29 @@ void read_moe_fields(const Json& cfg, TransformerConfig& c, const std::string& w
   }
 }
 
+// The fields whose meaning depends on the family: biases, tied head, sliding window, experts.
+void read_family_fields(const Json& cfg, const Json& root, TransformerConfig& c, const std::string& where) {
+  // Which biases each family has: LlamaAttention/LlamaMLP and Qwen3(Moe)Attention read
+  // attention_bias (and Llama mlp_bias); Qwen2Attention always has q/k/v biases and no o_proj
+  // bias; MistralAttention has none. The flags of families that ignore them are not read.
+  if (c.model_type == "llama" || c.model_type == "qwen3" || c.model_type == "qwen3_moe") {
+    c.attention_bias = optional_bool(cfg, "attention_bias", false, where);
+  }
+  if (c.model_type == "llama") c.mlp_bias = optional_bool(cfg, "mlp_bias", false, where);
+  c.attention_dropout = optional_double(cfg, "attention_dropout", 0.0, where);
+  c.initializer_range = optional_double(cfg, "initializer_range", 0.02, where);
+  const Json& tie_source = cfg.contains("tie_word_embeddings") ? cfg : root;
+  c.tie_word_embeddings = optional_bool(tie_source, "tie_word_embeddings", false, where);
+  // MistralConfig, Qwen2Config and Qwen3(Moe)Config default a missing window to 4096.
+  const bool window_default = c.model_type != "llama" && !cfg.contains("sliding_window");
+  c.sliding_window = window_default ? std::optional<std::int64_t>(4096) : nullable_int(cfg, "sliding_window", where);
+  c.max_window_layers = optional_int(cfg, "max_window_layers", 28, where);
+  if (qwen_style_window(c.model_type) && !optional_bool(cfg, "use_sliding_window", false, where)) {
+    c.sliding_window.reset();
+  }
+  if (c.model_type == "qwen3_moe") read_moe_fields(cfg, c, where);
+}
+
 // Keys of other decoder families that change the computation and have no implementation here:
 // present with a non-null, non-default value, they are an error rather than silently ignored.
 void refuse_unsupported_fields(const Json& cfg, const std::string& where) {
@@ -166,25 +189,7 @@ TransformerConfig TransformerConfig::from_hf_json(const Json& root, const std::s
   c.rope_theta = rope.theta;
   c.rope_scaling = rope.scaling;
   c.hidden_act = optional_string(cfg, "hidden_act", "silu", where);
-  // Which biases each family has: LlamaAttention/LlamaMLP and Qwen3(Moe)Attention read
-  // attention_bias (and Llama mlp_bias); Qwen2Attention always has q/k/v biases and no o_proj
-  // bias; MistralAttention has none. The flags of families that ignore them are not read.
-  if (c.model_type == "llama" || c.model_type == "qwen3" || c.model_type == "qwen3_moe") {
-    c.attention_bias = optional_bool(cfg, "attention_bias", false, where);
-  }
-  if (c.model_type == "llama") c.mlp_bias = optional_bool(cfg, "mlp_bias", false, where);
-  c.attention_dropout = optional_double(cfg, "attention_dropout", 0.0, where);
-  c.initializer_range = optional_double(cfg, "initializer_range", 0.02, where);
-  const Json& tie_source = cfg.contains("tie_word_embeddings") ? cfg : root;
-  c.tie_word_embeddings = optional_bool(tie_source, "tie_word_embeddings", false, where);
-  // MistralConfig, Qwen2Config and Qwen3(Moe)Config default a missing window to 4096.
-  const bool window_default = c.model_type != "llama" && !cfg.contains("sliding_window");
-  c.sliding_window = window_default ? std::optional<std::int64_t>(4096) : nullable_int(cfg, "sliding_window", where);
-  c.max_window_layers = optional_int(cfg, "max_window_layers", 28, where);
-  if (qwen_style_window(c.model_type) && !optional_bool(cfg, "use_sliding_window", false, where)) {
-    c.sliding_window.reset();
-  }
-  if (c.model_type == "qwen3_moe") read_moe_fields(cfg, c, where);
+  read_family_fields(cfg, root, c, where);
   if (!c.widths_only) refuse_unsupported_fields(cfg, where);
   if (c.widths_only) {
     c.sliding_window.reset();  // attention is never run for such a config

@@ -1,7 +1,7 @@
-// Base components for Llama and Qwen3 decoders (transformers' Llama/Qwen3 semantics): RMSNorm,
-// rotary with llama3 scaling, the attention kernels (dense reference and chunked document-causal),
-// the attention / MLP / decoder-layer modules with Hugging Face parameter names, the architecture
-// map and weight initialisation.
+// Base components for the supported decoder families (transformers' modeling_<family>.py
+// semantics): RMSNorm, rotary application (the frequencies are in rope.cpp), the attention kernels
+// (dense reference and chunked document-causal), the attention / MLP / decoder-layer modules with
+// Hugging Face parameter names, the architecture map and weight initialisation.
 #include "speculators/nn/components.h"
 
 #include <algorithm>
@@ -33,40 +33,6 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
 
 // ---------------------------------------------------------------------------------------------
 // Rotary embedding
-
-namespace {
-constexpr double kPi = 3.14159265358979323846;
-}  // namespace
-
-torch::Tensor rotary_inv_freq(const TransformerConfig& config) {
-  // inv_freq[j] = theta^(-2j/hd), computed in fp32 as HF does.
-  const std::int64_t hd = config.head_dim;
-  const torch::Tensor exponents = torch::arange(0, hd, 2, torch::kLong).to(torch::kFloat) / static_cast<double>(hd);
-  torch::Tensor inv_freq = 1.0 / torch::pow(torch::full({}, config.rope_theta, torch::kFloat), exponents);
-  if (!config.rope_scaling || config.rope_scaling->rope_type != "llama3") return inv_freq;
-
-  // Llama-3 scaling: long wavelengths divided by `factor`, short ones kept, a smooth blend between.
-  const RopeScaling& s = *config.rope_scaling;
-  const double old_context = static_cast<double>(s.original_max_position_embeddings);
-  const double low_freq_wavelen = old_context / s.low_freq_factor;
-  const double high_freq_wavelen = old_context / s.high_freq_factor;
-  const torch::Tensor wavelen = 2.0 * kPi / inv_freq;
-  torch::Tensor scaled = torch::where(wavelen > low_freq_wavelen, inv_freq / s.factor, inv_freq);
-  const torch::Tensor smooth =
-      (old_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
-  const torch::Tensor smoothed = (1.0 - smooth) * scaled / s.factor + smooth * scaled;
-  const torch::Tensor medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
-  return torch::where(medium, smoothed, scaled);
-}
-
-RotaryEmbedding::RotaryEmbedding(const TransformerConfig& config) : inv_freq_(rotary_inv_freq(config)) {}
-
-RotaryTables RotaryEmbedding::tables(const torch::Tensor& position_ids, torch::ScalarType dtype) const {
-  const torch::Tensor inv = inv_freq_.to(position_ids.device());
-  const torch::Tensor freqs = position_ids.to(torch::kFloat).unsqueeze(-1) * inv;  // [B, L, hd/2]
-  const torch::Tensor emb = torch::cat({freqs, freqs}, -1);
-  return RotaryTables{emb.cos().to(dtype), emb.sin().to(dtype)};
-}
 
 namespace {
 torch::Tensor rotate_half(const torch::Tensor& x) {
@@ -199,12 +165,15 @@ torch::Tensor document_causal_attention(const torch::Tensor& q, const torch::Ten
 AttentionImpl::AttentionImpl(const TransformerConfig& config, std::int64_t input_size)
     : num_heads(config.num_attention_heads), num_kv_heads(config.num_key_value_heads), head_dim(config.head_dim) {
   const std::int64_t in = input_size > 0 ? input_size : config.hidden_size;
-  const bool bias = config.attention_bias;
-  q_proj = register_module("q_proj", torch::nn::Linear(torch::nn::LinearOptions(in, num_heads * head_dim).bias(bias)));
-  k_proj = register_module("k_proj", torch::nn::Linear(torch::nn::LinearOptions(in, num_kv_heads * head_dim).bias(bias)));
-  v_proj = register_module("v_proj", torch::nn::Linear(torch::nn::LinearOptions(in, num_kv_heads * head_dim).bias(bias)));
-  o_proj = register_module("o_proj", torch::nn::Linear(torch::nn::LinearOptions(num_heads * head_dim, config.hidden_size).bias(bias)));
-  if (config.model_type == "qwen3") {
+  const bool qwen2 = config.model_type == "qwen2";
+  const bool bias = config.attention_bias && config.model_type != "mistral";
+  const bool qkv_bias = bias || qwen2;
+  const bool o_bias = bias && !qwen2;
+  q_proj = register_module("q_proj", torch::nn::Linear(torch::nn::LinearOptions(in, num_heads * head_dim).bias(qkv_bias)));
+  k_proj = register_module("k_proj", torch::nn::Linear(torch::nn::LinearOptions(in, num_kv_heads * head_dim).bias(qkv_bias)));
+  v_proj = register_module("v_proj", torch::nn::Linear(torch::nn::LinearOptions(in, num_kv_heads * head_dim).bias(qkv_bias)));
+  o_proj = register_module("o_proj", torch::nn::Linear(torch::nn::LinearOptions(num_heads * head_dim, config.hidden_size).bias(o_bias)));
+  if (config.model_type == "qwen3" || config.model_type == "qwen3_moe") {
     q_norm = register_module("q_norm", RMSNorm(head_dim, config.rms_norm_eps));
     k_norm = register_module("k_norm", RMSNorm(head_dim, config.rms_norm_eps));
   }
@@ -259,10 +228,45 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
   return down_proj(g * up_proj(x));
 }
 
+SparseMoeImpl::SparseMoeImpl(const TransformerConfig& config)
+    : top_k(config.num_experts_per_tok), norm_topk_prob(config.norm_topk_prob) {
+  gate = register_module(
+      "gate", torch::nn::Linear(torch::nn::LinearOptions(config.hidden_size, config.num_experts).bias(false)));
+  TransformerConfig expert = config;
+  expert.intermediate_size = config.moe_intermediate_size;
+  expert.mlp_bias = false;
+  experts = register_module("experts", torch::nn::ModuleList());
+  for (std::int64_t e = 0; e < config.num_experts; ++e) experts->push_back(MLP(expert));
+}
+
+torch::Tensor SparseMoeImpl::forward(const torch::Tensor& x) {
+  const auto shape = x.sizes().vec();
+  const torch::Tensor flat = x.reshape({-1, shape.back()});
+  const torch::Tensor logits = gate(flat);
+  const torch::Tensor probs = torch::softmax(logits, -1, torch::kFloat);
+  auto [weights, chosen] = torch::topk(probs, top_k, -1);
+  if (norm_topk_prob) weights = weights / weights.sum(-1, /*keepdim=*/true);
+  weights = weights.to(logits.scalar_type());
+  torch::Tensor out = torch::zeros_like(flat);
+  for (std::int64_t e = 0; e < static_cast<std::int64_t>(experts->size()); ++e) {
+    const torch::Tensor hit = (chosen == e).nonzero();  // [n, 2]: token, slot
+    if (hit.size(0) == 0) continue;
+    const torch::Tensor tokens = hit.select(1, 0);
+    const torch::Tensor slot_weights = weights.index({tokens, hit.select(1, 1)}).unsqueeze(-1);
+    const torch::Tensor y = experts->ptr<MLPImpl>(static_cast<std::size_t>(e))->forward(flat.index_select(0, tokens));
+    out.index_add_(0, tokens, (y * slot_weights).to(out.scalar_type()));
+  }
+  return out.reshape(shape);
+}
+
 DecoderLayerImpl::DecoderLayerImpl(const TransformerConfig& config, std::int64_t idx, std::int64_t attn_input_size)
     : layer_idx(idx) {
   self_attn = register_module("self_attn", Attention(config, attn_input_size > 0 ? attn_input_size : config.hidden_size));
-  mlp = register_module("mlp", MLP(config));
+  if (config.is_sparse_layer(idx)) {
+    moe = register_module("mlp", SparseMoe(config));
+  } else {
+    mlp = register_module("mlp", MLP(config));
+  }
   input_layernorm = register_module("input_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
   post_attention_layernorm =
       register_module("post_attention_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
@@ -271,20 +275,20 @@ DecoderLayerImpl::DecoderLayerImpl(const TransformerConfig& config, std::int64_t
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const RotaryTables& rope, const AttentionKernel& kernel) {
   // Pre-norm residual block (transformers: LlamaDecoderLayer).
   torch::Tensor h = x + self_attn->forward(input_layernorm(x), rope, kernel);
-  return h + mlp(post_attention_layernorm(h));
+  return h + (moe ? moe->forward(post_attention_layernorm(h)) : mlp(post_attention_layernorm(h)));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Architecture map
 
 ModelClasses model_classes(const std::string& arch) {
-  if (arch != "llama" && arch != "qwen3") {
-    fail_usage(cat("unknown decoder architecture '", arch, "'; valid: llama, qwen3"));
+  if (arch != "llama" && arch != "qwen3" && arch != "qwen2" && arch != "mistral" && arch != "qwen3_moe") {
+    fail_usage(cat("unknown decoder architecture '", arch, "'; valid: llama, mistral, qwen2, qwen3, qwen3_moe"));
   }
   ModelClasses classes;
   classes.arch = arch;
-  // The architecture decides the layer kind (qwen3 adds q_norm/k_norm), whatever model_type the
-  // config carries.
+  // The architecture decides the layer kind (qwen3 adds q_norm/k_norm, qwen2 q/k/v biases),
+  // whatever model_type the config carries.
   classes.decoder_layer = [arch](const TransformerConfig& config, std::int64_t layer_idx) {
     TransformerConfig c = config;
     c.model_type = arch;

@@ -8,141 +8,38 @@
 
 #include "speculators/error.h"
 #include "speculators/log.h"
+#include "config_fields.h"
+#include "rope_config.h"
 
 namespace speculators {
 namespace {
 
-const char* const kValidModelTypes = "llama, qwen3";
+using config_fields::int_value;
+using config_fields::nullable_int;
+using config_fields::optional_bool;
+using config_fields::optional_double;
+using config_fields::optional_int;
+using config_fields::optional_string;
+using config_fields::read_int;
+using config_fields::required_int;
+
+const char* const kValidModelTypes = "llama, mistral, qwen2, qwen3, qwen3_moe";
 const char* const kValidActivations = "silu, gelu, gelu_pytorch_tanh, relu";
 
-bool is_supported_model_type(const std::string& t) { return t == "llama" || t == "qwen3"; }
-
-// Typed readers that name the file and key at fault (Json's own errors name neither).
-std::int64_t int_value(const Json& v, const std::string& key, const std::string& where) {
-  if (v.is_int()) return v.as_int();
-  if (v.is_float() && std::floor(v.as_double()) == v.as_double()) {
-    return static_cast<std::int64_t>(v.as_double());
-  }
-  fail_usage(cat(where, ": key '", key, "' must be an integer, got ", v.type_name(), " ", v.dump()));
+bool is_supported_model_type(const std::string& t) {
+  return t == "llama" || t == "qwen3" || t == "qwen2" || t == "mistral" || t == "qwen3_moe";
 }
 
-std::int64_t read_int(const Json& obj, const std::string& key, const std::string& where) {
-  return int_value(obj.at(key), key, where);
-}
-
-std::int64_t required_int(const Json& obj, const std::string& key, const std::string& where) {
-  if (!obj.contains(key) || obj.at(key).is_null()) {
-    fail_usage(cat(where, ": required key '", key, "' is missing"));
-  }
-  return read_int(obj, key, where);
-}
-
-std::int64_t optional_int(const Json& obj, const std::string& key, std::int64_t fallback,
-                          const std::string& where) {
-  if (!obj.contains(key) || obj.at(key).is_null()) return fallback;
-  return read_int(obj, key, where);
-}
-
-std::optional<std::int64_t> nullable_int(const Json& obj, const std::string& key, const std::string& where) {
-  if (!obj.contains(key) || obj.at(key).is_null()) return std::nullopt;
-  const Json& v = obj.at(key);
-  // eos_token_id is a list in some chat models (Llama-3.1-Instruct); the first id stands for it.
-  if (v.is_array()) {
-    if (v.as_array().empty()) return std::nullopt;
-    return int_value(v.as_array().front(), key, where);
-  }
-  return read_int(obj, key, where);
-}
-
-double optional_double(const Json& obj, const std::string& key, double fallback, const std::string& where) {
-  if (!obj.contains(key) || obj.at(key).is_null()) return fallback;
-  const Json& v = obj.at(key);
-  if (!v.is_number()) {
-    fail_usage(cat(where, ": key '", key, "' must be a number, got ", v.type_name(), " ", v.dump()));
-  }
-  return v.as_double();
-}
-
-bool optional_bool(const Json& obj, const std::string& key, bool fallback, const std::string& where) {
-  if (!obj.contains(key) || obj.at(key).is_null()) return fallback;
-  const Json& v = obj.at(key);
-  if (!v.is_bool()) {
-    fail_usage(cat(where, ": key '", key, "' must be true or false, got ", v.type_name(), " ", v.dump()));
-  }
-  return v.as_bool();
-}
-
-std::string optional_string(const Json& obj, const std::string& key, const std::string& fallback,
-                            const std::string& where) {
-  if (!obj.contains(key) || obj.at(key).is_null()) return fallback;
-  const Json& v = obj.at(key);
-  if (!v.is_string()) {
-    fail_usage(cat(where, ": key '", key, "' must be a string, got ", v.type_name(), " ", v.dump()));
-  }
-  return v.as_string();
-}
-
-// speculators/train/cli.py: create_transformer_layer_config: the draft copies the verifier's
-// rope_scaling minus `type`, `mrope_interleaved`, and `partial_rotary_factor` unless
-// `mrope_section` is present. HF first copies a legacy `type` into `rope_type`, so dropping `type`
-// never loses the kind of scaling.
-RopeScaling parse_rope_scaling(const Json& j, const std::string& where) {
-  if (!j.is_object()) {
-    fail_usage(cat(where, ": rope_scaling must be an object or null, got ", j.type_name(), " ", j.dump()));
-  }
-  RopeScaling r;
-  Json raw = j;
-  Json::Object& fields = raw.as_object();
-  if (fields.count("rope_type")) {
-    r.rope_type = optional_string(j, "rope_type", "default", where + " rope_scaling");
-  } else if (fields.count("type")) {
-    r.rope_type = optional_string(j, "type", "default", where + " rope_scaling");
-    fields["rope_type"] = Json(r.rope_type);
-  }
-  fields.erase("type");
-  fields.erase("mrope_interleaved");
-  if (!fields.count("mrope_section")) fields.erase("partial_rotary_factor");
-
-  const std::string scope = where + " rope_scaling";
-  if (r.rope_type == "llama3") {
-    for (const char* key : {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
-      if (!j.contains(key) || j.at(key).is_null()) {
-        fail_usage(cat(scope, ": rope_type 'llama3' requires key '", key, "'"));
-      }
-    }
-    r.factor = optional_double(j, "factor", 1.0, scope);
-    r.low_freq_factor = optional_double(j, "low_freq_factor", 1.0, scope);
-    r.high_freq_factor = optional_double(j, "high_freq_factor", 4.0, scope);
-    r.original_max_position_embeddings = read_int(j, "original_max_position_embeddings", scope);
-  } else if (r.rope_type != "default") {
-    fail_usage(cat(scope, ": rope_type '", r.rope_type, "' is not supported; valid: default, llama3"));
-  }
-  r.raw = raw;
-  return r;
-}
-
-// transformers >= 5 writes `rope_parameters` ({rope_type, rope_theta, factor, ...}) instead of
-// rope_scaling and rope_theta (e.g. LlamaConfig.save_pretrained, the reference's draft
-// config.json). Keys written the older way take precedence; per-layer-type parameters are refused.
-void read_rope_parameters(const Json& cfg, TransformerConfig& c, const std::string& where) {
-  if (!cfg.contains("rope_parameters") || cfg.at("rope_parameters").is_null()) return;
-  const Json& params = cfg.at("rope_parameters");
-  if (!params.is_object()) {
-    fail_usage(cat(where, ": rope_parameters must be an object or null, got ", params.type_name(), " ", params.dump()));
-  }
-  if (params.contains("sliding_attention") || params.contains("full_attention")) {
-    fail_usage(cat(where, ": per-layer-type rope_parameters are not supported: ", params.dump()));
-  }
-  if (!cfg.contains("rope_theta")) c.rope_theta = optional_double(params, "rope_theta", c.rope_theta, where + " rope_parameters");
-  if (c.rope_scaling) return;
-  Json scaling = params;
-  scaling.as_object().erase("rope_theta");
-  RopeScaling parsed = parse_rope_scaling(scaling, where + " rope_parameters");
-  if (parsed.rope_type != "default") c.rope_scaling = std::move(parsed);
-}
+// Qwen2/Qwen3 keep the window only with use_sliding_window; layers from max_window_layers on slide.
+bool qwen_style_window(const std::string& t) { return t == "qwen2" || t == "qwen3" || t == "qwen3_moe"; }
 
 std::vector<std::string> parse_layer_types(const Json& cfg, const TransformerConfig& c, const std::string& where) {
-  if (cfg.contains("layer_types") && !cfg.at("layer_types").is_null()) {
+  const bool all = c.model_type == "mistral" || c.model_type == "qwen3_moe";
+  const bool given = cfg.contains("layer_types") && !cfg.at("layer_types").is_null();
+  if (given && all) {
+    log::warn(cat(where, ": layer_types is ignored by the ", c.model_type, " model (as in transformers)"));
+  }
+  if (given && !all) {
     const Json& v = cfg.at("layer_types");
     if (!v.is_array()) {
       fail_usage(cat(where, ": key 'layer_types' must be a list of strings, got ", v.type_name()));
@@ -156,10 +53,11 @@ std::vector<std::string> parse_layer_types(const Json& cfg, const TransformerCon
     }
     return out;
   }
-  // Qwen3Config's own derivation; LlamaConfig has no sliding layers of its own.
+  // Qwen2Config / Qwen3Config derive it from max_window_layers; MistralModel and Qwen3MoeModel
+  // slide every layer when a window is set; LlamaConfig has no sliding layers of its own.
   std::vector<std::string> out;
   for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    const bool sliding = c.model_type == "qwen3" && c.sliding_window && i >= c.max_window_layers;
+    const bool sliding = c.sliding_window && (all || (qwen_style_window(c.model_type) && i >= c.max_window_layers));
     out.push_back(sliding ? "sliding_attention" : "full_attention");
   }
   return out;
@@ -170,11 +68,77 @@ bool any_sliding(const TransformerConfig& c) {
                      [](const std::string& t) { return t == "sliding_attention"; });
 }
 
+// Qwen3MoeConfig: routed experts (num_experts, alias num_local_experts) on layers with
+// (i + 1) % decoder_sparse_step == 0 that are not in mlp_only_layers.
+void read_moe_fields(const Json& cfg, TransformerConfig& c, const std::string& where) {
+  const char* experts_key = cfg.contains("num_experts") ? "num_experts" : "num_local_experts";
+  c.num_experts = optional_int(cfg, experts_key, 128, where);
+  c.num_experts_per_tok = optional_int(cfg, "num_experts_per_tok", 8, where);
+  c.moe_intermediate_size = optional_int(cfg, "moe_intermediate_size", 768, where);
+  c.norm_topk_prob = optional_bool(cfg, "norm_topk_prob", false, where);
+  c.decoder_sparse_step = optional_int(cfg, "decoder_sparse_step", 1, where);
+  if (cfg.contains("mlp_only_layers") && !cfg.at("mlp_only_layers").is_null()) {
+    const Json& v = cfg.at("mlp_only_layers");
+    if (!v.is_array()) fail_usage(cat(where, ": key 'mlp_only_layers' must be a list of layer indices, got ", v.dump()));
+    for (const Json& item : v.as_array()) c.mlp_only_layers.push_back(int_value(item, "mlp_only_layers", where));
+  }
+}
+
+// The fields whose meaning depends on the family: biases, tied head, sliding window, experts.
+void read_family_fields(const Json& cfg, const Json& root, TransformerConfig& c, const std::string& where) {
+  // Which biases each family has: LlamaAttention/LlamaMLP and Qwen3(Moe)Attention read
+  // attention_bias (and Llama mlp_bias); Qwen2Attention always has q/k/v biases and no o_proj
+  // bias; MistralAttention has none. The flags of families that ignore them are not read.
+  if (c.model_type == "llama" || c.model_type == "qwen3" || c.model_type == "qwen3_moe") {
+    c.attention_bias = optional_bool(cfg, "attention_bias", false, where);
+  }
+  if (c.model_type == "llama") c.mlp_bias = optional_bool(cfg, "mlp_bias", false, where);
+  c.attention_dropout = optional_double(cfg, "attention_dropout", 0.0, where);
+  c.initializer_range = optional_double(cfg, "initializer_range", 0.02, where);
+  const Json& tie_source = cfg.contains("tie_word_embeddings") ? cfg : root;
+  c.tie_word_embeddings = optional_bool(tie_source, "tie_word_embeddings", false, where);
+  // MistralConfig, Qwen2Config and Qwen3(Moe)Config default a missing window to 4096.
+  const bool window_default = c.model_type != "llama" && !cfg.contains("sliding_window");
+  c.sliding_window = window_default ? std::optional<std::int64_t>(4096) : nullable_int(cfg, "sliding_window", where);
+  c.max_window_layers = optional_int(cfg, "max_window_layers", 28, where);
+  if (qwen_style_window(c.model_type) && !optional_bool(cfg, "use_sliding_window", false, where)) {
+    c.sliding_window.reset();
+  }
+  if (c.model_type == "qwen3_moe") read_moe_fields(cfg, c, where);
+}
+
+// Keys of other decoder families that change the computation and have no implementation here:
+// present with a non-null, non-default value, they are an error rather than silently ignored.
+void refuse_unsupported_fields(const Json& cfg, const std::string& where) {
+  static const char* const kKeys[] = {"attn_logit_softcapping", "final_logit_softcapping", "query_pre_attn_scalar",
+                                      "attention_chunk_size",    "no_rope_layers",          "use_qk_norm",
+                                      "logit_scale",             "embedding_multiplier",    "residual_multiplier",
+                                      "attention_multiplier",    "logits_scaling",          "shared_expert_intermediate_size",
+                                      "moe_layer_freq",          "n_shared_experts",        "qk_layernorm"};
+  for (const char* key : kKeys) {
+    if (!cfg.contains(key) || cfg.at(key).is_null()) continue;
+    const Json& v = cfg.at(key);
+    if ((v.is_bool() && !v.as_bool()) || (v.is_array() && v.as_array().empty())) continue;
+    fail_usage(cat(where, ": key '", key, "' = ", v.dump(), " changes the computation and is not supported"));
+  }
+  if (cfg.contains("pretraining_tp") && cfg.at("pretraining_tp").is_number() && cfg.at("pretraining_tp").as_double() != 1.0) {
+    log::warn(cat(where, ": pretraining_tp ", cfg.at("pretraining_tp").dump(), " is ignored, as transformers 5 does"));
+  }
+}
+
+std::string causal_lm_class(const std::string& model_type) {
+  if (model_type == "qwen2") return "Qwen2ForCausalLM";
+  if (model_type == "qwen3") return "Qwen3ForCausalLM";
+  if (model_type == "mistral") return "MistralForCausalLM";
+  if (model_type == "qwen3_moe") return "Qwen3MoeForCausalLM";
+  return "LlamaForCausalLM";
+}
+
 Json nullable(const std::optional<std::int64_t>& v) { return v ? Json(static_cast<long long>(*v)) : Json(); }
 
 }  // namespace
 
-TransformerConfig TransformerConfig::from_hf_json(const Json& root, const std::string& origin) {
+TransformerConfig TransformerConfig::from_hf_json(const Json& root, const std::string& origin, bool widths_only_ok) {
   if (!root.is_object()) fail_usage(cat(origin, ": expected a JSON object, got ", root.type_name()));
   // Multimodal verifiers (as create_transformer_layer_config): the text_config is the decoder.
   const bool multimodal = root.contains("text_config") && root.at("text_config").is_object();
@@ -186,9 +150,13 @@ TransformerConfig TransformerConfig::from_hf_json(const Json& root, const std::s
     fail_usage(cat(where, ": key 'model_type' is missing or not a string; valid model types: ", kValidModelTypes));
   }
   c.model_type = cfg.at("model_type").as_string();
-  if (!is_supported_model_type(c.model_type)) {
+  if (!is_supported_model_type(c.model_type) && widths_only_ok) {
+    c.widths_only = true;
+    log::warn(cat(where, ": model_type '", c.model_type, "' cannot be run here; only its widths and rotary "
+                  "parameters are read (enough for pre-computed features: embedding, final norm and head)"));
+  } else if (!is_supported_model_type(c.model_type)) {
     fail_usage(cat(where, ": model_type '", c.model_type, "' is not supported; valid model types: ",
-                   kValidModelTypes));
+                   kValidModelTypes, " (with pre-computed features, --data-source files, any decoder loads)"));
   }
   const Json& arch_source = cfg.contains("architectures") ? cfg : root;
   if (arch_source.contains("architectures") && !arch_source.at("architectures").is_null()) {
@@ -201,7 +169,13 @@ TransformerConfig TransformerConfig::from_hf_json(const Json& root, const std::s
   }
   c.vocab_size = required_int(cfg, "vocab_size", where);
   c.hidden_size = required_int(cfg, "hidden_size", where);
-  c.intermediate_size = required_int(cfg, "intermediate_size", where);
+  // Qwen3MoeConfig's dense layers default to 6144 (the draft's fallback looks at the file itself).
+  if (c.widths_only) {
+    c.intermediate_size = optional_int(cfg, "intermediate_size", 0, where);
+  } else {
+    c.intermediate_size = c.model_type == "qwen3_moe" ? optional_int(cfg, "intermediate_size", 6144, where)
+                                                      : required_int(cfg, "intermediate_size", where);
+  }
   c.num_hidden_layers = required_int(cfg, "num_hidden_layers", where);
   c.num_attention_heads = required_int(cfg, "num_attention_heads", where);
   if (c.num_attention_heads <= 0) {
@@ -211,25 +185,18 @@ TransformerConfig TransformerConfig::from_hf_json(const Json& root, const std::s
   c.head_dim = optional_int(cfg, "head_dim", c.hidden_size / c.num_attention_heads, where);
   c.max_position_embeddings = optional_int(cfg, "max_position_embeddings", 2048, where);
   c.rms_norm_eps = optional_double(cfg, "rms_norm_eps", 1e-6, where);
-  c.rope_theta = optional_double(cfg, "rope_theta", 10000.0, where);
-  if (cfg.contains("rope_scaling") && !cfg.at("rope_scaling").is_null()) {
-    c.rope_scaling = parse_rope_scaling(cfg.at("rope_scaling"), where);
-  }
-  read_rope_parameters(cfg, c, where);
+  const RopeSettings rope = read_rope_settings(cfg, c.max_position_embeddings, c.head_dim, where);
+  c.rope_theta = rope.theta;
+  c.rope_scaling = rope.scaling;
   c.hidden_act = optional_string(cfg, "hidden_act", "silu", where);
-  c.attention_bias = optional_bool(cfg, "attention_bias", false, where);
-  c.attention_dropout = optional_double(cfg, "attention_dropout", 0.0, where);
-  c.mlp_bias = optional_bool(cfg, "mlp_bias", false, where);
-  c.initializer_range = optional_double(cfg, "initializer_range", 0.02, where);
-  const Json& tie_source = cfg.contains("tie_word_embeddings") ? cfg : root;
-  c.tie_word_embeddings = optional_bool(tie_source, "tie_word_embeddings", false, where);
-  c.sliding_window = nullable_int(cfg, "sliding_window", where);
-  c.max_window_layers = optional_int(cfg, "max_window_layers", 28, where);
-  // Qwen3Config keeps its window only when use_sliding_window is set (HF default: false).
-  if (c.model_type == "qwen3" && !optional_bool(cfg, "use_sliding_window", false, where)) {
-    c.sliding_window.reset();
+  read_family_fields(cfg, root, c, where);
+  if (!c.widths_only) refuse_unsupported_fields(cfg, where);
+  if (c.widths_only) {
+    c.sliding_window.reset();  // attention is never run for such a config
+    c.layer_types.assign(static_cast<std::size_t>(c.num_hidden_layers), "full_attention");
+  } else {
+    c.layer_types = parse_layer_types(cfg, c, where);
   }
-  c.layer_types = parse_layer_types(cfg, c, where);
   c.pad_token_id = nullable_int(cfg, "pad_token_id", where);
   c.bos_token_id = nullable_int(cfg, "bos_token_id", where);
   c.eos_token_id = nullable_int(cfg, "eos_token_id", where);
@@ -243,7 +210,7 @@ TransformerConfig TransformerConfig::from_file(const std::string& path) {
 
 Json TransformerConfig::to_hf_json() const {
   Json j = Json::object();
-  j["architectures"] = Json(std::vector<std::string>{model_type == "qwen3" ? "Qwen3ForCausalLM" : "LlamaForCausalLM"});
+  j["architectures"] = Json(std::vector<std::string>{causal_lm_class(model_type)});
   j["model_type"] = model_type;
   j["torch_dtype"] = "float32";
   j["vocab_size"] = Json(static_cast<long long>(vocab_size));
@@ -269,11 +236,19 @@ Json TransformerConfig::to_hf_json() const {
   j["bos_token_id"] = nullable(bos_token_id);
   j["eos_token_id"] = nullable(eos_token_id);
   j["use_cache"] = true;
-  if (model_type == "qwen3") {
+  if (qwen_style_window(model_type)) {
     j["max_window_layers"] = Json(static_cast<long long>(max_window_layers));
   } else {
     j["mlp_bias"] = mlp_bias;
     j["pretraining_tp"] = 1;
+  }
+  if (num_experts > 0) {
+    j["num_experts"] = Json(static_cast<long long>(num_experts));
+    j["num_experts_per_tok"] = Json(static_cast<long long>(num_experts_per_tok));
+    j["moe_intermediate_size"] = Json(static_cast<long long>(moe_intermediate_size));
+    j["norm_topk_prob"] = norm_topk_prob;
+    j["decoder_sparse_step"] = Json(static_cast<long long>(decoder_sparse_step));
+    j["mlp_only_layers"] = Json(mlp_only_layers);
   }
   return j;
 }
@@ -324,17 +299,23 @@ std::optional<std::int64_t> TransformerConfig::window_of_layer(std::int64_t i) c
   return sliding_window;
 }
 
+bool TransformerConfig::is_sparse_layer(std::int64_t i) const {
+  if (num_experts <= 0) return false;
+  if (std::find(mlp_only_layers.begin(), mlp_only_layers.end(), i) != mlp_only_layers.end()) return false;
+  return (i + 1) % decoder_sparse_step == 0;
+}
+
 void TransformerConfig::validate(const std::string& origin) const {
   auto positive = [&](const char* key, std::int64_t v) {
     if (v <= 0) fail_usage(cat(origin, ": ", key, " must be positive, got ", v));
   };
-  if (!is_supported_model_type(model_type)) {
+  if (!widths_only && !is_supported_model_type(model_type)) {
     fail_usage(cat(origin, ": model_type '", model_type, "' is not supported; valid model types: ",
                    kValidModelTypes));
   }
   positive("vocab_size", vocab_size);
   positive("hidden_size", hidden_size);
-  positive("intermediate_size", intermediate_size);
+  if (!widths_only) positive("intermediate_size", intermediate_size);
   positive("num_hidden_layers", num_hidden_layers);
   positive("num_attention_heads", num_attention_heads);
   positive("num_key_value_heads", num_key_value_heads);
@@ -360,6 +341,14 @@ void TransformerConfig::validate(const std::string& origin) const {
   for (const std::string& t : layer_types) {
     if (t != "full_attention" && t != "sliding_attention") {
       fail_usage(cat(origin, ": layer_types entry '", t, "' is not valid; valid: full_attention, sliding_attention"));
+    }
+  }
+  if (num_experts > 0) {
+    positive("num_experts_per_tok", num_experts_per_tok);
+    positive("moe_intermediate_size", moe_intermediate_size);
+    positive("decoder_sparse_step", decoder_sparse_step);
+    if (num_experts_per_tok > num_experts) {
+      fail_usage(cat(origin, ": num_experts_per_tok (", num_experts_per_tok, ") exceeds num_experts (", num_experts, ")"));
     }
   }
   if (rope_scaling && rope_scaling->rope_type == "llama3") {

@@ -19,6 +19,10 @@ namespace fs = std::filesystem;
 namespace {
 
 TransformerConfig validated(const TransformerConfig& config) {
+  if (config.widths_only) {
+    fail_usage(cat("verifier model_type '", config.model_type, "' cannot be run here (valid: llama, mistral, qwen2, "
+                   "qwen3, qwen3_moe); use pre-computed features (--data-source files)"));
+  }
   config.validate("verifier config");
   return config;
 }

@@ -1,4 +1,5 @@
-// TransformerConfig: Hugging Face config.json parsing (Llama, Qwen3, multimodal text_config),
+// TransformerConfig: Hugging Face config.json parsing (Llama, Qwen2, Qwen3, Mistral, Qwen3-MoE,
+// multimodal text_config, both rotary spellings),
 // its errors, the verifier config.json written by make-verifier, and the draft's
 // transformer_layer_config key set (speculators/train/cli.py:
 // create_transformer_layer_config).
@@ -181,11 +182,11 @@ TEST_CASE("transformers 5 rope_parameters give the same rope as rope_scaling + r
 
 TEST_CASE("config errors name the file, the key and the valid values", "[verifier][config]") {
   Json j = Json::parse(kLlama31);
-  j["model_type"] = "mistral";
+  j["model_type"] = "gemma2";
   std::string msg = error_message([&] { TransformerConfig::from_hf_json(j, "/models/m/config.json"); });
   CHECK(msg.find("/models/m/config.json") != std::string::npos);
-  CHECK(msg.find("mistral") != std::string::npos);
-  CHECK(msg.find("llama, qwen3") != std::string::npos);
+  CHECK(msg.find("gemma2") != std::string::npos);
+  CHECK(msg.find("llama, mistral, qwen2, qwen3, qwen3_moe") != std::string::npos);
 
   j = Json::parse(kLlama31);
   j.as_object().erase("hidden_size");
@@ -205,10 +206,10 @@ TEST_CASE("config errors name the file, the key and the valid values", "[verifie
   CHECK(msg.find("num_key_value_heads") != std::string::npos);
 
   j = Json::parse(kLlama31);
-  j["rope_scaling"] = Json::parse(R"({"rope_type": "yarn", "factor": 4.0})");
+  j["rope_scaling"] = Json::parse(R"({"rope_type": "su", "factor": 4.0})");
   msg = error_message([&] { TransformerConfig::from_hf_json(j, "d/config.json"); });
-  CHECK(msg.find("yarn") != std::string::npos);
-  CHECK(msg.find("default, llama3") != std::string::npos);
+  CHECK(msg.find("'su'") != std::string::npos);
+  CHECK(msg.find("default, dynamic, linear, llama3, longrope, yarn") != std::string::npos);
 
   j = Json::parse(kLlama31);
   j["rope_scaling"].as_object().erase("low_freq_factor");
@@ -227,4 +228,140 @@ TEST_CASE("config errors name the file, the key and the valid values", "[verifie
 
   msg = error_message([&] { TransformerConfig::from_hf_json(Json::parse("[1, 2]"), "h/config.json"); });
   CHECK(msg.find("h/config.json") != std::string::npos);
+}
+
+TEST_CASE("rope_parameters (transformers 5) and rope_theta/rope_scaling are both read", "[verifier][config]") {
+  Json j = Json::parse(kQwen3);
+  j.as_object().erase("rope_theta");
+  j.as_object().erase("rope_scaling");
+  j["rope_parameters"] = Json::parse(R"({"rope_type": "default", "rope_theta": 1000000.0})");
+  TransformerConfig c = TransformerConfig::from_hf_json(j);
+  CHECK(c.rope_theta == 1e6);
+  CHECK_FALSE(c.rope_scaling);
+
+  // The dict's theta wins over a top-level one, as in convert_rope_params_to_dict.
+  j["rope_theta"] = 5000.0;
+  CHECK(TransformerConfig::from_hf_json(j).rope_theta == 1e6);
+
+  j = Json::parse(kLlama31);
+  const Json scaling = j.at("rope_scaling");
+  j.as_object().erase("rope_scaling");
+  j.as_object().erase("rope_theta");
+  j["rope_parameters"] = scaling;
+  j["rope_parameters"]["rope_theta"] = 500000.0;
+  c = TransformerConfig::from_hf_json(j);
+  CHECK(c.rope_theta == 500000.0);
+  REQUIRE(c.rope_scaling);
+  CHECK(c.rope_scaling->rope_type == "llama3");
+  CHECK(c.rope_scaling->factor == 8.0);
+  CHECK_FALSE(c.rope_scaling->raw.contains("rope_theta"));  // written as the draft's rope_theta
+
+  // yarn without original_max_position_embeddings: max_position_embeddings (standardize_rope_params).
+  j = Json::parse(kQwen3);
+  j["rope_scaling"] = Json::parse(R"({"rope_type": "yarn", "factor": 4.0})");
+  c = TransformerConfig::from_hf_json(j);
+  REQUIRE(c.rope_scaling);
+  CHECK(c.rope_scaling->original_max_position_embeddings == 40960);
+  CHECK(c.rope_scaling->beta_fast == 32.0);
+}
+
+TEST_CASE("fields that change the math and are not implemented are errors", "[verifier][config]") {
+  Json j = Json::parse(kLlama31);
+  j["rope_scaling"]["beta_fast"] = 8.0;  // not a llama3 parameter
+  std::string msg = error_message([&] { TransformerConfig::from_hf_json(j, "a/config.json"); });
+  CHECK(msg.find("a/config.json") != std::string::npos);
+  CHECK(msg.find("beta_fast") != std::string::npos);
+
+  j = Json::parse(kQwen3);
+  j["partial_rotary_factor"] = 0.5;
+  msg = error_message([&] { TransformerConfig::from_hf_json(j, "b/config.json"); });
+  CHECK(msg.find("partial_rotary_factor") != std::string::npos);
+
+  j = Json::parse(kQwen3);
+  j["rope_parameters"] = Json::parse(R"({"rope_type": "longrope", "short_factor": [1.0], "long_factor": [1.0],
+                                        "original_max_position_embeddings": 4096})");
+  j.as_object().erase("rope_scaling");
+  msg = error_message([&] { TransformerConfig::from_hf_json(j, "c/config.json"); });
+  CHECK(msg.find("short_factor") != std::string::npos);
+  CHECK(msg.find("64") != std::string::npos);
+
+  j = Json::parse(kQwen3);
+  j["final_logit_softcapping"] = 30.0;
+  msg = error_message([&] { TransformerConfig::from_hf_json(j, "d/config.json"); });
+  CHECK(msg.find("final_logit_softcapping") != std::string::npos);
+
+  j = Json::parse(kQwen3);
+  j["rope_parameters"] = Json::parse(R"({"full_attention": {"rope_type": "default"}})");
+  j.as_object().erase("rope_scaling");
+  msg = error_message([&] { TransformerConfig::from_hf_json(j, "e/config.json"); });
+  CHECK(msg.find("full_attention") != std::string::npos);
+}
+
+TEST_CASE("family rules: Mistral and Qwen2 windows, Qwen3-MoE experts", "[verifier][config]") {
+  Json j = Json::parse(kLlama31);
+  j.as_object().erase("rope_scaling");
+  j["model_type"] = "mistral";
+  TransformerConfig c = TransformerConfig::from_hf_json(j);
+  CHECK(c.sliding_window == 4096);  // MistralConfig's default for a missing key
+  CHECK(c.window_of_layer(0) == 4096);
+  CHECK(c.window_of_layer(31) == 4096);
+  j["sliding_window"] = Json();
+  CHECK_FALSE(TransformerConfig::from_hf_json(j).window_of_layer(0));
+
+  j["model_type"] = "qwen2";
+  j.as_object().erase("sliding_window");
+  c = TransformerConfig::from_hf_json(j);
+  CHECK_FALSE(c.sliding_window);  // use_sliding_window defaults to false
+  j["use_sliding_window"] = true;
+  j["max_window_layers"] = 4;
+  c = TransformerConfig::from_hf_json(j);
+  CHECK_FALSE(c.window_of_layer(3));
+  CHECK(c.window_of_layer(4) == 4096);
+
+  j = Json::parse(kQwen3);
+  j["model_type"] = "qwen3_moe";
+  j["num_experts"] = 128;
+  j["num_experts_per_tok"] = 8;
+  j["moe_intermediate_size"] = 768;
+  j["decoder_sparse_step"] = 2;
+  j["mlp_only_layers"] = Json(std::vector<std::int64_t>{3});
+  c = TransformerConfig::from_hf_json(j);
+  CHECK(c.num_experts == 128);
+  CHECK_FALSE(c.is_sparse_layer(0));
+  CHECK(c.is_sparse_layer(1));
+  CHECK_FALSE(c.is_sparse_layer(3));
+  CHECK(c.is_sparse_layer(5));
+  j["num_experts_per_tok"] = 200;
+  CHECK(error_message([&] { TransformerConfig::from_hf_json(j); }).find("num_experts_per_tok") != std::string::npos);
+}
+
+TEST_CASE("any decoder family loads for its widths when features are pre-computed", "[verifier][config]") {
+  // The text fields of openai/gpt-oss-20b's config.json.
+  const Json j = Json::parse(R"({"architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss",
+      "vocab_size": 201088, "hidden_size": 2880, "intermediate_size": 2880, "num_hidden_layers": 24,
+      "num_attention_heads": 64, "num_key_value_heads": 8, "head_dim": 64, "num_local_experts": 32,
+      "experts_per_token": 4, "rms_norm_eps": 1e-05, "sliding_window": 128, "max_position_embeddings": 131072,
+      "layer_types": ["sliding_attention", "full_attention"], "rope_theta": 150000,
+      "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0, "original_max_position_embeddings": 4096,
+                       "rope_type": "yarn", "truncate": false}, "tie_word_embeddings": false})");
+  std::string msg = error_message([&] { TransformerConfig::from_hf_json(j, "oss/config.json"); });
+  CHECK(msg.find("gpt_oss") != std::string::npos);
+  const TransformerConfig c = TransformerConfig::from_hf_json(j, "oss/config.json", /*widths_only_ok=*/true);
+  CHECK(c.widths_only);
+  CHECK(c.hidden_size == 2880);
+  CHECK(c.head_dim == 64);
+  CHECK(c.num_hidden_layers == 24);
+  CHECK(c.layer_types == std::vector<std::string>(24, "full_attention"));
+  REQUIRE(c.rope_scaling);
+  CHECK(c.rope_scaling->rope_type == "yarn");
+  CHECK_FALSE(c.rope_scaling->truncate);
+  // The rotary parameters stay strict: a draft copies them.
+  Json bad = j;
+  bad["rope_scaling"]["mystery"] = 1.0;
+  msg = error_message([&] { TransformerConfig::from_hf_json(bad, "oss/config.json", true); });
+  CHECK(msg.find("mystery") != std::string::npos);
+  bad = j;
+  bad.as_object().erase("hidden_size");
+  msg = error_message([&] { TransformerConfig::from_hf_json(bad, "oss/config.json", true); });
+  CHECK(msg.find("hidden_size") != std::string::npos);
 }

@@ -247,7 +247,14 @@ TEST_CASE("load errors name the missing tensor, the wrong shape and the file", "
   write_file_atomic((dir.path / "config.json").string(), config.dump_python());
   msg = error_message([&] { load_verifier(dir.str()); });
   CHECK(msg.find((dir.path / "config.json").string()) != std::string::npos);
-  CHECK(msg.find("llama, qwen3") != std::string::npos);
+  CHECK(msg.find("llama, mistral, qwen2, qwen3, qwen3_moe") != std::string::npos);
+
+  // Read for its widths only (pre-computed features), a config still builds no verifier.
+  const TransformerConfig widths = TransformerConfig::from_hf_json(config, "gemma/config.json", true);
+  CHECK(widths.widths_only);
+  msg = error_message([&] { VerifierModel model(widths); });
+  CHECK(msg.find("gemma") != std::string::npos);
+  CHECK(msg.find("--data-source files") != std::string::npos);
 }
 
 TEST_CASE("read_verifier_tensor: exact, suffix, then aliases", "[verifier]") {

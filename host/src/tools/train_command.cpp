@@ -176,18 +176,30 @@ ResolvedJob resolve_training_job(const CommandLine& cmd, PluginHost& plugins,
 
 // What the algorithm's factory needs: the verifier's config (from a local Hugging Face layout
 // directory), the vocabulary mapping, the options.
+// --data-source auto: files when <data-path>/hidden_states exists, else online.
+std::string resolved_data_source(const Args& args) {
+  const std::string source = args.get_string("data_source");
+  if (source != "auto") return source;
+  return fs::exists(fs::path(args.get_string("data_path")) / "hidden_states") ? "files" : "online";
+}
+
 BuildContext make_build_context(const Args& args, bool main_rank) {
   const std::string verifier_dir = args.get_string("verifier_name_or_path");
   if (!fs::is_directory(verifier_dir)) {
     fail_usage(cat("--verifier-name-or-path ", verifier_dir, ": not a local directory (this host reads a "
                    "Hugging Face layout directory: config.json + model.safetensors)"));
   }
+  const std::string data_path = args.get_string("data_path");
+  const std::string source = resolved_data_source(args);
   BuildContext ctx;
   ctx.verifier_json = read_verifier_config_json(verifier_dir);
-  ctx.verifier = TransformerConfig::from_hf_json(ctx.verifier_json, verifier_dir + "/config.json");
+  // Pre-computed features need only the verifier's widths, embedding, final norm and head, so
+  // any decoder family loads; the online source runs the verifier and needs a supported one.
+  ctx.verifier = TransformerConfig::from_hf_json(ctx.verifier_json, verifier_dir + "/config.json",
+                                                 /*widths_only_ok=*/source == "files");
   ctx.verifier_path = verifier_dir;
   ctx.verifier_name = verifier_dir;
-  ctx.vocab = resolve_vocab(args, ctx.verifier, args.get_string("data_path"), main_rank);
+  ctx.vocab = resolve_vocab(args, ctx.verifier, data_path, main_rank);
   ctx.args = args;
   return ctx;
 }
@@ -217,8 +229,7 @@ struct TrainingData {
 TrainingData open_training_data(const Args& args, const Algorithm& algorithm, const BuildContext& ctx,
                                 const DraftModel& model, const Communicator& comm) {
   const std::string data_path = args.get_string("data_path");
-  std::string source = args.get_string("data_source");
-  if (source == "auto") source = fs::exists(fs::path(data_path) / "hidden_states") ? "files" : "online";
+  const std::string source = resolved_data_source(args);
   const std::string jsonl = (fs::path(data_path) / "data.jsonl").string();
   auto rows = read_data_jsonl(jsonl);
   check_token_range(rows, ctx.verifier.vocab_size, jsonl);

@@ -267,3 +267,24 @@ TEST_CASE("trainer call arguments are the same for training and validation", "[e
   REQUIRE(train.at("ttt_step_loss_decay") == Json(0.8));
   REQUIRE(train.at("loss_fn") == Json("tv"));
 }
+
+TEST_CASE("a verifier with only rope_parameters gives the draft its theta and scaling", "[eagle3][config]") {
+  // transformers 5 writes the rotary parameters under rope_parameters; the draft copies them.
+  const Json j = Json::parse(R"({"model_type": "qwen3_moe", "vocab_size": 64, "hidden_size": 32,
+      "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "num_experts": 4,
+      "num_experts_per_tok": 2, "moe_intermediate_size": 16, "max_position_embeddings": 4096,
+      "rope_parameters": {"rope_type": "yarn", "rope_theta": 1000000.0, "factor": 4.0,
+                          "original_max_position_embeddings": 1024}})");
+  const TransformerConfig v = TransformerConfig::from_hf_json(j, "moe/config.json");
+  DraftShape shape;
+  const auto d = synthesize_draft_config(v, j, shape);
+  REQUIRE(d.rope_theta == 1e6);
+  REQUIRE(d.rope_scaling);
+  REQUIRE(d.rope_scaling->rope_type == "yarn");
+  REQUIRE(d.rope_scaling->original_max_position_embeddings == 1024);
+  REQUIRE(d.intermediate_size == 3 * 32);  // no dense intermediate_size in the file
+  const Json layer = d.to_layer_config_json();
+  REQUIRE(layer.at("rope_theta") == Json(1e6));
+  REQUIRE(layer.at("rope_scaling") ==
+          Json::object({{"factor", 4.0}, {"original_max_position_embeddings", 1024}, {"rope_type", "yarn"}}));
+}

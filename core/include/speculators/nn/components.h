@@ -1,6 +1,7 @@
-// Base components for Llama and Qwen3 decoders (transformers' modeling_llama.py /
-// modeling_qwen3.py semantics), reusable by every
-// algorithm: RMSNorm, rotary embedding with llama3 scaling, GQA attention, MLP, decoder layer,
+// Base components for Llama, Qwen2, Qwen3, Mistral and Qwen3-MoE decoders (transformers'
+// modeling_llama.py, modeling_qwen2.py, modeling_qwen3.py, modeling_mistral.py and
+// modeling_qwen3_moe.py semantics), reusable by every algorithm: RMSNorm, rotary embedding (every
+// Hugging Face rope type), GQA attention, MLP, the routed-experts block, decoder layer,
 // and the `model_classes` map with `override_components` to swap one piece (EAGLE-3 swaps its
 // first layer). The attention *kernel* (which keys a query may see) is a parameter, so an
 // algorithm with its own mask rule reuses the projections and norms unchanged.
@@ -35,7 +36,15 @@ struct RotaryTables {
   torch::Tensor sin;
 };
 
-// inv_freq from theta and the optional llama3 scaling; not a parameter and never saved.
+// inv_freq [head_dim/2] (fp32) and the factor cos/sin are multiplied by (yarn, longrope).
+struct RopeFrequencies {
+  torch::Tensor inv_freq;
+  double attention_scaling = 1.0;
+};
+// For a forward whose longest sequence is `seq_len` (dynamic and longrope depend on it; nullopt
+// = the frequencies a freshly built Hugging Face model starts with).
+RopeFrequencies rope_frequencies(const TransformerConfig& config, std::optional<std::int64_t> seq_len);
+// inv_freq from theta and the rope scaling, for no particular length; not a parameter, never saved.
 torch::Tensor rotary_inv_freq(const TransformerConfig& config);
 
 class RotaryEmbedding {
@@ -46,7 +55,10 @@ class RotaryEmbedding {
   const torch::Tensor& inv_freq() const { return inv_freq_; }
 
  private:
+  TransformerConfig config_;
   torch::Tensor inv_freq_;
+  double attention_scaling_ = 1.0;
+  bool depends_on_length_ = false;
 };
 
 // x: [B, heads, L, hd]; cos/sin: [B, L, hd]. rot(x) = x*cos + rotate_half(x)*sin.
@@ -69,7 +81,8 @@ torch::Tensor document_causal_attention(const torch::Tensor& q, const torch::Ten
 // The bool mask [L, L] of the rule above (for tests and small inputs).
 torch::Tensor document_causal_mask(const torch::Tensor& document_ids, std::optional<std::int64_t> window);
 
-// Projections q/k/v/o with optional Qwen3 per-head q_norm/k_norm. `input_size` is the width of
+// Projections q/k/v/o with optional Qwen3 per-head q_norm/k_norm. Biases by family: Qwen2 has
+// q/k/v biases only, Mistral none, the others follow attention_bias. `input_size` is the width of
 // the input to q/k/v (H normally, 2H for the EAGLE-3 first layer).
 class AttentionImpl : public torch::nn::Module {
  public:
@@ -85,7 +98,7 @@ class AttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const RotaryTables& rope, const AttentionKernel& kernel);
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
-  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // qwen3 only
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // qwen3 and qwen3_moe only
   std::int64_t num_heads, num_kv_heads, head_dim;
 };
 TORCH_MODULE(Attention);
@@ -100,7 +113,23 @@ class MLPImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MLP);
 
+// Qwen3-MoE routed experts (modeling_qwen3_moe.py: Qwen3MoeSparseMoeBlock): router logits
+// x @ gate^T, softmax in fp32, top-k, optional renormalisation of the k weights, then the sum of
+// the chosen experts' MLPs (silu gate) weighted by them. Parameter names as in the checkpoint:
+// gate.weight [E, H], experts.<e>.{gate,up,down}_proj.weight.
+class SparseMoeImpl : public torch::nn::Module {
+ public:
+  explicit SparseMoeImpl(const TransformerConfig& config);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Linear gate{nullptr};  // the router
+  torch::nn::ModuleList experts{nullptr};
+  std::int64_t top_k;
+  bool norm_topk_prob;
+};
+TORCH_MODULE(SparseMoe);
+
 // Pre-norm decoder layer: x += attn(input_layernorm(x)); x += mlp(post_attention_layernorm(x)).
+// The `mlp` is a SparseMoe on the layers TransformerConfig::is_sparse_layer names.
 // Subclasses override forward (EAGLE-3's first layer).
 class DecoderLayerImpl : public torch::nn::Module {
  public:
@@ -112,13 +141,14 @@ class DecoderLayerImpl : public torch::nn::Module {
   Attention self_attn{nullptr};
   RMSNorm post_attention_layernorm{nullptr};
   MLP mlp{nullptr};
+  SparseMoe moe{nullptr};  // registered as "mlp" instead of `mlp` on sparse layers
   std::int64_t layer_idx;
 };
 
 using DecoderLayerFactory =
     std::function<std::shared_ptr<DecoderLayerImpl>(const TransformerConfig& config, std::int64_t layer_idx)>;
 
-// The pieces an architecture is made of; `model_classes("llama")` / `("qwen3")`.
+// The pieces an architecture is made of; `model_classes("llama")`, `("qwen3")`, ...
 struct ModelClasses {
   std::string arch;
   DecoderLayerFactory decoder_layer;
@@ -126,7 +156,8 @@ struct ModelClasses {
   std::function<std::shared_ptr<DecoderLayerImpl>(const TransformerConfig&, std::int64_t)> layer_override;
 };
 
-// Throws Error listing the known architectures for anything but "llama" and "qwen3".
+// Throws Error listing the known architectures for anything but llama, mistral, qwen2, qwen3,
+// qwen3_moe.
 ModelClasses model_classes(const std::string& arch);
 
 struct ComponentOverrides {

@@ -23,6 +23,7 @@
 #include "speculators/log.h"
 #include "speculators/registry.h"
 #include "speculators/tensor_io.h"
+#include "speculators/verifier.h"
 #include "speculators/vocab.h"
 #include "tools/job.h"
 #include "verifier_stub.h"

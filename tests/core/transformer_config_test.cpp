@@ -177,7 +177,7 @@ TEST_CASE("transformers 5 rope_parameters give the same rope as rope_scaling + r
 
   j["rope_parameters"] = Json::parse(R"({"sliding_attention": {"rope_type": "default"}})");
   CHECK_THROWS_WITH(TransformerConfig::from_hf_json(j, "v/config.json"),
-                    Catch::Contains("v/config.json") && Catch::Contains("per-layer-type rope_parameters"));
+                    Catch::Contains("v/config.json") && Catch::Contains("per-layer-type rotary parameters"));
 }
 
 TEST_CASE("config errors name the file, the key and the valid values", "[verifier][config]") {

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "config.h"
-#include "draft_loading.h"
+#include "tools/draft_loading.h"
 #include "eagle3_algorithm.h"
 #include "model.h"
 #include "speculators/checkpoint.h"

@@ -72,6 +72,9 @@ TEST_CASE("resume picks the newest complete checkpoint and ignores temporary or 
   // "interrupted" directory are never picked.
   fs::create_directories(root / ".tmp-9-1234");
   fill_complete(root / ".tmp-9-1234", "tmp");
+  std::ofstream(root / ".tmp-9-1234" / kCheckpointMarker) << "{}";  // a save writes the marker first
+  fs::create_directories(root / ".tmp-user");  // named like a temporary, but without the marker
+  std::ofstream(root / ".tmp-user" / "notes.txt") << "mine";
   fs::create_directories(root / "7");
   std::ofstream(root / "7" / "model.safetensors") << "partial";
   fs::create_directories(root / "interrupted");
@@ -86,6 +89,7 @@ TEST_CASE("resume picks the newest complete checkpoint and ignores temporary or 
   // The next save clears what a killed save left behind.
   store.write(8, 0, [](const fs::path& d) { fill_complete(d, "8"); });
   CHECK_FALSE(fs::exists(root / ".tmp-9-1234"));
+  CHECK(fs::exists(root / ".tmp-user" / "notes.txt"));  // not provably ours: left alone
 }
 
 TEST_CASE("--keep-last keeps the newest N epochs and the best one", "[checkpoint]") {

@@ -646,6 +646,38 @@ for n, line in enumerate(open(sys.argv[1]), 1):
       [ -z "$alive" ] && break; sleep 0.1; done
     [ -z "$alive" ] || fail "ranks$alive outlived their SIGKILLed launcher"
     ;;
+  chat_prepare_train)
+    # Conversations -> prepare -> eagle3 training: a tiny verifier with its own tokenizer.json and
+    # chat template (make-verifier --with-tokenizer), a ShareGPT file with one malformed line that
+    # is skipped and named, --on-bad-sample raise stopping with exit 4, a finished prepare kept on
+    # restart, and an eagle3 draft trained on the rows.
+    expect_code 0 "$BIN/speculators-datagen" make-verifier --arch llama --hidden-size 32 --num-layers 4 \
+      --vocab-size 128 --out "$WORK/verifier" --seed 1 --with-tokenizer
+    for f in tokenizer.json chat_template.jinja tokenizer_config.json; do [ -s "$WORK/verifier/$f" ] || fail "no $f"; done
+    conv=$WORK/conversations.jsonl; : >"$conv"
+    for i in $(seq 1 40); do
+      a=$((i * 7 % 50)); b=$((i * 3 % 20))
+      printf '{"conversations": [{"from": "system", "value": "You add numbers."}, {"from": "human", "value": "What is %d plus %d?"}, {"from": "gpt", "value": "%d plus %d is %d."}, {"from": "human", "value": "And twice that?"}, {"from": "gpt", "value": "Twice %d is %d, the answer."}]}\n' \
+        $a $b $a $b $((a + b)) $((a + b)) $((2 * (a + b))) >>"$conv"
+      [ "$i" = 17 ] && printf '{"conversations": [{"from": "human", "value": "cut off\n' >>"$conv"
+    done
+    expect_code 0 "$BIN/speculators-datagen" prepare --verifier "$WORK/verifier" --dataset "$conv" \
+      --preset sharegpt --out "$WORK/data" --seq-length 256
+    expect_text "$WORK/out.txt" '^wrote 80 rows .* from 40 records .* skipped 1 malformed'
+    expect_text "$WORK/err.txt" 'conversations\.jsonl:18: malformed row'
+    [ -s "$WORK/data/token_freq.npy" ] || fail "no token_freq.npy"
+    expect_code 0 "$BIN/speculators-datagen" prepare --verifier "$WORK/verifier" --dataset "$conv" \
+      --preset sharegpt --out "$WORK/data" --seq-length 256
+    expect_text "$WORK/out.txt" 'is complete for these arguments \(80 rows\); kept'
+    expect_code 4 "$BIN/speculators-datagen" prepare --verifier "$WORK/verifier" --dataset "$conv" \
+      --preset sharegpt --out "$WORK/raise" --on-bad-sample raise
+    expect_text "$WORK/err.txt" 'conversations\.jsonl:18: malformed row'
+    [ ! -e "$WORK/raise/data.jsonl" ] || fail "--on-bad-sample raise left a data.jsonl"
+    expect_code 0 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$WORK/verifier" \
+      --data-path "$WORK/data" --save-path "$WORK/ckpt" --epochs 2 --total-seq-len 256
+    expect_text "$WORK/ckpt/metrics.jsonl" '"val/full_acc_0_epoch"'
+    [ -s "$WORK/ckpt/1/model.safetensors" ] || fail "no eagle3 checkpoint after training on prepared rows"
+    ;;
   *) fail "unknown case $CASE" ;;
 esac
 echo "PASS [$CASE]"

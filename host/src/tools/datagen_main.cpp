@@ -1,6 +1,7 @@
 // speculators-datagen: makes the inputs of a training run without an external model server.
 //   make-verifier  a random Llama / Qwen3 verifier in Hugging Face layout, with learnable structure
 //   sample         on-policy token data (data.jsonl) sampled from a verifier
+//   prepare        conversations (ShareGPT, messages, UltraChat) -> per-turn masked data.jsonl
 //   hidden-states  the verifier's features of data.jsonl as hidden_states/hs_{i}.safetensors
 #include <CLI/CLI.hpp>
 
@@ -9,21 +10,27 @@
 #include <iostream>
 
 #include "data/hidden_state_gen.h"
+#include "data/prepare.h"
 #include "eval/sampling.h"
 #include "speculators/error.h"
 #include "speculators/json.h"
 #include "speculators/log.h"
 #include "speculators/verifier.h"
 #include "tools/make_verifier.h"
+#include "tools/tiny_tokenizer.h"
 
 namespace {
 
 using namespace speculators;
 namespace fs = std::filesystem;
 
-void run_make_verifier(const MakeVerifierOptions& options, const std::string& out) {
+void run_make_verifier(const MakeVerifierOptions& options, const std::string& out, bool with_tokenizer) {
+  if (with_tokenizer && options.vocab_size < kTinyTokenizerMinVocab) {
+    write_tiny_tokenizer(out, options.vocab_size);  // throws the usage error before the slow part
+  }
   MadeVerifier made = make_structured_verifier(options);
   save_verifier(*made.model, out);
+  if (with_tokenizer) write_tiny_tokenizer(out, options.vocab_size);
   const TransformerConfig& c = made.model->config();
   std::cout << "wrote " << c.model_type << " verifier to " << out << ": hidden " << c.hidden_size << ", "
             << c.num_hidden_layers << " layers, " << c.num_attention_heads << " heads (" << c.num_key_value_heads
@@ -31,6 +38,21 @@ void run_make_verifier(const MakeVerifierOptions& options, const std::string& ou
             << c.vocab_size << "\n"
             << "mean top-1 probability on its own samples (temperature 1): " << std::fixed << std::setprecision(3)
             << made.mean_top1 << "\n";
+  if (with_tokenizer) std::cout << "wrote tokenizer.json, chat_template.jinja and tokenizer_config.json\n";
+}
+
+void run_prepare(const PrepareOptions& options) {
+  const PrepareReport r = prepare_dataset(options);
+  const std::string data = (fs::path(options.out) / "data.jsonl").string();
+  if (r.kept_existing) {
+    std::cout << data << " is complete for these arguments (" << r.rows << " rows); kept\n";
+    return;
+  }
+  std::cout << "wrote " << r.rows << " rows (" << r.supervised_tokens << " supervised tokens) from " << r.records
+            << " records to " << data << " and token_freq.npy; skipped " << r.bad << " malformed, dropped "
+            << r.unsupervised << " rows without a supervised token, " << r.skipped_turns
+            << " turns whose context fills --seq-length " << options.seq_length << ", " << r.empty
+            << " conversations without a row\n";
 }
 
 void run_sample(const std::string& verifier_dir, SampleOptions options, const std::string& out) {
@@ -77,6 +99,30 @@ int main(int argc, char** argv) {
   make_cmd->add_option("--num-heads", make.num_heads, "attention heads (default max(1, H/32))");
   make_cmd->add_option("--num-kv-heads", make.num_kv_heads, "key/value heads (default heads/2 when even)");
   make_cmd->add_option("--target-top1", make.target_top1, "mean top-1 probability to aim for (default 0.7)");
+  bool make_tokenizer = false;
+  make_cmd->add_flag("--with-tokenizer", make_tokenizer,
+                     "also write a tiny character-level tokenizer.json and chat template (vocab >= 103)");
+
+  PrepareOptions prep;
+  std::string prep_bad = "skip";
+  std::int64_t prep_max = 0;
+  CLI::App* prep_cmd = app.add_subcommand(
+      "prepare", "write DIR/data.jsonl (one masked row per assistant turn) and DIR/token_freq.npy from conversations");
+  prep_cmd->add_option("--verifier", prep.verifier_dir, "verifier directory (tokenizer.json, chat template)")->required();
+  prep_cmd->add_option("--dataset", prep.dataset, ".json/.jsonl file or folder of them")->required();
+  prep_cmd->add_option("--preset", prep.preset, "auto (default), sharegpt, messages or ultrachat")
+      ->check(CLI::IsMember({"auto", "sharegpt", "messages", "ultrachat"}));
+  prep_cmd->add_option("--out", prep.out, "output directory")->required();
+  prep_cmd->add_option("--seq-length", prep.seq_length, "maximum tokens per row (default 8192)");
+  prep_cmd->add_option("--max-samples", prep_max, "keep at most this many rows");
+  prep_cmd->add_option("--seed", prep.seed, "shuffle seed (default 0)");
+  prep_cmd->add_option("--num-workers", prep.num_workers, "rendering threads (default: one per CPU)");
+  prep_cmd->add_option("--mask-mode", prep.mask_mode,
+                       "per-turn (default: one row per assistant turn) or all-assistant (one row per conversation, "
+                       "prefix-stable templates only)")
+      ->check(CLI::IsMember({"per-turn", "all-assistant"}));
+  prep_cmd->add_option("--on-bad-sample", prep_bad, "skip (default: warn and count) or raise (exit 4)")
+      ->check(CLI::IsMember({"skip", "raise"}));
 
   SampleOptions sample;
   std::string sample_verifier, sample_out;
@@ -111,7 +157,12 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : static_cast<int>(ExitCode::kUsage);
   }
   try {
-    if (make_cmd->parsed()) run_make_verifier(make, make_out);
+    if (make_cmd->parsed()) run_make_verifier(make, make_out, make_tokenizer);
+    if (prep_cmd->parsed()) {
+      if (prep_cmd->count("--max-samples") > 0) prep.max_samples = prep_max;
+      prep.on_bad_sample = parse_bad_sample_policy(prep_bad);
+      run_prepare(prep);
+    }
     if (sample_cmd->parsed()) run_sample(sample_verifier, sample, sample_out);
     if (hs_cmd->parsed()) {
       if (hs_cmd->count("--draft-vocab-size") > 0) hs.draft_vocab_size = hs_vocab;

@@ -2,6 +2,7 @@
 //   make-verifier  a random Llama / Qwen3 verifier in Hugging Face layout, with learnable structure
 //   sample         on-policy token data (data.jsonl) sampled from a verifier
 //   prepare        conversations (ShareGPT, messages, UltraChat) -> per-turn masked data.jsonl
+//   regenerate     every assistant turn of a conversation dataset replaced by the verifier's own
 //   hidden-states  the verifier's features of data.jsonl as hidden_states/hs_{i}.safetensors
 #include <CLI/CLI.hpp>
 
@@ -11,6 +12,7 @@
 
 #include "data/hidden_state_gen.h"
 #include "data/prepare.h"
+#include "data/regenerate.h"
 #include "eval/sampling.h"
 #include "speculators/error.h"
 #include "speculators/json.h"
@@ -69,6 +71,13 @@ void run_sample(const std::string& verifier_dir, SampleOptions options, const st
             << " prompt, " << options.seq_len - prompt << " sampled) to " << path << "\n"
             << "mean top-1 probability of the sampled positions: " << std::fixed << std::setprecision(3)
             << samples.mean_top1 << "\n";
+}
+
+void run_regenerate(const RegenerateOptions& options) {
+  const RegenerateReport r = regenerate_responses(options);
+  std::cout << "regenerated " << r.written << " conversations (" << r.turns << " assistant turns, " << r.tokens
+            << " tokens) into " << options.out << "; kept " << r.kept << " from an earlier run, skipped " << r.bad
+            << " malformed, of " << r.conversations << "\n";
 }
 
 void run_hidden_states(const HiddenStateGenOptions& options) {
@@ -135,6 +144,24 @@ int main(int argc, char** argv) {
   sample_cmd->add_option("--seed", sample.seed, "random seed");
   sample_cmd->add_option("--prompt-len", sample.prompt_len, "random prompt tokens, loss_mask 0 (default seq-len/4)");
 
+  RegenerateOptions regen;
+  std::string regen_bad = "skip";
+  CLI::App* regen_cmd = app.add_subcommand(
+      "regenerate", "replace every assistant turn of a conversation dataset with the verifier's own response; "
+                    "resumable (a restarted run continues after the last complete conversation)");
+  regen_cmd->add_option("--verifier", regen.verifier_dir, "verifier directory (weights, tokenizer, chat template)")
+      ->required();
+  regen_cmd->add_option("--dataset", regen.dataset, ".json/.jsonl conversations")->required();
+  regen_cmd->add_option("--out", regen.out, "output .jsonl ({\"index\", \"messages\"} per line)")->required();
+  regen_cmd->add_option("--max-new-tokens", regen.max_new_tokens, "most tokens per response (default 512)");
+  regen_cmd->add_option("--temperature", regen.temperature, "sampling temperature (default 0: greedy)");
+  regen_cmd->add_option("--top-p", regen.top_p, "nucleus sampling mass (default 1)");
+  regen_cmd->add_option("--batch-size", regen.batch_size, "conversations generated together (default 8)");
+  regen_cmd->add_option("--device", regen.device, "cpu (default), cuda or cuda:N");
+  regen_cmd->add_option("--seed", regen.seed, "sampling seed; conversation i uses seed + i");
+  regen_cmd->add_option("--on-bad-sample", regen_bad, "skip (default) or raise (exit 4)")
+      ->check(CLI::IsMember({"skip", "raise"}));
+
   HiddenStateGenOptions hs;
   std::int64_t hs_vocab = 0;
   CLI::App* hs_cmd = app.add_subcommand(
@@ -164,6 +191,10 @@ int main(int argc, char** argv) {
       run_prepare(prep);
     }
     if (sample_cmd->parsed()) run_sample(sample_verifier, sample, sample_out);
+    if (regen_cmd->parsed()) {
+      regen.on_bad_sample = parse_bad_sample_policy(regen_bad);
+      run_regenerate(regen);
+    }
     if (hs_cmd->parsed()) {
       if (hs_cmd->count("--draft-vocab-size") > 0) hs.draft_vocab_size = hs_vocab;
       run_hidden_states(hs);

@@ -685,20 +685,20 @@ for n, line in enumerate(open(sys.argv[1]), 1):
     expect_code 0 "$BIN/speculators-datagen" make-verifier --arch llama --hidden-size 32 --num-layers 2 \
       --vocab-size 128 --out "$WORK/verifier" --seed 1 --with-tokenizer
     conv=$WORK/conversations.jsonl; : >"$conv"
-    for i in $(seq 1 12); do
+    for i in $(seq 1 48); do
       printf '{"messages": [{"role": "user", "content": "Tell me about %d."}, {"role": "assistant", "content": "old"}, {"role": "user", "content": "More on %d?"}, {"role": "assistant", "content": "old"}]}\n' $i $i >>"$conv"
     done
-    args=(regenerate --verifier "$WORK/verifier" --dataset "$conv" --max-new-tokens 40 --batch-size 2 --temperature 0.8 --seed 5)
+    args=(regenerate --verifier "$WORK/verifier" --dataset "$conv" --max-new-tokens 96 --batch-size 2 --temperature 0.8 --seed 5)
     expect_code 0 "$BIN/speculators-datagen" "${args[@]}" --out "$WORK/full.jsonl"
-    expect_text "$WORK/out.txt" '^regenerated 12 conversations \(24 assistant turns'
-    [ "$(wc -l <"$WORK/full.jsonl")" = 12 ] || fail "the uninterrupted run wrote $(wc -l <"$WORK/full.jsonl") lines"
+    expect_text "$WORK/out.txt" '^regenerated 48 conversations \(96 assistant turns'
+    [ "$(wc -l <"$WORK/full.jsonl")" = 48 ] || fail "the uninterrupted run wrote $(wc -l <"$WORK/full.jsonl") lines"
     if grep -q '"content":"old"' "$WORK/full.jsonl"; then fail "a recorded assistant turn survived"; fi
     "$BIN/speculators-datagen" "${args[@]}" --out "$WORK/part.jsonl" >/dev/null 2>&1 &
     pid=$!
     wait_lines "$WORK/part.jsonl" 3 "$pid"
     kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
     lines=$(wc -l <"$WORK/part.jsonl")
-    [ "$lines" -lt 12 ] || fail "the run finished before it could be killed"
+    [ "$lines" -lt 48 ] || fail "the run finished before it could be killed"
     printf '{"index": %d, "messages": [{"role": "us' "$lines" >>"$WORK/part.jsonl"
     expect_code 0 "$BIN/speculators-datagen" "${args[@]}" --out "$WORK/part.jsonl"
     expect_text "$WORK/out.txt" "kept $lines from an earlier run"

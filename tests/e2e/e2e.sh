@@ -693,6 +693,64 @@ for n, line in enumerate(open(sys.argv[1]), 1):
     expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/plugins" --list-plugins
     expect_text "$WORK/out.txt" "^myalgo .*$WORK/plugins/myalgo\\.so +rejected: manifest .*: LibTorch $other_re != host $TORCH_MAJOR\\.$TORCH_MINOR\$"
     ;;
+  chat_prepare_train)
+    # Conversations -> prepare -> eagle3 training: a tiny verifier with its own tokenizer.json and
+    # chat template (make-verifier --with-tokenizer), a ShareGPT file with one malformed line that
+    # is skipped and named, --on-bad-sample raise stopping with exit 4, a finished prepare kept on
+    # restart, and an eagle3 draft trained on the rows.
+    expect_code 0 "$BIN/speculators-datagen" make-verifier --arch llama --hidden-size 32 --num-layers 4 \
+      --vocab-size 128 --out "$WORK/verifier" --seed 1 --with-tokenizer
+    for f in tokenizer.json chat_template.jinja tokenizer_config.json; do [ -s "$WORK/verifier/$f" ] || fail "no $f"; done
+    conv=$WORK/conversations.jsonl; : >"$conv"
+    for i in $(seq 1 40); do
+      a=$((i * 7 % 50)); b=$((i * 3 % 20))
+      printf '{"conversations": [{"from": "system", "value": "You add numbers."}, {"from": "human", "value": "What is %d plus %d?"}, {"from": "gpt", "value": "%d plus %d is %d."}, {"from": "human", "value": "And twice that?"}, {"from": "gpt", "value": "Twice %d is %d, the answer."}]}\n' \
+        $a $b $a $b $((a + b)) $((a + b)) $((2 * (a + b))) >>"$conv"
+      [ "$i" = 17 ] && printf '{"conversations": [{"from": "human", "value": "cut off\n' >>"$conv"
+    done
+    expect_code 0 "$BIN/speculators-datagen" prepare --verifier "$WORK/verifier" --dataset "$conv" \
+      --preset sharegpt --out "$WORK/data" --seq-length 256
+    expect_text "$WORK/out.txt" '^wrote 80 rows .* from 40 records .* skipped 1 malformed'
+    expect_text "$WORK/err.txt" 'conversations\.jsonl:18: malformed row'
+    [ -s "$WORK/data/token_freq.npy" ] || fail "no token_freq.npy"
+    expect_code 0 "$BIN/speculators-datagen" prepare --verifier "$WORK/verifier" --dataset "$conv" \
+      --preset sharegpt --out "$WORK/data" --seq-length 256
+    expect_text "$WORK/out.txt" 'is complete for these arguments \(80 rows\); kept'
+    expect_code 4 "$BIN/speculators-datagen" prepare --verifier "$WORK/verifier" --dataset "$conv" \
+      --preset sharegpt --out "$WORK/raise" --on-bad-sample raise
+    expect_text "$WORK/err.txt" 'conversations\.jsonl:18: malformed row'
+    [ ! -e "$WORK/raise/data.jsonl" ] || fail "--on-bad-sample raise left a data.jsonl"
+    expect_code 0 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$WORK/verifier" \
+      --data-path "$WORK/data" --save-path "$WORK/ckpt" --epochs 2 --total-seq-len 256
+    expect_text "$WORK/ckpt/metrics.jsonl" '"val/full_acc_0_epoch"'
+    [ -s "$WORK/ckpt/1/model.safetensors" ] || fail "no eagle3 checkpoint after training on prepared rows"
+    ;;
+  chat_regenerate_resume)
+    # regenerate replaces the assistant turns with the verifier's own responses; a run killed with
+    # SIGKILL (plus a half-written last line, as a kill inside a write leaves) and restarted ends
+    # with the same file as an uninterrupted run, every conversation once.
+    expect_code 0 "$BIN/speculators-datagen" make-verifier --arch llama --hidden-size 32 --num-layers 2 \
+      --vocab-size 128 --out "$WORK/verifier" --seed 1 --with-tokenizer
+    conv=$WORK/conversations.jsonl; : >"$conv"
+    for i in $(seq 1 48); do
+      printf '{"messages": [{"role": "user", "content": "Tell me about %d."}, {"role": "assistant", "content": "old"}, {"role": "user", "content": "More on %d?"}, {"role": "assistant", "content": "old"}]}\n' $i $i >>"$conv"
+    done
+    args=(regenerate --verifier "$WORK/verifier" --dataset "$conv" --max-new-tokens 96 --batch-size 2 --temperature 0.8 --seed 5)
+    expect_code 0 "$BIN/speculators-datagen" "${args[@]}" --out "$WORK/full.jsonl"
+    expect_text "$WORK/out.txt" '^regenerated 48 conversations \(96 assistant turns'
+    [ "$(wc -l <"$WORK/full.jsonl")" = 48 ] || fail "the uninterrupted run wrote $(wc -l <"$WORK/full.jsonl") lines"
+    if grep -q '"content":"old"' "$WORK/full.jsonl"; then fail "a recorded assistant turn survived"; fi
+    "$BIN/speculators-datagen" "${args[@]}" --out "$WORK/part.jsonl" >/dev/null 2>&1 &
+    pid=$!
+    wait_lines "$WORK/part.jsonl" 3 "$pid"
+    kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    lines=$(wc -l <"$WORK/part.jsonl")
+    [ "$lines" -lt 48 ] || fail "the run finished before it could be killed"
+    printf '{"index": %d, "messages": [{"role": "us' "$lines" >>"$WORK/part.jsonl"
+    expect_code 0 "$BIN/speculators-datagen" "${args[@]}" --out "$WORK/part.jsonl"
+    expect_text "$WORK/out.txt" "kept $lines from an earlier run"
+    cmp "$WORK/full.jsonl" "$WORK/part.jsonl" || fail "the restarted run's file differs from the uninterrupted run's"
+    ;;
   *) fail "unknown case $CASE" ;;
 esac
 echo "PASS [$CASE]"

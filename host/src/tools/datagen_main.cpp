@@ -1,6 +1,8 @@
 // speculators-datagen: makes the inputs of a training run without an external model server.
 //   make-verifier  a random Llama / Qwen3 verifier in Hugging Face layout, with learnable structure
 //   sample         on-policy token data (data.jsonl) sampled from a verifier
+//   prepare        conversations (ShareGPT, messages, UltraChat) -> per-turn masked data.jsonl
+//   regenerate     every assistant turn of a conversation dataset replaced by the verifier's own
 //   hidden-states  the verifier's features of data.jsonl as hidden_states/hs_{i}.safetensors
 #include <CLI/CLI.hpp>
 
@@ -9,21 +11,28 @@
 #include <iostream>
 
 #include "data/hidden_state_gen.h"
+#include "data/prepare.h"
+#include "data/regenerate.h"
 #include "eval/sampling.h"
 #include "speculators/error.h"
 #include "speculators/json.h"
 #include "speculators/log.h"
 #include "speculators/verifier.h"
 #include "tools/make_verifier.h"
+#include "tools/tiny_tokenizer.h"
 
 namespace {
 
 using namespace speculators;
 namespace fs = std::filesystem;
 
-void run_make_verifier(const MakeVerifierOptions& options, const std::string& out) {
+void run_make_verifier(const MakeVerifierOptions& options, const std::string& out, bool with_tokenizer) {
+  if (with_tokenizer && options.vocab_size < kTinyTokenizerMinVocab) {
+    write_tiny_tokenizer(out, options.vocab_size);  // throws the usage error before the slow part
+  }
   MadeVerifier made = make_structured_verifier(options);
   save_verifier(*made.model, out);
+  if (with_tokenizer) write_tiny_tokenizer(out, options.vocab_size);
   const TransformerConfig& c = made.model->config();
   std::cout << "wrote " << c.model_type << " verifier to " << out << ": hidden " << c.hidden_size << ", "
             << c.num_hidden_layers << " layers, " << c.num_attention_heads << " heads (" << c.num_key_value_heads
@@ -31,6 +40,21 @@ void run_make_verifier(const MakeVerifierOptions& options, const std::string& ou
             << c.vocab_size << "\n"
             << "mean top-1 probability on its own samples (temperature 1): " << std::fixed << std::setprecision(3)
             << made.mean_top1 << "\n";
+  if (with_tokenizer) std::cout << "wrote tokenizer.json, chat_template.jinja and tokenizer_config.json\n";
+}
+
+void run_prepare(const PrepareOptions& options) {
+  const PrepareReport r = prepare_dataset(options);
+  const std::string data = (fs::path(options.out) / "data.jsonl").string();
+  if (r.kept_existing) {
+    std::cout << data << " is complete for these arguments (" << r.rows << " rows); kept\n";
+    return;
+  }
+  std::cout << "wrote " << r.rows << " rows (" << r.supervised_tokens << " supervised tokens) from " << r.records
+            << " records to " << data << " and token_freq.npy; skipped " << r.bad << " malformed, dropped "
+            << r.unsupervised << " rows without a supervised token, " << r.skipped_turns
+            << " turns whose context fills --seq-length " << options.seq_length << ", " << r.empty
+            << " conversations without a row\n";
 }
 
 void run_sample(const std::string& verifier_dir, SampleOptions options, const std::string& out) {
@@ -47,6 +71,13 @@ void run_sample(const std::string& verifier_dir, SampleOptions options, const st
             << " prompt, " << options.seq_len - prompt << " sampled) to " << path << "\n"
             << "mean top-1 probability of the sampled positions: " << std::fixed << std::setprecision(3)
             << samples.mean_top1 << "\n";
+}
+
+void run_regenerate(const RegenerateOptions& options) {
+  const RegenerateReport r = regenerate_responses(options);
+  std::cout << "regenerated " << r.written << " conversations (" << r.turns << " assistant turns, " << r.tokens
+            << " tokens) into " << options.out << "; kept " << r.kept << " from an earlier run, skipped " << r.bad
+            << " malformed, of " << r.conversations << "\n";
 }
 
 void run_hidden_states(const HiddenStateGenOptions& options) {
@@ -77,6 +108,30 @@ int main(int argc, char** argv) {
   make_cmd->add_option("--num-heads", make.num_heads, "attention heads (default max(1, H/32))");
   make_cmd->add_option("--num-kv-heads", make.num_kv_heads, "key/value heads (default heads/2 when even)");
   make_cmd->add_option("--target-top1", make.target_top1, "mean top-1 probability to aim for (default 0.7)");
+  bool make_tokenizer = false;
+  make_cmd->add_flag("--with-tokenizer", make_tokenizer,
+                     "also write a tiny character-level tokenizer.json and chat template (vocab >= 103)");
+
+  PrepareOptions prep;
+  std::string prep_bad = "skip";
+  std::int64_t prep_max = 0;
+  CLI::App* prep_cmd = app.add_subcommand(
+      "prepare", "write DIR/data.jsonl (one masked row per assistant turn) and DIR/token_freq.npy from conversations");
+  prep_cmd->add_option("--verifier", prep.verifier_dir, "verifier directory (tokenizer.json, chat template)")->required();
+  prep_cmd->add_option("--dataset", prep.dataset, ".json/.jsonl file or folder of them")->required();
+  prep_cmd->add_option("--preset", prep.preset, "auto (default), sharegpt, messages or ultrachat")
+      ->check(CLI::IsMember({"auto", "sharegpt", "messages", "ultrachat"}));
+  prep_cmd->add_option("--out", prep.out, "output directory")->required();
+  prep_cmd->add_option("--seq-length", prep.seq_length, "maximum tokens per row (default 8192)");
+  prep_cmd->add_option("--max-samples", prep_max, "keep at most this many rows");
+  prep_cmd->add_option("--seed", prep.seed, "shuffle seed (default 0)");
+  prep_cmd->add_option("--num-workers", prep.num_workers, "rendering threads (default: one per CPU)");
+  prep_cmd->add_option("--mask-mode", prep.mask_mode,
+                       "per-turn (default: one row per assistant turn) or all-assistant (one row per conversation, "
+                       "prefix-stable templates only)")
+      ->check(CLI::IsMember({"per-turn", "all-assistant"}));
+  prep_cmd->add_option("--on-bad-sample", prep_bad, "skip (default: warn and count) or raise (exit 4)")
+      ->check(CLI::IsMember({"skip", "raise"}));
 
   SampleOptions sample;
   std::string sample_verifier, sample_out;
@@ -88,6 +143,24 @@ int main(int argc, char** argv) {
   sample_cmd->add_option("--temperature", sample.temperature, "sampling temperature (0 = greedy; default 1)");
   sample_cmd->add_option("--seed", sample.seed, "random seed");
   sample_cmd->add_option("--prompt-len", sample.prompt_len, "random prompt tokens, loss_mask 0 (default seq-len/4)");
+
+  RegenerateOptions regen;
+  std::string regen_bad = "skip";
+  CLI::App* regen_cmd = app.add_subcommand(
+      "regenerate", "replace every assistant turn of a conversation dataset with the verifier's own response; "
+                    "resumable (a restarted run continues after the last complete conversation)");
+  regen_cmd->add_option("--verifier", regen.verifier_dir, "verifier directory (weights, tokenizer, chat template)")
+      ->required();
+  regen_cmd->add_option("--dataset", regen.dataset, ".json/.jsonl conversations")->required();
+  regen_cmd->add_option("--out", regen.out, "output .jsonl ({\"index\", \"messages\"} per line)")->required();
+  regen_cmd->add_option("--max-new-tokens", regen.max_new_tokens, "most tokens per response (default 512)");
+  regen_cmd->add_option("--temperature", regen.temperature, "sampling temperature (default 0: greedy)");
+  regen_cmd->add_option("--top-p", regen.top_p, "nucleus sampling mass (default 1)");
+  regen_cmd->add_option("--batch-size", regen.batch_size, "conversations generated together (default 8)");
+  regen_cmd->add_option("--device", regen.device, "cpu (default), cuda or cuda:N");
+  regen_cmd->add_option("--seed", regen.seed, "sampling seed; conversation i uses seed + i");
+  regen_cmd->add_option("--on-bad-sample", regen_bad, "skip (default) or raise (exit 4)")
+      ->check(CLI::IsMember({"skip", "raise"}));
 
   HiddenStateGenOptions hs;
   std::int64_t hs_vocab = 0;
@@ -111,8 +184,17 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : static_cast<int>(ExitCode::kUsage);
   }
   try {
-    if (make_cmd->parsed()) run_make_verifier(make, make_out);
+    if (make_cmd->parsed()) run_make_verifier(make, make_out, make_tokenizer);
+    if (prep_cmd->parsed()) {
+      if (prep_cmd->count("--max-samples") > 0) prep.max_samples = prep_max;
+      prep.on_bad_sample = parse_bad_sample_policy(prep_bad);
+      run_prepare(prep);
+    }
     if (sample_cmd->parsed()) run_sample(sample_verifier, sample, sample_out);
+    if (regen_cmd->parsed()) {
+      regen.on_bad_sample = parse_bad_sample_policy(regen_bad);
+      run_regenerate(regen);
+    }
     if (hs_cmd->parsed()) {
       if (hs_cmd->count("--draft-vocab-size") > 0) hs.draft_vocab_size = hs_vocab;
       run_hidden_states(hs);

@@ -15,6 +15,7 @@
 #include <system_error>
 
 #include "plugin_host/plugin_dirs.h"
+#include "plugin_host/plugin_probe.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
 
@@ -213,7 +214,12 @@ std::optional<std::string> check_descriptor(const speculators_plugin_descriptor&
   return std::nullopt;
 }
 
-PluginHost::PluginHost(Registry& registry, HostFingerprint host) : registry_(registry), host_(host) {}
+PluginHost::PluginHost(Registry& registry, HostFingerprint host)
+    : registry_(registry), host_(host), probe_(probe_enabled_from_env()), probe_timeout_(probe_timeout_from_env()) {}
+
+void PluginHost::mark_phase(const char* phase) const {
+  if (probe_channel_ != nullptr) probe_channel_->mark_phase(phase);
+}
 
 PluginRecord PluginHost::load(const std::string& path) {
   const std::string key = canonical_key(path);
@@ -221,7 +227,7 @@ PluginRecord PluginHost::load(const std::string& path) {
   PluginRecord record;
   record.path = path;
   record.name = file_stem(path);
-  record.ok = load_checked(path, record);
+  record.ok = probe_ ? probe_then_load(path, record) : load_checked(path, record);
   record.status = record.ok ? PluginStatus::kOk : PluginStatus::kRejected;
   record.reason = one_line(record.reason);
   by_canonical_path_[key] = records_.size();
@@ -265,6 +271,7 @@ bool PluginHost::load_checked(const std::string& path, PluginRecord& record) {
   if (!check_before_open(path, record)) return false;
   // An absolute path: dlopen would search the library path for a bare file name.
   const std::string absolute = fs::absolute(path).string();
+  mark_phase("dlopen");
   dlerror();
   void* handle = dlopen(absolute.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
@@ -276,6 +283,7 @@ bool PluginHost::load_checked(const std::string& path, PluginRecord& record) {
   // dlclose would unmap, and a few leaked mappings cost nothing (never unload).
   handles_.push_back(handle);
 
+  mark_phase("entry point");
   void* symbol = dlsym(handle, SPECULATORS_PLUGIN_ENTRY_SYMBOL);
   if (symbol == nullptr) {
     record.reason = cat("no entry point ", SPECULATORS_PLUGIN_ENTRY_SYMBOL, " (not a speculators plugin?)");
@@ -316,6 +324,7 @@ bool PluginHost::register_plugin(const speculators_plugin_descriptor& descriptor
   // nothing registered.
   Registry staging;
   Registrar registrar(staging, descriptor.name, path);
+  mark_phase("registration");
   char error[kRegisterErrorSize] = {};
   int rc = 0;
   try {

@@ -406,4 +406,28 @@ const Registry::Entry& PluginHost::load_for_algorithm(const std::string& algorit
   fail_usage(message + " (see --list-plugins)");
 }
 
+bool PluginHost::probe_then_load(const std::string& path, PluginRecord& record) {
+  // The child runs the same sequence against its copy of this host's registry, so its answer
+  // is what loading here would give, without any of the plugin's code running here.
+  const ProbeResult probe = run_in_probe_child(
+      [&](const ProbeChannel& channel) {
+        probe_channel_ = &channel;
+        PluginRecord child = record;
+        child.ok = load_checked(path, child);
+        channel.send_answer(serialize_plugin_record(child));
+      },
+      probe_timeout_);
+  if (!probe.answered) {
+    record.reason = probe.failure;
+    return false;
+  }
+  PluginRecord answer = parse_plugin_record(probe.answer);
+  if (!answer.ok) {
+    answer.path = record.path;
+    record = answer;
+    return false;
+  }
+  return load_checked(path, record);
+}
+
 }  // namespace speculators

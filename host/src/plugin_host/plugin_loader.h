@@ -161,6 +161,11 @@ std::string format_plugin_list(const std::vector<PluginRecord>& records);
 // The search path, one directory a line with its origin (for --list-plugins).
 std::string format_search_path(const std::vector<PluginDir>& dirs);
 
+// A record as one line per field ("key\tvalue"), and back: what a probe child sends. Values are
+// made one line first.
+std::string serialize_plugin_record(const PluginRecord& record);
+PluginRecord parse_plugin_record(const std::string& text);
+
 // `--describe NAME`: the algorithm's name and description, then each option of its schema with
 // its flag (bools as `--x / --no-x`), type, default, choices, help and YAML key.
 std::string describe_algorithm(const Algorithm& algorithm);

@@ -1,7 +1,7 @@
 // The out-of-process plugin probe (see plugin_probe.h): a forked child runs the loading sequence
 // and answers through a pipe; this process reads with a deadline, kills a child that does not
-// finish and turns every way a child can end into one line. PluginHost::probe_then_load, the
-// step that decides from the child's answer whether the plugin is loaded here, lives here too.
+// finish and turns every way a child can end into one line. What the child runs and how its
+// answer is used is PluginHost::probe_then_load (plugin_loader.cpp).
 #include "plugin_host/plugin_probe.h"
 
 #include <fcntl.h>
@@ -168,82 +168,6 @@ std::chrono::milliseconds probe_timeout_from_env() {
     fail_usage(cat(kPluginProbeTimeoutEnv, "=", value, ": expected seconds in (0, 3600]"));
   }
   return std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0 + 0.5));
-}
-
-namespace {
-
-std::string flat(std::string text) {
-  for (char& c : text) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  return text;
-}
-
-std::uint32_t to_u32(const std::string& text) { return static_cast<std::uint32_t>(std::strtoul(text.c_str(), nullptr, 10)); }
-
-}  // namespace
-
-std::string serialize_plugin_record(const PluginRecord& r) {
-  std::ostringstream out;
-  out << "ok\t" << (r.ok ? 1 : 0) << "\nname\t" << flat(r.name) << "\nversion\t" << flat(r.version)
-      << "\nreason\t" << flat(r.reason) << "\nmanifest\t" << flat(r.manifest_path)
-      << "\nhas_descriptor\t" << (r.has_descriptor ? 1 : 0) << "\nstruct_size\t" << r.struct_size
-      << "\nabi\t" << r.abi_major << "." << r.abi_minor << "\ntorch\t" << r.torch_major << "." << r.torch_minor
-      << "\ncxx11\t" << r.cxx11_abi << "\ncuda\t" << r.cuda << "\nbuild_info\t" << flat(r.build_info) << "\n";
-  for (const auto& name : r.algorithms) out << "algorithm\t" << flat(name) << "\n";
-  return out.str();
-}
-
-PluginRecord parse_plugin_record(const std::string& text) {
-  PluginRecord r;
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line)) {
-    const std::size_t tab = line.find('\t');
-    if (tab == std::string::npos) continue;
-    const std::string key = line.substr(0, tab), value = line.substr(tab + 1);
-    const std::size_t dot = value.find('.');
-    const std::string first = value.substr(0, dot);
-    const std::string second = dot == std::string::npos ? "" : value.substr(dot + 1);
-    if (key == "ok") r.ok = value == "1";
-    else if (key == "name") r.name = value;
-    else if (key == "version") r.version = value;
-    else if (key == "reason") r.reason = value;
-    else if (key == "manifest") r.manifest_path = value;
-    else if (key == "has_descriptor") r.has_descriptor = value == "1";
-    else if (key == "struct_size") r.struct_size = to_u32(value);
-    else if (key == "abi") r.abi_major = to_u32(first), r.abi_minor = to_u32(second);
-    else if (key == "torch") r.torch_major = to_u32(first), r.torch_minor = to_u32(second);
-    else if (key == "cxx11") r.cxx11_abi = to_u32(value);
-    else if (key == "cuda") r.cuda = to_u32(value);
-    else if (key == "build_info") r.build_info = value;
-    else if (key == "algorithm") r.algorithms.push_back(value);
-  }
-  return r;
-}
-
-bool PluginHost::probe_then_load(const std::string& path, PluginRecord& record) {
-  // The child runs the same sequence against its copy of this host's registry, so its answer
-  // is what loading here would give, without any of the plugin's code running here.
-  const ProbeResult probe = run_in_probe_child(
-      [&](const ProbeChannel& channel) {
-        probe_channel_ = &channel;
-        PluginRecord child = record;
-        child.ok = load_checked(path, child);
-        channel.send_answer(serialize_plugin_record(child));
-      },
-      probe_timeout_);
-  if (!probe.answered) {
-    record.reason = probe.failure;
-    return false;
-  }
-  PluginRecord answer = parse_plugin_record(probe.answer);
-  if (!answer.ok) {
-    answer.path = record.path;
-    record = answer;
-    return false;
-  }
-  return load_checked(path, record);
 }
 
 }  // namespace speculators

@@ -3,7 +3,8 @@
 // reports the resulting record through a pipe, marking each phase (dlopen, entry point,
 // registration) as it enters it. A plugin that crashes, aborts, exits or hangs in the child is
 // rejected with one line naming the phase and the signal, and the host goes on. This file owns
-// the child's lifetime (fork, timeout, kill, reap) and the text form of a record on the pipe.
+// the child's lifetime (fork, timeout, kill, reap); PluginHost::probe_then_load decides what
+// the child runs and what its answer means.
 #pragma once
 
 #include <chrono>
@@ -11,7 +12,6 @@
 #include <optional>
 #include <string>
 
-#include "plugin_host/plugin_loader.h"
 
 namespace speculators {
 
@@ -47,9 +47,5 @@ ProbeResult run_in_probe_child(const std::function<void(const ProbeChannel&)>& w
 // from SPECULATORS_PLUGIN_PROBE_TIMEOUT (an invalid value is an Error, ExitCode::kUsage).
 bool probe_enabled_from_env();
 std::chrono::milliseconds probe_timeout_from_env();
-
-// A record as one line per field ("key\tvalue"), and back. Values are made one line first.
-std::string serialize_plugin_record(const PluginRecord& record);
-PluginRecord parse_plugin_record(const std::string& text);
 
 }  // namespace speculators

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,11 +41,14 @@ void write_all(int fd, const std::string& text) {
 }
 
 // The child: default dispositions for the signals a crash raises (the host may have its own
-// handlers), no core file, then the work and _exit without running the host's atexit handlers.
+// handlers), no core dump (a crashing plugin would otherwise write the host's whole address
+// space), then the work and _exit without running the host's atexit handlers.
 [[noreturn]] void child_main(int fd, const std::function<void(const ProbeChannel&)>& work) {
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTERM, SIGPIPE}) ::signal(sig, SIG_DFL);
+  // No core file: RLIMIT_CORE does not stop a core_pattern pipe, a non-dumpable process does.
   struct rlimit no_core = {0, 0};
   ::setrlimit(RLIMIT_CORE, &no_core);
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   try {
     work(ProbeChannel(fd));
   } catch (...) {

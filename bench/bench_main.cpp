@@ -25,6 +25,7 @@
 #include "speculators/tensor_io.h"
 #include "speculators/verifier.h"
 #include "speculators/vocab.h"
+#include "tools/guard.h"
 #include "tools/job.h"
 #include "verifier_stub.h"
 
@@ -203,7 +204,9 @@ void print_row(const Result& r) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace {
+
+int run_main(int argc, char** argv) {
   CLI::App app{"speculators-bench: training-step throughput of algorithm plugins at named shapes.\n"
                "Each step is forward + backward + AdamW on one packed row. GFLOP/s counts the matrix\n"
                "products LibTorch's profiler sees in one step; the reference is a plain fp32 square matrix\n"
@@ -257,4 +260,10 @@ int main(int argc, char** argv) {
     return static_cast<int>(e.code());
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return speculators::run_guarded("speculators-bench", [&] { return run_main(argc, argv); });
 }

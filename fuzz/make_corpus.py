@@ -134,6 +134,37 @@ def main():
     write("npy", "v2_u1.npy", npy("|u1", [4], b"\x00\x01\x02\xff", version=(2, 0)))
     write("npy", "v3_i2.npy", npy("<i2", [2], struct.pack("<2h", -1, 7), version=(3, 0)))
 
+    # Text formats: valid seeds plus the two classic attacks, nesting far past any sane depth
+    # (40,000 levels) and numbers no double holds (1e400).
+    deep_list = "[" * 40000 + "]" * 40000
+    deep_object = '{"a":' * 40000 + "1" + "}" * 40000
+    write("json", "config.json", json.dumps({"model_type": "llama", "hidden_size": 64, "rope_theta": 500000.0,
+                                             "eos_token_id": [1, 2], "tie_word_embeddings": False,
+                                             "rope_scaling": None, "name": "x\u00e9\ud83d\ude00"}).encode())
+    write("json", "deep_list.json", deep_list.encode())
+    write("json", "deep_object.json", deep_object.encode())
+    write("json", "huge_numbers.json", b'[1e400, -1e400, 1e-400, 123456789012345678901234567890, -0.0, 9223372036854775808]')
+
+    row = {"input_ids": [1, 2, 3, 4], "loss_mask": [0, 0, 1, 1]}
+    write("data_line", "rows.jsonl", (json.dumps(row) + "\n" + json.dumps({"input_ids": [5, 6]}) + "\n\n").encode())
+    write("data_line", "deep.jsonl", ('{"input_ids":' + deep_list + "}\n").encode())
+    write("data_line", "huge_numbers.jsonl", b'{"input_ids": [1e400, 18446744073709551616], "loss_mask": [1, 1]}\n')
+
+    job = ("train:\n  speculator_type: eagle3\n  epochs: 3\n  lr: 1.0e-4\n  save_path: out\n"
+           "  data:\n    data_path: data\n    max_len: 2048\n  verifier:\n    verifier_name_or_path: v\n")
+    write("job_yaml", "job.yaml", job.encode())
+    write("job_yaml", "flat.yaml", b"epochs: 1\nlr: 1e400\nseed: 99999999999999999999999\n")
+    write("job_yaml", "deep_flow.yaml", ("train: " + deep_list + "\n").encode())
+    write("job_yaml", "deep_block.yaml", "".join(" " * i + "k%d:\n" % i for i in range(300)).encode())
+
+    manifest = {"format": "speculators-plugin-manifest", "format_version": 1, "name": "x", "version": "0.1.0",
+                "library": "x.so", "sha256": "0" * 64, "plugin_abi_major": 2, "plugin_abi_minor": 0,
+                "torch_version": "1.13.0", "torch_major": 1, "torch_minor": 13, "cxx11_abi": 1, "cuda": 0}
+    write("plugin_manifest", "manifest.json", json.dumps(manifest, indent=2).encode())
+    write("plugin_manifest", "deep.json", ('{"format":' + deep_list + "}").encode())
+    huge = dict(manifest, plugin_abi_major=1e400, torch_minor=18446744073709551617)
+    write("plugin_manifest", "huge_numbers.json", json.dumps(huge).replace("Infinity", "1e400").encode())
+
     text = "<s>the hello  <tool> in\u00e9 e\u0301 \u4e2d\U0001F600 12345\n\n"
     write("tokenizer", "llama3.bin", tokenizer_seed("llama3", text))
     write("tokenizer", "qwen.bin", tokenizer_seed("qwen", text))

@@ -41,38 +41,49 @@ class CheckpointFiles {
       source_ = single.string();
       for (const auto& entry : SafetensorsFile::read_header(single.string())) where_[entry.first] = source_;
     } else {
-      fail(cat("verifier checkpoint ", dir, ": neither model.safetensors nor model.safetensors.index.json exists"));
+      fail_data(cat("verifier checkpoint ", dir, ": neither model.safetensors nor model.safetensors.index.json exists"));
     }
   }
 
   const std::map<std::string, std::string>& where() const { return where_; }
   const std::string& source() const { return source_; }
 
+  // The tensor `name`, which must be floating point and finite: a verifier file that fails
+  // either is bad data (ExitCode::kData), found before any training step.
   torch::Tensor get(const std::string& name) {
     auto it = where_.find(name);
-    if (it == where_.end()) fail(cat(source_, ": tensor '", name, "' is not in the checkpoint"));
+    if (it == where_.end()) fail_data(cat(source_, ": tensor '", name, "' is not in the checkpoint"));
     auto& file = open_[it->second];
     if (!file) {
       if (!fs::exists(it->second)) {
-        fail(cat(source_, ": shard '", it->second, "' listed for tensor '", name, "' does not exist"));
+        fail_data(cat(source_, ": shard '", it->second, "' listed for tensor '", name, "' does not exist"));
       }
       file = std::make_unique<SafetensorsFile>(it->second);
     }
     if (!file->contains(name)) {
-      fail(cat(source_, ": tensor '", name, "' is listed in shard '", it->second, "' but that file lacks it"));
+      fail_data(cat(source_, ": tensor '", name, "' is listed in shard '", it->second, "' but that file lacks it"));
     }
-    return file->get(name);
+    torch::Tensor tensor = file->get(name);
+    if (!tensor.is_floating_point()) {
+      fail_data(cat(it->second, ": tensor '", name, "' has dtype ", c10::toString(tensor.scalar_type()),
+                    "; verifier weights must be floating point (float32, bfloat16 or float16)"));
+    }
+    if (!torch::isfinite(tensor).all().item<bool>()) {
+      const std::int64_t bad = (~torch::isfinite(tensor)).flatten().nonzero()[0][0].item<std::int64_t>();
+      fail_data(cat(it->second, ": tensor '", name, "' has a non-finite value (NaN or Inf) at flat index ", bad));
+    }
+    return tensor;
   }
 
  private:
   void read_index(const std::string& dir, const std::string& index_path) {
     const Json index = Json::read_file(index_path);
     if (!index.is_object() || !index.contains("weight_map") || !index.at("weight_map").is_object()) {
-      fail(cat(index_path, ": expected an object with a 'weight_map' object"));
+      fail_data(cat(index_path, ": expected an object with a 'weight_map' object"));
     }
     for (const auto& entry : index.at("weight_map").as_object()) {
       if (!entry.second.is_string()) {
-        fail(cat(index_path, ": weight_map entry '", entry.first, "' must name a file, got ", entry.second.dump()));
+        fail_data(cat(index_path, ": weight_map entry '", entry.first, "' must name a file, got ", entry.second.dump()));
       }
       // Shards live in the verifier directory itself: a name with a path in it ("../../etc/passwd",
       // an absolute path) could point anywhere.
@@ -209,12 +220,12 @@ VerifierModel load_verifier(const std::string& dir) {
         tie = true;
         continue;
       }
-      fail(cat(files.source(), ": tensor '", hf_name(local), "' is missing (needed by the ", config.model_type,
+      fail_data(cat(files.source(), ": tensor '", hf_name(local), "' is missing (needed by the ", config.model_type,
                " verifier in ", dir, ")"));
     }
     const torch::Tensor t = files.get(it->second);
     if (t.sizes() != param.value().sizes()) {
-      fail(cat(files.source(), ": tensor '", it->second, "' has shape ", t.sizes(), " but the config needs ",
+      fail_data(cat(files.source(), ": tensor '", it->second, "' has shape ", t.sizes(), " but the config needs ",
                param.value().sizes()));
     }
     param.value().copy_(t);

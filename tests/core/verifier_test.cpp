@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cmath>
+#include <tuple>
 #include <filesystem>
 #include <fstream>
 
@@ -255,6 +257,77 @@ TEST_CASE("load errors name the missing tensor, the wrong shape and the file", "
   msg = error_message([&] { VerifierModel model(widths); });
   CHECK(msg.find("gemma") != std::string::npos);
   CHECK(msg.find("--data-source files") != std::string::npos);
+}
+
+// The exit code and message of the speculators::Error that `action` throws.
+template <class F>
+std::pair<ExitCode, std::string> error_of(F&& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return {e.code(), e.what()};
+  }
+  FAIL("expected speculators::Error, nothing was thrown");
+  return {ExitCode::kOk, ""};
+}
+
+TEST_CASE("a bad verifier file is a data error: missing, mis-shaped, mis-typed or non-finite tensors", "[verifier]") {
+  torch::NoGradGuard g;
+  TempDir dir;
+  VerifierModel m = random_verifier(tiny_config(), 12);
+  save_verifier(*m, dir.str());
+  const std::string file = (dir.path / "model.safetensors").string();
+  const auto all = load_safetensors(file);
+  const std::string name = "model.layers.0.self_attn.q_proj.weight";
+  REQUIRE(all.count(name) == 1);
+  const auto shape = all.at(name).sizes().vec();
+
+  auto broken = all;
+  broken.erase(name);
+  save_safetensors(file, broken);
+  auto [code, msg] = error_of([&] { load_verifier(dir.str()); });
+  CHECK(code == ExitCode::kData);
+  CHECK(msg == file + ": tensor '" + name + "' is missing (needed by the llama verifier in " + dir.str() + ")");
+
+  broken = all;
+  broken[name] = torch::ones({3, 5});
+  save_safetensors(file, broken);
+  std::tie(code, msg) = error_of([&] { load_verifier(dir.str()); });
+  CHECK(code == ExitCode::kData);
+  CHECK(msg.find("has shape [3, 5]") != std::string::npos);
+
+  broken = all;
+  broken[name] = torch::zeros(shape, torch::kLong);
+  save_safetensors(file, broken);
+  std::tie(code, msg) = error_of([&] { load_verifier(dir.str()); });
+  CHECK(code == ExitCode::kData);
+  CHECK(msg == file + ": tensor '" + name + "' has dtype Long; verifier weights must be floating point " +
+                   "(float32, bfloat16 or float16)");
+
+  for (double bad : {std::nan(""), HUGE_VAL, -HUGE_VAL}) {
+    broken = all;
+    torch::Tensor t = all.at(name).clone();
+    t.view({-1})[7] = bad;
+    broken[name] = t;
+    save_safetensors(file, broken);
+    std::tie(code, msg) = error_of([&] { load_verifier(dir.str()); });
+    CHECK(code == ExitCode::kData);
+    CHECK(msg == file + ": tensor '" + name + "' has a non-finite value (NaN or Inf) at flat index 7");
+  }
+
+  // The head read alone (what a draft's vocabulary mapping reads) is checked the same way.
+  broken = all;
+  torch::Tensor embed = all.at("model.embed_tokens.weight").clone();
+  embed.view({-1})[0] = std::nan("");
+  broken["model.embed_tokens.weight"] = embed;
+  save_safetensors(file, broken);
+  std::tie(code, msg) = error_of([&] { read_verifier_tensor(dir.str(), "embed_tokens.weight"); });
+  CHECK(code == ExitCode::kData);
+  CHECK(msg == file + ": tensor 'model.embed_tokens.weight' has a non-finite value (NaN or Inf) at flat index 0");
+
+  fs::remove(file);
+  std::tie(code, msg) = error_of([&] { load_verifier(dir.str()); });
+  CHECK(code == ExitCode::kData);
 }
 
 TEST_CASE("read_verifier_tensor: exact, suffix, then aliases", "[verifier]") {

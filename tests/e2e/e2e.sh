@@ -167,13 +167,23 @@ case "$CASE" in
     expect_text "$WORK/out.txt" '--no-norm-before-residual'
     ;;
   rejected_plugins)
-    # Plugins built for another ABI major, LibTorch minor or C++11 ABI are rejected with a
-    # one-line reason, and the host still trains with the good plugins.
+    # Plugins built for another ABI major, LibTorch minor or C++11 ABI, and plugins that crash,
+    # abort or hang in registration, are rejected with a one-line reason, and the host still
+    # trains with the good plugins.
     tiny_inputs
     fixtures=$BUILD/tests/plugin_fixtures
     mkdir -p "$WORK/plugins"
-    for f in bad_abi_major bad_torch bad_cxx11 garbage; do cp "$fixtures/$f.so" "$WORK/plugins/"; done
-    expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/plugins" --list-plugins
+    for f in bad_abi_major bad_torch bad_cxx11 garbage reg_segfault reg_abort reg_hang; do
+      cp "$fixtures/$f.so" "$WORK/plugins/"
+    done
+    # A plugin that crashes, aborts or hangs in registration does so in a probe child.
+    export SPECULATORS_PLUGIN_PROBE_TIMEOUT=2
+    start=$SECONDS
+    expect_code 0 timeout 60 "$BIN/speculators-train" --plugin-dir "$WORK/plugins" --list-plugins
+    [ $((SECONDS - start)) -lt 30 ] || fail "--list-plugins took $((SECONDS - start)) s"
+    expect_text "$WORK/out.txt" '^reg_segfault .* rejected: crashed in registration \(signal 11\)$'
+    expect_text "$WORK/out.txt" '^reg_abort .* rejected: crashed in registration \(signal 6\)$'
+    expect_text "$WORK/out.txt" '^reg_hang .* rejected: hung in registration \(no answer within 2 s; killed\)$'
     expect_text "$WORK/out.txt" 'rejected: .*ABI major'
     expect_text "$WORK/out.txt" "rejected: .*LibTorch $TORCH_MAJOR\\.[0-9]+ != host $TORCH_MAJOR\\.$TORCH_MINOR"
     expect_text "$WORK/out.txt" 'rejected: .*C\+\+11 ABI'

@@ -13,14 +13,20 @@
 //   FIXTURE_REGISTER_FAILS       registers its algorithm, then returns 1 with an error text
 //   FIXTURE_REGISTER_THROWS      registers its algorithm, then throws through the C boundary
 //   FIXTURE_REGISTER_SILENT_FAIL returns 1 without an error text
+//   FIXTURE_REGISTER_SEGFAULT    dereferences a null pointer in register (signal 11)
+//   FIXTURE_REGISTER_ABORT       calls std::abort() in register (signal 6)
+//   FIXTURE_REGISTER_HANG        never returns from register
 //   FIXTURE_EXTRA_ALGORITHM="x"  also registers an algorithm named x (a duplicate when x exists)
 //
 // Every fixture that registers, registers an algorithm named FIXTURE_NAME (fixture_algorithm.h).
 #include <torch/version.h>
 
 #include <cstddef>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <thread>
 #include <stdexcept>
 
 #include "fixture_algorithm.h"
@@ -59,7 +65,21 @@
 
 namespace {
 
-#if defined(FIXTURE_REGISTER_THROWS)
+#if defined(FIXTURE_REGISTER_SEGFAULT) || defined(FIXTURE_REGISTER_ABORT) || defined(FIXTURE_REGISTER_HANG)
+// Ends the process (or never returns) in the middle of registration, as a buggy plugin can.
+int fixture_register(void* registrar, char*, size_t) {
+  speculators::fixture::register_algorithm(registrar, FIXTURE_NAME);
+#if defined(FIXTURE_REGISTER_SEGFAULT)
+  volatile int* volatile null_pointer = nullptr;
+  *null_pointer = 1;
+#elif defined(FIXTURE_REGISTER_ABORT)
+  std::abort();
+#else
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+#endif
+  return 0;
+}
+#elif defined(FIXTURE_REGISTER_THROWS)
 // Deliberately breaks the "must not throw" rule of plugin/abi.h after registering something.
 int fixture_register(void* registrar, char*, size_t) {
   speculators::fixture::register_algorithm(registrar, FIXTURE_NAME);

@@ -26,7 +26,8 @@ std::vector<TokenRow> read_data_jsonl(const std::string& path) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
+      // parse_error for bad syntax, out_of_range for a number no double holds (1e400).
       fail_data(cat(where, ": invalid JSON: ", e.what()));
     }
     if (!j.is_object() || !j.contains("input_ids")) fail_data(cat(where, ": row has no \"input_ids\""));

@@ -1,7 +1,9 @@
 // The text the plugin host shows to a user: `speculators-train --list-plugins` (one line per .so
 // found, and the search path) and `speculators-train --describe NAME` (an algorithm's options
-// as flags and YAML keys). Pure formatting over PluginRecord and Schema; no loading here.
+// as flags and YAML keys), and the record's text form that a probe child sends back. Pure
+// formatting over PluginRecord and Schema; no loading here.
 #include <algorithm>
+#include <cstdlib>
 #include <sstream>
 
 #include "plugin_host/plugin_loader.h"
@@ -86,6 +88,58 @@ std::string describe_algorithm(const Algorithm& algorithm) {
     out << "      YAML: " << yaml_key(option) << "\n";
   }
   return out.str();
+}
+
+namespace {
+
+std::string flat(std::string text) {
+  for (char& c : text) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return text;
+}
+
+std::uint32_t to_u32(const std::string& text) { return static_cast<std::uint32_t>(std::strtoul(text.c_str(), nullptr, 10)); }
+
+}  // namespace
+
+std::string serialize_plugin_record(const PluginRecord& r) {
+  std::ostringstream out;
+  out << "ok\t" << (r.ok ? 1 : 0) << "\nname\t" << flat(r.name) << "\nversion\t" << flat(r.version)
+      << "\nreason\t" << flat(r.reason) << "\nmanifest\t" << flat(r.manifest_path)
+      << "\nhas_descriptor\t" << (r.has_descriptor ? 1 : 0) << "\nstruct_size\t" << r.struct_size
+      << "\nabi\t" << r.abi_major << "." << r.abi_minor << "\ntorch\t" << r.torch_major << "." << r.torch_minor
+      << "\ncxx11\t" << r.cxx11_abi << "\ncuda\t" << r.cuda << "\nbuild_info\t" << flat(r.build_info) << "\n";
+  for (const auto& name : r.algorithms) out << "algorithm\t" << flat(name) << "\n";
+  return out.str();
+}
+
+PluginRecord parse_plugin_record(const std::string& text) {
+  PluginRecord r;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    const std::size_t tab = line.find('\t');
+    if (tab == std::string::npos) continue;
+    const std::string key = line.substr(0, tab), value = line.substr(tab + 1);
+    const std::size_t dot = value.find('.');
+    const std::string first = value.substr(0, dot);
+    const std::string second = dot == std::string::npos ? "" : value.substr(dot + 1);
+    if (key == "ok") r.ok = value == "1";
+    else if (key == "name") r.name = value;
+    else if (key == "version") r.version = value;
+    else if (key == "reason") r.reason = value;
+    else if (key == "manifest") r.manifest_path = value;
+    else if (key == "has_descriptor") r.has_descriptor = value == "1";
+    else if (key == "struct_size") r.struct_size = to_u32(value);
+    else if (key == "abi") r.abi_major = to_u32(first), r.abi_minor = to_u32(second);
+    else if (key == "torch") r.torch_major = to_u32(first), r.torch_minor = to_u32(second);
+    else if (key == "cxx11") r.cxx11_abi = to_u32(value);
+    else if (key == "cuda") r.cuda = to_u32(value);
+    else if (key == "build_info") r.build_info = value;
+    else if (key == "algorithm") r.algorithms.push_back(value);
+  }
+  return r;
 }
 
 }  // namespace speculators

@@ -15,6 +15,7 @@
 #include <system_error>
 
 #include "plugin_host/plugin_dirs.h"
+#include "plugin_host/plugin_probe.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
 
@@ -213,7 +214,12 @@ std::optional<std::string> check_descriptor(const speculators_plugin_descriptor&
   return std::nullopt;
 }
 
-PluginHost::PluginHost(Registry& registry, HostFingerprint host) : registry_(registry), host_(host) {}
+PluginHost::PluginHost(Registry& registry, HostFingerprint host)
+    : registry_(registry), host_(host), probe_(probe_enabled_from_env()), probe_timeout_(probe_timeout_from_env()) {}
+
+void PluginHost::mark_phase(const char* phase) const {
+  if (probe_channel_ != nullptr) probe_channel_->mark_phase(phase);
+}
 
 PluginRecord PluginHost::load(const std::string& path) {
   const std::string key = canonical_key(path);
@@ -221,7 +227,7 @@ PluginRecord PluginHost::load(const std::string& path) {
   PluginRecord record;
   record.path = path;
   record.name = file_stem(path);
-  record.ok = load_checked(path, record);
+  record.ok = probe_ ? probe_then_load(path, record) : load_checked(path, record);
   record.status = record.ok ? PluginStatus::kOk : PluginStatus::kRejected;
   record.reason = one_line(record.reason);
   by_canonical_path_[key] = records_.size();
@@ -265,6 +271,7 @@ bool PluginHost::load_checked(const std::string& path, PluginRecord& record) {
   if (!check_before_open(path, record)) return false;
   // An absolute path: dlopen would search the library path for a bare file name.
   const std::string absolute = fs::absolute(path).string();
+  mark_phase("dlopen");
   dlerror();
   void* handle = dlopen(absolute.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
@@ -276,6 +283,7 @@ bool PluginHost::load_checked(const std::string& path, PluginRecord& record) {
   // dlclose would unmap, and a few leaked mappings cost nothing (never unload).
   handles_.push_back(handle);
 
+  mark_phase("entry point");
   void* symbol = dlsym(handle, SPECULATORS_PLUGIN_ENTRY_SYMBOL);
   if (symbol == nullptr) {
     record.reason = cat("no entry point ", SPECULATORS_PLUGIN_ENTRY_SYMBOL, " (not a speculators plugin?)");
@@ -316,6 +324,7 @@ bool PluginHost::register_plugin(const speculators_plugin_descriptor& descriptor
   // nothing registered.
   Registry staging;
   Registrar registrar(staging, descriptor.name, path);
+  mark_phase("registration");
   char error[kRegisterErrorSize] = {};
   int rc = 0;
   try {
@@ -395,6 +404,30 @@ const Registry::Entry& PluginHost::load_for_algorithm(const std::string& algorit
   }
   if (candidates.empty()) message += "; no plugin (.so) was found in the search path";
   fail_usage(message + " (see --list-plugins)");
+}
+
+bool PluginHost::probe_then_load(const std::string& path, PluginRecord& record) {
+  // The child runs the same sequence against its copy of this host's registry, so its answer
+  // is what loading here would give, without any of the plugin's code running here.
+  const ProbeResult probe = run_in_probe_child(
+      [&](const ProbeChannel& channel) {
+        probe_channel_ = &channel;
+        PluginRecord child = record;
+        child.ok = load_checked(path, child);
+        channel.send_answer(serialize_plugin_record(child));
+      },
+      probe_timeout_);
+  if (!probe.answered) {
+    record.reason = probe.failure;
+    return false;
+  }
+  PluginRecord answer = parse_plugin_record(probe.answer);
+  if (!answer.ok) {
+    answer.path = record.path;
+    record = answer;
+    return false;
+  }
+  return load_checked(path, record);
 }
 
 }  // namespace speculators

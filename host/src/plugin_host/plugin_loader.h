@@ -4,6 +4,7 @@
 // it reports every rejected plugin as a record with a one-line reason instead of stopping.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -17,6 +18,8 @@
 #include "speculators/registry.h"
 
 namespace speculators {
+
+class ProbeChannel;
 
 // The environment variable holding extra plugin directories, colon-separated.
 inline constexpr const char* kPluginPathEnv = "SPECULATORS_PLUGIN_PATH";
@@ -100,7 +103,9 @@ struct PluginRecord {
   std::vector<std::string> algorithms;  // what it registered (only when ok)
 };
 
-// Loads plugins into a Registry through the checks of docs/plugins.md. Registration goes into a
+// Loads plugins into a Registry through the checks of docs/plugins.md. Each plugin is first
+// probed in a child process (plugin_probe.h) and opened here only when the child loaded and
+// registered it; a plugin that crashes, aborts or hangs there is rejected. Registration goes into a
 // staging registry first and is merged only if the register function succeeded and none of its
 // names clashes, so a rejected plugin leaves nothing behind. Handles are never dlclosed.
 class PluginHost {
@@ -119,6 +124,11 @@ class PluginHost {
   const Registry::Entry& load_for_algorithm(const std::string& algorithm,
                                             const std::vector<PluginCandidate>& candidates);
 
+  // Probing in a child (on unless SPECULATORS_PLUGIN_PROBE=0) and how long a child may take
+  // (SPECULATORS_PLUGIN_PROBE_TIMEOUT seconds, default 10).
+  void set_probe(bool enabled) { probe_ = enabled; }
+  void set_probe_timeout(std::chrono::milliseconds timeout) { probe_timeout_ = timeout; }
+
   const std::vector<PluginRecord>& records() const { return records_; }
   Registry& registry() { return registry_; }
 
@@ -128,6 +138,10 @@ class PluginHost {
   bool check_before_open(const std::string& path, PluginRecord& record);
   // Runs the sequence on `path`; fills `record` and returns true when registered.
   bool load_checked(const std::string& path, PluginRecord& record);
+  // Runs load_checked in a child first (plugin_probe.cpp); loads here only if it succeeded there.
+  bool probe_then_load(const std::string& path, PluginRecord& record);
+  // Tells the probe child's parent which step runs now (no-op outside a probe child).
+  void mark_phase(const char* phase) const;
   bool register_plugin(const speculators_plugin_descriptor& descriptor, const std::string& path,
                        PluginRecord& record);
 
@@ -136,6 +150,9 @@ class PluginHost {
   std::vector<PluginRecord> records_;
   std::map<std::string, std::size_t> by_canonical_path_;  // index into records_
   std::vector<void*> handles_;  // never closed: see the top of this file
+  bool probe_ = true;
+  std::chrono::milliseconds probe_timeout_;
+  const ProbeChannel* probe_channel_ = nullptr;  // set in a probe child only
 };
 
 // `--list-plugins`: one line per record, columns aligned: name, version, path, and `ok`,
@@ -143,6 +160,11 @@ class PluginHost {
 std::string format_plugin_list(const std::vector<PluginRecord>& records);
 // The search path, one directory a line with its origin (for --list-plugins).
 std::string format_search_path(const std::vector<PluginDir>& dirs);
+
+// A record as one line per field ("key\tvalue"), and back: what a probe child sends. Values are
+// made one line first.
+std::string serialize_plugin_record(const PluginRecord& record);
+PluginRecord parse_plugin_record(const std::string& text);
 
 // `--describe NAME`: the algorithm's name and description, then each option of its schema with
 // its flag (bools as `--x / --no-x`), type, default, choices, help and YAML key.

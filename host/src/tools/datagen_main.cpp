@@ -18,6 +18,7 @@
 #include "speculators/json.h"
 #include "speculators/log.h"
 #include "speculators/verifier.h"
+#include "tools/guard.h"
 #include "tools/make_verifier.h"
 #include "tools/tiny_tokenizer.h"
 
@@ -91,7 +92,9 @@ void run_hidden_states(const HiddenStateGenOptions& options) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace {
+
+int run_main(int argc, char** argv) {
   CLI::App app{"speculators-datagen: tiny verifiers, on-policy token data and offline hidden states"};
   app.require_subcommand(1);
 
@@ -207,4 +210,10 @@ int main(int argc, char** argv) {
     return static_cast<int>(ExitCode::kFailure);
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return speculators::run_guarded("speculators-datagen", [&] { return run_main(argc, argv); });
 }

@@ -9,8 +9,11 @@
 #include "speculators/error.h"
 #include "speculators/log.h"
 #include "tools/eval_command.h"
+#include "tools/guard.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run_main(int argc, char** argv) {
   using namespace speculators;
   CLI::App app{"speculators-eval: greedy speculative decoding of a trained draft with its verifier.\n"
                "Reports the mean acceptance length tau (accepted drafted tokens + the verifier's bonus token\n"
@@ -67,4 +70,10 @@ int main(int argc, char** argv) {
     return static_cast<int>(e.code());
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return speculators::run_guarded("speculators-eval", [&] { return run_main(argc, argv); });
 }

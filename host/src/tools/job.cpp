@@ -245,9 +245,7 @@ void read_entry(const std::string& path, const std::string& key, const YAML::Nod
   out[opt->key] = opt->coerce(yaml_scalar_guess(value), where_of(path, value, key_path));
 }
 
-}  // namespace
-
-Json read_job_yaml(const std::string& path, const Schema& schema) {
+Json read_job_yaml_nodes(const std::string& path, const Schema& schema) {
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);
@@ -289,6 +287,18 @@ Json read_job_yaml(const std::string& path, const Schema& schema) {
     }
   }
   return out;
+}
+
+}  // namespace
+
+Json read_job_yaml(const std::string& path, const Schema& schema) {
+  try {
+    return read_job_yaml_nodes(path, schema);
+  } catch (const YAML::Exception& e) {
+    // A key that is not a scalar, a value yaml-cpp cannot convert: still the job file's fault.
+    const std::string where = e.mark.is_null() ? path : cat(path, ":", e.mark.line + 1, ":", e.mark.column + 1);
+    fail_usage(cat(where, ": invalid job file: ", e.msg));
+  }
 }
 
 std::string peek_speculator_type(const CommandLine& cmd) {

@@ -6,9 +6,12 @@
 
 #include "observe/report.h"
 #include "plugin_host/plugin_packages.h"
+#include "tools/guard.h"
 #include "tools/train_command.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run_main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && args[0] == "report") {
     return speculators::run_report_command(std::vector<std::string>(args.begin() + 1, args.end()));
@@ -17,4 +20,10 @@ int main(int argc, char** argv) {
     return speculators::run_plugins_command(std::vector<std::string>(args.begin() + 1, args.end()));
   }
   return speculators::run_train_command(args);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return speculators::run_guarded("speculators-train", [&] { return run_main(argc, argv); });
 }

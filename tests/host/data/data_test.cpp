@@ -52,6 +52,12 @@ TEST_CASE("data.jsonl rows are read, and bad rows name file and line", "[data]")
   CHECK_THAT(error_of([&] { read_data_jsonl(write_text("mask.jsonl", "{\"input_ids\": [1], \"loss_mask\": [2]}\n")); }),
              Catch::Contains("0 or 1"));
   CHECK_THAT(error_of([&] { read_data_jsonl("/nonexistent/data.jsonl"); }), Catch::Contains("/nonexistent/data.jsonl"));
+  // A number no double holds and nesting far past any row's are data errors too (error_of
+  // checks the code), naming the file and line.
+  const std::string huge = write_text("huge.jsonl", "{\"input_ids\": [1]}\n{\"input_ids\": [1e400]}\n");
+  CHECK_THAT(error_of([&] { read_data_jsonl(huge); }), Catch::StartsWith(huge + ":2: invalid JSON"));
+  const std::string deep = write_text("deep.jsonl", "{\"input_ids\": " + std::string(40000, '[') + std::string(40000, ']') + "}\n");
+  CHECK_THAT(error_of([&] { read_data_jsonl(deep); }), Catch::StartsWith(deep + ":1: input_ids and loss_mask must be lists of integers"));
 }
 
 TEST_CASE("the split is contiguous with floor(N * ratio) train rows", "[data]") {

@@ -7,6 +7,7 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <filesystem>
 #include <set>
@@ -262,6 +263,7 @@ TEST_CASE("a directory mixing good and bad plugins loads the good ones and lists
 
   Registry registry;
   PluginHost plugins(registry, cpu_host());
+  plugins.set_probe_timeout(std::chrono::seconds(2));  // reg_hang never returns
   plugins.load_all(candidates);
   REQUIRE(plugins.records().size() == files.size());
   std::set<std::string> ok;
@@ -277,6 +279,8 @@ TEST_CASE("a directory mixing good and bad plugins loads the good ones and lists
   CHECK(listing.find("rejected: dlopen failed") != std::string::npos);
   CHECK(listing.find("rejected: no entry point " + kEntry) != std::string::npos);
   CHECK(listing.find("rejected: plugin ABI major") != std::string::npos);
+  CHECK(listing.find("rejected: crashed in registration (signal 11)") != std::string::npos);
+  CHECK(listing.find("rejected: hung in registration") != std::string::npos);
 }
 
 TEST_CASE("load_for_algorithm loads the named plugin and explains failures", "[plugins]") {

@@ -108,6 +108,23 @@ TEST_CASE("malformed YAML is reported with its position", "[job]") {
   CHECK_THAT(msg, Catch::Contains("invalid YAML"));
 }
 
+TEST_CASE("a job file with a non-scalar key or 40,000 nested lists is a usage error", "[job]") {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"seq_key.yaml", "train:\n  [a, b]: 1\n"},
+      {"map_key.yaml", "? {x: 1}\n: 2\n"},
+      {"deep.yaml", "train:\n  seed: " + std::string(40000, '[') + std::string(40000, ']') + "\n"},
+  };
+  for (const auto& [name, text] : cases) {
+    INFO(name);
+    auto path = write_yaml(name, text);
+    ExitCode code{};
+    auto msg = message_of([&] { resolve_job(parse_command_line({path}), test_schema()); }, &code);
+    CHECK(code == ExitCode::kUsage);
+    CHECK_THAT(msg, Catch::Contains(name));
+    CHECK(msg.find('\n') == std::string::npos);
+  }
+}
+
 TEST_CASE("list flags take several words or commas", "[job]") {
   Args a = resolve_job(parse_command_line({"--target-layer-ids", "2", "16", "29", "--seed", "1"}), test_schema());
   CHECK(a.get_int_list("target_layer_ids") == std::vector<std::int64_t>{2, 16, 29});

@@ -47,7 +47,6 @@ void MetricAccumulator::settle() const {
 std::map<std::string, double> MetricAccumulator::values() const {
   settle();
   std::map<std::string, double> out;
-  std::map<std::string, double> out;
   for (const auto& [k, v] : sums_) {
     if (ends_with(k, "_sum")) {
       std::string name = k.substr(0, k.size() - 4);

@@ -21,11 +21,14 @@ std::vector<torch::Tensor> verifier_features(VerifierModelImpl& verifier, const 
     }
   }
   const auto total = static_cast<std::int64_t>(ids.size());
-  auto input_ids = torch::tensor(ids, torch::kInt64).view({1, total});
-  auto position_ids = torch::tensor(pos, torch::kInt64).view({1, total});
-  auto document_ids = torch::tensor(doc, torch::kInt64);
+  // The verifier runs where its weights are (--device, in --hidden-states-dtype); the features
+  // come back to host memory, where the cache and the loader keep them.
+  const auto device = verifier.embed_tokens->weight.device();
+  auto input_ids = torch::tensor(ids, torch::kInt64).view({1, total}).to(device);
+  auto position_ids = torch::tensor(pos, torch::kInt64).view({1, total}).to(device);
+  auto document_ids = torch::tensor(doc, torch::kInt64).to(device);
   auto out = verifier.forward(input_ids, position_ids, document_ids, layer_ids, /*want_logits=*/false);
-  auto stacked = torch::stack(out.hidden_states, 2)[0].to(torch::kFloat32);  // [total, layers, H]
+  auto stacked = torch::stack(out.hidden_states, 2)[0].to(torch::kCPU, torch::kFloat32);  // [total, layers, H]
   std::vector<torch::Tensor> per_row;
   std::int64_t offset = 0;
   for (const auto* row : rows) {

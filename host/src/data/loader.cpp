@@ -82,7 +82,11 @@ std::optional<Batch> Loader::make_batch(std::int64_t epoch, std::size_t index) {
     }
   }
   if (kept.empty()) return std::nullopt;
-  return collate(kept, total_len_);
+  Batch batch = collate(kept, total_len_);
+  if (options_.pin_memory) {
+    for (auto& [key, t] : batch) t = t.pin_memory();
+  }
+  return batch;
 }
 
 void Loader::report_epoch_end() {

@@ -23,6 +23,9 @@ struct LoaderOptions {
   int prefetch_factor = 2;
   int rank = 0;
   int world_size = 1;
+  // Build batches in page-locked host memory, so a copy to a CUDA device does not block the host
+  // (only with a CUDA device: pinning needs the CUDA runtime).
+  bool pin_memory = false;
 };
 
 // Yields the packed batches of one split, epoch by epoch.

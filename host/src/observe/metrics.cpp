@@ -18,17 +18,34 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }  // namespace
 
 void MetricAccumulator::add(const TensorMap& metrics) {
-  if (batches_ > 0) {
-    std::set<std::string> now, before;
-    for (const auto& [k, v] : metrics) now.insert(k);
-    for (const auto& [k, v] : sums_) before.insert(k);
-    if (now != before) fail("the model returned a different set of metric keys than for earlier batches", ExitCode::kPlugin);
+  std::set<std::string> now;
+  for (const auto& [k, v] : metrics) now.insert(k);
+  if (batches_ > 0 && now != keys_) {
+    fail("the model returned a different set of metric keys than for earlier batches", ExitCode::kPlugin);
   }
-  for (const auto& [k, v] : metrics) sums_[k] += v.detach().to(torch::kFloat64).item<double>();
+  keys_ = now;
+  for (const auto& [k, v] : metrics) {
+    const auto value = v.detach().to(torch::kFloat64);
+    auto it = pending_.find(k);
+    if (it == pending_.end()) {
+      pending_.emplace(k, value);
+    } else {
+      it->second = it->second + value;  // in order, as a host double would add them
+    }
+  }
   ++batches_;
 }
 
+void MetricAccumulator::settle() const {
+  for (const auto& k : keys_) {
+    auto it = pending_.find(k);
+    sums_[k] += it == pending_.end() ? 0.0 : it->second.item<double>();
+  }
+  pending_.clear();
+}
+
 std::map<std::string, double> MetricAccumulator::values() const {
+  settle();
   std::map<std::string, double> out;
   for (const auto& [k, v] : sums_) {
     if (ends_with(k, "_sum")) {
@@ -46,6 +63,7 @@ std::map<std::string, double> MetricAccumulator::values() const {
 }
 
 std::vector<double> MetricAccumulator::raw() const {
+  settle();
   std::vector<double> out;
   for (const auto& [k, v] : sums_) out.push_back(v);
   out.push_back(static_cast<double>(batches_));
@@ -53,6 +71,7 @@ std::vector<double> MetricAccumulator::raw() const {
 }
 
 void MetricAccumulator::load_raw(const std::vector<double>& raw) {
+  settle();
   if (raw.size() != sums_.size() + 1) fail(cat("metrics: ", raw.size(), " values for ", sums_.size(), " keys"));
   std::size_t i = 0;
   for (auto& [k, v] : sums_) v = raw[i++];
@@ -60,6 +79,8 @@ void MetricAccumulator::load_raw(const std::vector<double>& raw) {
 }
 
 void MetricAccumulator::clear() {
+  keys_.clear();
+  pending_.clear();
   sums_.clear();
   batches_ = 0;
 }

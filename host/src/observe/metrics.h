@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,8 @@ namespace speculators {
 class MetricAccumulator {
  public:
   // Adds one batch's metrics; throws Error(kPlugin) when the key set changes between batches.
+  // The sums stay on the metrics' device (fp64) until a reader below needs them: a step on a GPU
+  // reads its metrics once, at a log step, not once per batch.
   void add(const TensorMap& metrics);
   // Normalised values by name (pairs merged, scalars averaged).
   std::map<std::string, double> values() const;
@@ -22,11 +25,15 @@ class MetricAccumulator {
   std::vector<double> raw() const;
   // Puts back what raw() gave, summed over ranks (same keys, same order).
   void load_raw(const std::vector<double>& raw);
-  std::size_t num_keys() const { return sums_.size(); }
+  std::size_t num_keys() const { return keys_.size(); }
   void clear();
 
  private:
-  std::map<std::string, double> sums_;
+  // Adds the device sums into sums_ (one host read per key).
+  void settle() const;
+  std::set<std::string> keys_;
+  mutable std::map<std::string, torch::Tensor> pending_;
+  mutable std::map<std::string, double> sums_;
   long batches_ = 0;
 };
 

@@ -52,6 +52,9 @@ Schema host_schema() {
                 "data").at_least(0),
       opt_int("feature_cache_mb", 2048, "Online source: keep verifier features of up to this many MiB in "
               "memory across epochs (0 disables)", "data").at_least(0).at_most(1 << 22),
+      opt_string("hidden_states_dtype", Json(), "dtype the online verifier runs in and its hidden states "
+                 "have (default bfloat16 with --precision bf16, else float32); float16 is not supported", "data",
+                 {"bfloat16", "float32"}),
       opt_string("on_bad_sample", "skip", "A sample that cannot be used (corrupt or missing hs file, wrong "
                  "shape, NaN/Inf, token mismatch, no supervised token): skip it with a warning and count it per "
                  "epoch, or raise (exit code 4)", "data", {"skip", "raise"}),
@@ -96,6 +99,12 @@ Schema host_schema() {
       opt_int("max_bad_steps", 10, "Stop (saving the last good state) after this many consecutive steps with a "
               "non-finite loss or gradient; each one is skipped", "trainer").at_least(1),
       opt_int("log_freq", 1, "Write a metrics line every N steps", "trainer").at_least(1),
+      opt_string("device", "auto", "Where the draft, the frozen verifier pieces, batches and optimizer state live: "
+                 "auto (cuda:<LOCAL_RANK> when LibTorch sees a GPU, else cpu), cpu, cuda (= cuda:<LOCAL_RANK>) or "
+                 "cuda:N", "trainer"),
+      opt_string("precision", Json(), "bf16: forward and loss under bf16 autocast, fp32 master weights, optimizer "
+                 "state and gradient all-reduce; fp32: everything fp32 (default bf16 on CUDA, fp32 on CPU)",
+                 "trainer", {"bf16", "fp32"}),
       opt_int("num_threads", 0, "CPU threads for LibTorch (0 = every CPU the process may use; OMP_NUM_THREADS "
               "overrides)", "trainer")
           .at_least(0).at_most(4096),

@@ -24,6 +24,7 @@
 #include "tools/draft_loading.h"
 #include "tools/job.h"
 #include "tools/launcher.h"
+#include "train/device.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -109,15 +110,15 @@ void write_run_files(const Args& args, const Schema& schema, const std::vector<s
 
 // This process's communicator: local for one process, else the launcher's rank joins the job
 // over --dist-backend.
-std::unique_ptr<Communicator> join_job(const Args& args, const RankInfo& info) {
+std::unique_ptr<Communicator> join_job(const Args& args, const RankInfo& info, const TrainingDevice& device) {
   if (info.world_size == 1) return make_local_communicator();
   log::set_rank(info.rank, info.world_size);
   if (info.rank != 0 && log::level() < log::Level::kWarn) log::set_level(log::Level::kWarn);  // rank 0 reports
   std::string backend = args.get_string("dist_backend");
-  if (backend == "auto") backend = nccl_available() && torch::cuda::is_available() ? "nccl" : "gloo";
+  if (backend == "auto") backend = nccl_available() && device.device.is_cuda() ? "nccl" : "gloo";
   const auto timeout = std::chrono::milliseconds(static_cast<std::int64_t>(args.get_double("dist_timeout") * 1000));
   if (timeout.count() <= 0) fail_usage(cat("--dist-timeout must be > 0, got ", args.get_double("dist_timeout")));
-  auto comm = make_communicator(backend, info, timeout, info.local_rank);
+  auto comm = make_communicator(backend, info, timeout, device.device.is_cuda() ? device.device.index() : info.local_rank);
   log::info(cat("rank ", info.rank, " of ", info.world_size, " joined (", info.launcher, " launch, ", backend,
                 ", rendezvous ", info.master_addr, ":", info.master_port, ")"));
   return comm;
@@ -227,7 +228,7 @@ struct TrainingData {
 };
 
 TrainingData open_training_data(const Args& args, const Algorithm& algorithm, const BuildContext& ctx,
-                                const DraftModel& model, const Communicator& comm) {
+                                const DraftModel& model, const Communicator& comm, const TrainingDevice& device) {
   const std::string data_path = args.get_string("data_path");
   const std::string source = resolved_data_source(args);
   const std::string jsonl = (fs::path(data_path) / "data.jsonl").string();
@@ -244,8 +245,10 @@ TrainingData open_training_data(const Args& args, const Algorithm& algorithm, co
                                                         static_cast<std::int64_t>(model.target_layer_ids().size()),
                                                         ctx.verifier.hidden_size, bad);
   } else {
+    VerifierModel verifier = load_verifier(ctx.verifier_path);
+    verifier->to(device.device, device.hidden_states_dtype);  // features come back to host memory
     data.features = std::make_unique<OnlineFeatureSource>(
-        load_verifier(ctx.verifier_path), std::move(rows), model.target_layer_ids(),
+        verifier, std::move(rows), model.target_layer_ids(),
         static_cast<std::size_t>(args.get_int("feature_cache_mb")) << 20, total_len);
   }
   const auto seed = static_cast<std::uint64_t>(args.get_int("seed"));
@@ -254,6 +257,7 @@ TrainingData open_training_data(const Args& args, const Algorithm& algorithm, co
   options.prefetch_factor = static_cast<int>(args.get_int("prefetch_factor"));
   options.rank = comm.rank();
   options.world_size = comm.world_size();
+  options.pin_memory = device.device.is_cuda();
   data.train = std::make_unique<Loader>(*data.features, algorithm, train_idx, total_len, args.get_double("noise_std"),
                                         seed, true, options);
   data.val = std::make_unique<Loader>(*data.features, algorithm, val_idx, total_len, 0.0, seed, false, options);
@@ -282,17 +286,20 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
   }
   job.algorithm->validate(args);
   const RankInfo rank_info = rank_info_from_environment();
+  // Checked before any rank starts: a CUDA device without CUDA is a usage error.
+  const TrainingDevice device = resolve_training_device(args, rank_info.local_rank);
   if (rank_info.launcher == "none" && args.get_int("nproc_per_node") != 1) {
     return launch_local_ranks(static_cast<int>(args.get_int("nproc_per_node")), argv,
                               args.get_double("dist_timeout") + 30.0);
   }
 
-  std::unique_ptr<Communicator> comm = join_job(args, rank_info);
+  std::unique_ptr<Communicator> comm = join_job(args, rank_info, device);
   const bool main_rank = comm->rank() == 0;
   apply_num_threads(static_cast<int>(args.get_int("num_threads")));
   torch::manual_seed(static_cast<std::uint64_t>(args.get_int("seed")));
   const BuildContext ctx = make_build_context(args, main_rank);
   std::shared_ptr<DraftModel> model = build_draft(job, ctx);
+  model->to(device.device);  // fp32 master weights; bf16 only inside autocast
   if (main_rank) write_run_files(args, job.schema, argv, comm->world_size());
 
   if (args.get_bool("dry_run")) {
@@ -301,8 +308,8 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
     log::info(cat("dry run: wrote the initialised checkpoint to ", args.get_string("save_path")));
     return 0;
   }
-  TrainingData data = open_training_data(args, *job.algorithm, ctx, *model, *comm);
-  Trainer trainer(args, *job.algorithm, model, *data.train, data.val.get(), *comm);
+  TrainingData data = open_training_data(args, *job.algorithm, ctx, *model, *comm, device);
+  Trainer trainer(args, *job.algorithm, model, *data.train, data.val.get(), *comm, device);
   const auto summary = trainer.run();
   log::info(cat("done: ", summary.global_step, " steps; last checkpoint ", summary.last_checkpoint));
   return 0;

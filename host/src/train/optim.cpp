@@ -67,8 +67,8 @@ void AdamW::load_state(const std::string& prefix, const NamedTensors& in, const 
     if (!in.count(prefix + name + "/step")) continue;  // never stepped (no gradient yet)
     Slot s;
     s.step = require(in, prefix + name + "/step", {}, origin).item<std::int64_t>();
-    s.exp_avg = require(in, prefix + name + "/exp_avg", p, origin).to(p.dtype()).clone();
-    s.exp_avg_sq = require(in, prefix + name + "/exp_avg_sq", p, origin).to(p.dtype()).clone();
+    s.exp_avg = require(in, prefix + name + "/exp_avg", p, origin).to(p.device(), p.dtype()).clone();
+    s.exp_avg_sq = require(in, prefix + name + "/exp_avg_sq", p, origin).to(p.device(), p.dtype()).clone();
     state_[name] = s;
   }
 }
@@ -125,7 +125,7 @@ void Muon::load_state(const std::string& prefix, const NamedTensors& in, const s
   for (const auto& [name, p] : params_) {
     const std::string key = prefix + name + "/momentum_buffer";
     if (!in.count(key)) continue;
-    momentum_[name] = require(in, key, p, origin).to(p.dtype()).clone();
+    momentum_[name] = require(in, key, p, origin).to(p.device(), p.dtype()).clone();
   }
 }
 

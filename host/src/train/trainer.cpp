@@ -9,6 +9,7 @@
 
 #include "observe/metrics.h"
 #include "observe/progress.h"
+#include "speculators/autocast.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
 #include "train/signals.h"
@@ -40,9 +41,10 @@ std::string short_metrics(const std::map<std::string, double>& values, const std
 }  // namespace
 
 Trainer::Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<DraftModel> model, Loader& train,
-                 Loader* val, Communicator& comm)
+                 Loader* val, Communicator& comm, const TrainingDevice& device)
     : args_(args),
       algorithm_(algorithm),
+      device_(device),
       model_(std::move(model)),
       train_(train),
       val_(val),
@@ -107,6 +109,14 @@ std::map<std::string, double> Trainer::reduced_metrics(const MetricAccumulator& 
   return total.values();
 }
 
+ForwardResult Trainer::forward(Batch& batch, const Json& kwargs) {
+  batch_to_device(batch, device_.device);
+  // As the reference's `with torch.autocast(device_type, dtype=...)`: forward and loss in bf16,
+  // backward outside (its casts follow the forward's).
+  AutocastGuard autocast(device_.device, torch::kBFloat16, device_.bf16);
+  return model_->forward(batch, kwargs);
+}
+
 TrainSummary Trainer::run() {
   InterruptGuard interrupts;
   dp_->broadcast_model();  // every rank starts from rank 0's initialisation
@@ -125,6 +135,7 @@ TrainSummary Trainer::run() {
                     : std::string(),
                 "); ", parts, "; schedule ", schedule_.type, " over ", schedule_.total_steps, " steps, warmup ",
                 schedule_.warmup_steps));
+  log::info(cat("device: ", device_.describe()));
   for (; epoch_ < epochs; ++epoch_) {
     if (max_steps && global_step_ >= *max_steps) break;
     const Stop stop = train_epoch(epoch_);
@@ -194,12 +205,12 @@ void Trainer::optimizer_step(std::int64_t epoch) {
     auto batch = train_.next();
     fetch_ms += ms_since(tf);
     if (!batch) break;
-    auto result = model_->forward(*batch, train_kwargs_);
+    tokens += (batch->at("document_ids") != -1).sum().item<std::int64_t>();  // on the host copy
+    auto result = forward(*batch, train_kwargs_);
     if (!forward_checked_) {
       check_forward_result(result, algorithm_.name());
       forward_checked_ = true;
     }
-    tokens += (batch->at("document_ids") != -1).sum().item<std::int64_t>();
     if (bad_loss || !std::isfinite(result.loss.detach().item<double>())) {
       bad_loss = true;  // the rest of the group is read (the cursor stays aligned) but not trained on
       continue;
@@ -285,7 +296,7 @@ std::optional<std::map<std::string, double>> Trainer::validate(std::int64_t epoc
   val_->start_epoch(epoch);
   MetricAccumulator acc;
   while (auto batch = val_->next()) {
-    acc.add(model_->forward(*batch, val_kwargs_).metrics);
+    acc.add(forward(*batch, val_kwargs_).metrics);
     if (interrupt_agreed()) {
       model_->train();
       return std::nullopt;  // abandoned: the checkpoint written next reruns it on resume

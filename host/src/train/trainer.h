@@ -18,6 +18,7 @@
 #include "observe/metrics.h"
 #include "observe/run_log.h"
 #include "speculators/algorithm.h"
+#include "train/device.h"
 #include "train/distributed.h"
 #include "train/optim.h"
 #include "train/train_state.h"
@@ -36,8 +37,10 @@ struct TrainSummary {
 class Trainer {
  public:
   // `comm` is this process's place in the job (make_local_communicator() for one process).
+  // `device`: where the model already is, and whether forward and loss run under bf16 autocast;
+  // batches are moved there.
   Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<DraftModel> model, Loader& train,
-          Loader* val, Communicator& comm);
+          Loader* val, Communicator& comm, const TrainingDevice& device = {});
   ~Trainer();
   // Trains to the end (or --max-steps). Resumes from the newest checkpoint in --save-path unless
   // --no-resume-from-checkpoint. Throws Error(kInterrupted) after writing a checkpoint when a
@@ -68,9 +71,12 @@ class Trainer {
   bool interrupt_agreed();
   void zero_grads();
   std::map<std::string, double> reduced_metrics(const MetricAccumulator& acc);
+  // Moves the batch to the device and runs the model under the run's precision.
+  ForwardResult forward(Batch& batch, const Json& kwargs);
 
   const Args& args_;
   const Algorithm& algorithm_;
+  TrainingDevice device_;
   std::shared_ptr<DraftModel> model_;
   Loader& train_;
   Loader* val_;

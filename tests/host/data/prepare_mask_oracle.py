@@ -15,6 +15,7 @@ usage: prepare_mask_oracle.py BIN_DIR TEMPLATES_DIR WORK_DIR
 """
 import json
 import os
+import shutil
 import re
 import subprocess
 import sys
@@ -177,6 +178,7 @@ def compare(name, bin_dir, model, dataset, out, tok, seq_length, mode):
 
 def main():
     bin_dir, templates, work = sys.argv[1:4]
+    shutil.rmtree(work, ignore_errors=True)  # a finished prepare would otherwise be kept, not rerun
     os.makedirs(work, exist_ok=True)
     dataset = os.path.join(work, "dataset.jsonl")
     with open(dataset, "w", encoding="utf-8") as f:

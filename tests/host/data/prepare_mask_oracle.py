@@ -15,8 +15,8 @@ usage: prepare_mask_oracle.py BIN_DIR TEMPLATES_DIR WORK_DIR
 """
 import json
 import os
-import shutil
 import re
+import shutil
 import subprocess
 import sys
 

@@ -36,8 +36,10 @@ struct TrainSummary {
 class Trainer {
  public:
   // `comm` is this process's place in the job (make_local_communicator() for one process).
+  // `declared_groups`: ask the draft for its optimizer groups (DraftModel::optimizer_group; false
+  // for a plugin built for plugin ABI < 2.1, which gets reference_optimizer_group).
   Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<DraftModel> model, Loader& train,
-          Loader* val, Communicator& comm);
+          Loader* val, Communicator& comm, bool declared_groups = true);
   ~Trainer();
   // Trains to the end (or --max-steps). Resumes from the newest checkpoint in --save-path unless
   // --no-resume-from-checkpoint. Throws Error(kInterrupted) after writing a checkpoint when a
@@ -67,7 +69,7 @@ class Trainer {
   // Any rank's signal, agreed by all (a collective when distributed).
   bool interrupt_agreed();
   void zero_grads();
-  std::map<std::string, double> reduced_metrics(const MetricAccumulator& acc);
+  std::map<std::string, double> reduced_metrics(const MetricAccumulator& acc, const MetricKeyContract& keys);
 
   const Args& args_;
   const Algorithm& algorithm_;
@@ -95,6 +97,8 @@ class Trainer {
   std::optional<double> best_val_loss_;
   std::optional<std::int64_t> best_epoch_;
   bool forward_checked_ = false;
+  MetricKeyContract train_keys_{"training"};
+  MetricKeyContract val_keys_{"validation"};
   TrainSummary summary_;
 };
 

@@ -1,4 +1,10 @@
-# speculators_add_plugin(NAME SOURCES src... [VERSION v] [PACKAGE] [OUTPUT_DIRECTORY dir])
+# speculators_add_plugin(NAME SOURCES src... [VERSION v] [PACKAGE] [OUTPUT_DIRECTORY dir] [NO_INSTALL])
+#
+# NAME and VERSION are written here and nowhere else: the sources are compiled with
+# SPECULATORS_PLUGIN_NAME="NAME" and SPECULATORS_PLUGIN_VERSION="VERSION", which the
+# SPECULATORS_PLUGIN(registrar) macro (speculators/plugin/plugin.h) puts into the descriptor, so the
+# descriptor, the manifest and the packages carry the same name and version. NO_INSTALL leaves the
+# plugin out of `cmake --install` (test plugins).
 #
 # Builds and installs (into ${SPECULATORS_INSTALL_PLUGINDIR}, default lib/speculators/plugins)
 # an algorithm plugin: a shared object named exactly <NAME>.so (the host requires the
@@ -114,6 +120,8 @@ function(speculators_plugin_manifest_and_package)
       -DSPECULATORS_DPKG_DEB=${SPECULATORS_DPKG_DEB}
       -DSPECULATORS_DEB_ARCH=${arch}
       -DSPECULATORS_DEB_PLUGIN_DIR=usr/${plugin_dir}
+      -DSPECULATORS_ABI_MAJOR=${SPECULATORS_PLUGIN_ABI_MAJOR}
+      -DSPECULATORS_ABI_MINOR=${SPECULATORS_PLUGIN_ABI_MINOR}
       -P "${script}"
     DEPENDS ${ARG_TARGET} "${script}"
     COMMENT "Packaging plugin ${ARG_NAME} ${ARG_VERSION}"
@@ -122,7 +130,7 @@ function(speculators_plugin_manifest_and_package)
 endfunction()
 
 function(speculators_add_plugin name)
-  cmake_parse_arguments(ARG "PACKAGE" "VERSION;OUTPUT_DIRECTORY" "SOURCES" ${ARGN})
+  cmake_parse_arguments(ARG "PACKAGE;NO_INSTALL" "VERSION;OUTPUT_DIRECTORY" "SOURCES" ${ARGN})
   if(NOT ARG_SOURCES)
     message(FATAL_ERROR "speculators_add_plugin(${name}): SOURCES is required")
   endif()
@@ -133,6 +141,8 @@ function(speculators_add_plugin name)
     set(ARG_VERSION "0.0.0")
   endif()
   add_library(${name} MODULE ${ARG_SOURCES})
+  target_compile_definitions(${name} PRIVATE
+    "SPECULATORS_PLUGIN_NAME=\"${name}\"" "SPECULATORS_PLUGIN_VERSION=\"${ARG_VERSION}\"")
   if(TARGET Speculators::core)
     target_link_libraries(${name} PRIVATE Speculators::core)
   else()
@@ -166,6 +176,9 @@ function(speculators_add_plugin name)
   endif()
   speculators_plugin_manifest_and_package(TARGET ${name} NAME ${name} VERSION ${ARG_VERSION} ${package_flag})
 
+  if(ARG_NO_INSTALL)
+    return()
+  endif()
   # Installed together: the host refuses a .so whose manifest disagrees with it.
   set(destination "${SPECULATORS_INSTALL_PLUGINDIR}")
   if(NOT destination)

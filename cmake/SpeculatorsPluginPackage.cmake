@@ -95,6 +95,13 @@ set(deb_version "${SPECULATORS_VERSION}")
 if(NOT deb_version MATCHES "^[0-9]")
   set(deb_version "0~${deb_version}")
 endif()
+# The SDK range the plugin was built for: the SDK version follows the plugin ABI, so any SDK of the
+# same major whose minor is at least the plugin's ABI minor loads it (docs/plugins.md, "Versions").
+set(deb_depends "speculators")
+if(DEFINED SPECULATORS_ABI_MAJOR AND DEFINED SPECULATORS_ABI_MINOR)
+  math(EXPR next_major "${SPECULATORS_ABI_MAJOR} + 1")
+  set(deb_depends "speculators (>= ${SPECULATORS_ABI_MAJOR}.${SPECULATORS_ABI_MINOR}), speculators (<< ${next_major}~)")
+endif()
 string(REPLACE "_" "-" deb_name "speculators-plugin-${SPECULATORS_NAME}")
 string(TOLOWER "${deb_name}" deb_name)
 file(WRITE "${deb_stage}/DEBIAN/control"
@@ -102,7 +109,7 @@ file(WRITE "${deb_stage}/DEBIAN/control"
   "Version: ${deb_version}\n"
   "Architecture: ${SPECULATORS_DEB_ARCH}\n"
   "Maintainer: speculators plugin build <noreply@localhost>\n"
-  "Depends: speculators\n"
+  "Depends: ${deb_depends}\n"
   "Section: science\n"
   "Priority: optional\n"
   "Description: speculators algorithm plugin ${SPECULATORS_NAME} ${SPECULATORS_VERSION}\n"

@@ -3,4 +3,4 @@
 
 #include "speculators/plugin/plugin.h"
 
-SPECULATORS_PLUGIN(eagle3, "0.1.0", registrar) { registrar.add<speculators::eagle3::Eagle3Algorithm>(); }
+SPECULATORS_PLUGIN(registrar) { registrar.add<speculators::eagle3::Eagle3Algorithm>(); }

@@ -452,12 +452,14 @@ case "$CASE" in
     [ "$(cd "$WORK/all" && ls -d [0-9]* | tr '\n' ' ')" = "0 1 2 3 " ] || fail "default: not every epoch was saved"
     [ "$(cd "$WORK/best" && ls -d [0-9]*)" = "$(readlink "$WORK/best/checkpoint_best")" ] ||
       fail "--save-best kept more than the best epoch"
-    # A reduced draft vocabulary travels with the checkpoint (the data copy gets the built mapping).
+    # A reduced draft vocabulary travels with the checkpoint (the save path gets the built mapping;
+    # the data directory is left as it was).
     cp -r "$DATA" "$WORK/data"
     expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/vocab") --data-path "$WORK/data" --epochs 1 \
       --draft-vocab-size 64
     for f in d2t.npy t2d.npy; do
-      cmp "$WORK/data/$f" "$WORK/vocab/0/$f" || fail "$WORK/vocab/0/$f is not the run's vocabulary mapping"
+      cmp "$WORK/vocab/$f" "$WORK/vocab/0/$f" || fail "$WORK/vocab/0/$f is not the run's vocabulary mapping"
+      [ ! -e "$WORK/data/$f" ] || fail "the run wrote $WORK/data/$f"
     done
     ;;
   files_source_train)

@@ -1,7 +1,10 @@
 // The tiny algorithm the test fixtures register (see fixture_algorithm.h). Its schema has one
 // option of each kind the --describe output treats differently (bool, int, string with choices),
-// built as plain aggregates so that the fixture needs nothing from core but the registry.
+// built as plain aggregates so that the fixture needs nothing from core but the registry. The
+// "draft_*" fixtures also build a small trainable model (fixture_draft.h).
 #include "fixture_algorithm.h"
+
+#include "fixture_draft.h"
 
 #include "speculators/error.h"
 #include "speculators/log.h"
@@ -26,7 +29,12 @@ class FixtureAlgorithm : public Algorithm {
     };
   }
   std::vector<std::int64_t> target_layer_ids(const BuildContext&) const override { return {}; }
-  std::shared_ptr<DraftModel> from_training_args(const BuildContext&) const override {
+  std::shared_ptr<DraftModel> from_training_args(const BuildContext& ctx) const override {
+    if (is_draft_fixture(name_)) return build_fixture_draft(name_, ctx, false);
+    fail(cat("fixture algorithm ", name_, " cannot build a model"), ExitCode::kPlugin);
+  }
+  std::shared_ptr<DraftModel> from_config(const Json&, const BuildContext& ctx) const override {
+    if (is_draft_fixture(name_)) return build_fixture_draft(name_, ctx, true);
     fail(cat("fixture algorithm ", name_, " cannot build a model"), ExitCode::kPlugin);
   }
 

@@ -17,8 +17,10 @@
 //   FIXTURE_REGISTER_ABORT       calls std::abort() in register (signal 6)
 //   FIXTURE_REGISTER_HANG        never returns from register
 //   FIXTURE_EXTRA_ALGORITHM="x"  also registers an algorithm named x (a duplicate when x exists)
+//   FIXTURE_ALGORITHM_NAME="x"   registers its algorithm as x instead of FIXTURE_NAME (the plugin
+//                                then has no algorithm of its own name)
 //
-// Every fixture that registers, registers an algorithm named FIXTURE_NAME (fixture_algorithm.h).
+// Every other fixture that registers, registers an algorithm named FIXTURE_NAME (fixture_algorithm.h).
 #include <torch/version.h>
 
 #include <cstddef>
@@ -37,6 +39,9 @@
 #endif
 #ifndef FIXTURE_DECLARED_NAME
 #define FIXTURE_DECLARED_NAME FIXTURE_NAME
+#endif
+#ifndef FIXTURE_ALGORITHM_NAME
+#define FIXTURE_ALGORITHM_NAME FIXTURE_NAME
 #endif
 #ifndef FIXTURE_VERSION
 #define FIXTURE_VERSION "1.0.0"
@@ -96,7 +101,7 @@ int fixture_register(void* registrar, char* error, size_t error_size) noexcept {
     (void)registrar;
     return 1;
 #else
-    speculators::fixture::register_algorithm(registrar, FIXTURE_NAME);
+    speculators::fixture::register_algorithm(registrar, FIXTURE_ALGORITHM_NAME);
 #if defined(FIXTURE_EXTRA_ALGORITHM)
     speculators::fixture::register_algorithm(registrar, FIXTURE_EXTRA_ALGORITHM);
 #endif

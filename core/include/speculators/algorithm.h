@@ -63,6 +63,17 @@ struct BuildContext {
   Args args;                         // the resolved job
 };
 
+// Which optimizer a trainable parameter gets under --optimizer muon: kMuon (Muon's orthogonalised
+// update, for hidden weight matrices) or kAdamW (everything else). Under --optimizer adamw every
+// parameter gets AdamW whatever the group.
+enum class OptimizerGroup { kMuon, kAdamW };
+
+// The reference's rule (speculators/train/optimizers.py: split_named_params_for_muon), the default
+// of DraftModel::optimizer_group: kMuon for a parameter that requires grad, is 2-D with both sizes
+// > 1, and whose name contains none of embed_tokens, lm_head, codebook, markov_w1, markov_w2;
+// kAdamW otherwise.
+OptimizerGroup reference_optimizer_group(const std::string& name, const torch::Tensor& param);
+
 // A trainable draft. Subclasses are torch modules built by their algorithm's factory.
 class DraftModel : public torch::nn::Module {
  public:
@@ -90,6 +101,14 @@ class DraftModel : public torch::nn::Module {
   // Plugin ABI 1.1: inference. A proposer over this model (which must outlive it), or nullptr
   // when the algorithm cannot propose. The host calls this only on plugins built for ABI >= 1.1.
   virtual std::unique_ptr<Proposer> make_proposer() { return nullptr; }
+
+  // Plugin ABI 2.1: the optimizer group of each trainable parameter (`name` as in
+  // named_parameters()). The default is the reference's name-based rule; a draft whose module names
+  // differ from the reference's declares its own groups here instead of renaming its modules. The
+  // host calls this only on plugins built for ABI >= 2.1 (older ones get the default).
+  virtual OptimizerGroup optimizer_group(const std::string& name, const torch::Tensor& param) const {
+    return reference_optimizer_group(name, param);
+  }
 };
 
 class Algorithm {

@@ -55,9 +55,12 @@ SpeculativeResult speculative_decode(VerifierModelImpl& verifier, Proposer& prop
   const auto A = static_cast<std::int64_t>(aux_layer_ids.size());
   CachedVerifier cache(verifier, ids);
   // Features [n, A·H] and last hidden states [n, H] of the first n positions of a step.
+  // A draft without target layers (training accepts one: its features are [T, 0]) gets [n, 0].
   auto features_of = [A](const CachedVerifier::Output& o, std::int64_t n) {
+    const torch::Tensor last = o.hidden_states.back()[0].narrow(0, 0, n);
+    if (A == 0) return std::make_pair(last.new_empty({n, 0}), last);
     std::vector<torch::Tensor> aux(o.hidden_states.begin(), o.hidden_states.begin() + A);
-    return std::make_pair(torch::cat(aux, -1)[0].narrow(0, 0, n), o.hidden_states.back()[0].narrow(0, 0, n));
+    return std::make_pair(torch::cat(aux, -1)[0].narrow(0, 0, n), last);
   };
 
   SpeculativeResult out;

@@ -5,7 +5,8 @@
 
 namespace speculators {
 
-// "speculators 0.1.0 (LibTorch 1.13, C++11 ABI 1, CUDA 0, GNU 12.2.0, Release)"
+// "speculators 2.1.0 (plugin ABI 2.1, LibTorch 1.13.0, C++11 ABI 1, CUDA 0, GNU 12.2.0, Release)":
+// the SDK version, the plugin ABI it speaks, the LibTorch it was built against and the build flags.
 std::string host_version_string();
 
 }  // namespace speculators

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdint>
 #include <set>
 
 #include "speculators/error.h"
@@ -42,6 +43,39 @@ void MetricAccumulator::settle() const {
     sums_[k] += it == pending_.end() ? 0.0 : it->second.item<double>();
   }
   pending_.clear();
+}
+
+const char* MetricKeyContract::rule() {
+  return "every batch must return the same metric keys, on every rank (keys must not depend on the data)";
+}
+
+void MetricKeyContract::check(const TensorMap& metrics, const std::string& algorithm) {
+  std::vector<std::string> now;
+  for (const auto& [k, v] : metrics) now.push_back(k);  // a std::map: sorted
+  if (!fixed_) {
+    keys_ = std::move(now);
+    fixed_ = true;
+    return;
+  }
+  if (now == keys_) return;
+  auto join = [](const std::vector<std::string>& keys) {
+    std::string out;
+    for (const auto& k : keys) out += (out.empty() ? "" : ", ") + k;
+    return "{" + out + "}";
+  };
+  fail(cat("algorithm ", algorithm, " (metrics): ", phase_, " returned metric keys ", join(now),
+           " after ", join(keys_), " for its first batch; ", rule()),
+       ExitCode::kPlugin);
+}
+
+double MetricKeyContract::fingerprint() const {
+  if (!fixed_) return 0.0;
+  // FNV-1a over the sorted keys, cut to 52 bits so that a double (what collectives carry) holds it exactly.
+  std::uint64_t h = 1469598103934665603ULL;
+  for (const auto& k : keys_) {
+    for (unsigned char c : k + '\n') h = (h ^ c) * 1099511628211ULL;
+  }
+  return static_cast<double>((h & ((1ULL << 52) - 1)) + 1);
 }
 
 std::map<std::string, double> MetricAccumulator::values() const {

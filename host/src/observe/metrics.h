@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "speculators/algorithm.h"
@@ -35,6 +36,28 @@ class MetricAccumulator {
   mutable std::map<std::string, torch::Tensor> pending_;
   mutable std::map<std::string, double> sums_;
   long batches_ = 0;
+};
+
+// The metric-key rule: every batch of one phase ("training" or "validation") returns the same set
+// of metric keys, on every rank; the first batch fixes the set. A single process checks each batch
+// against it (check); ranks then compare fingerprints of their sets (the trainer's reduction), so
+// one rank and many refuse the same plugins with the same rule.
+class MetricKeyContract {
+ public:
+  explicit MetricKeyContract(std::string phase) : phase_(std::move(phase)) {}
+  // Throws Error(kPlugin) naming the algorithm, the phase and both key sets when `metrics`
+  // differs from the first batch's keys.
+  void check(const TensorMap& metrics, const std::string& algorithm);
+  // The key set as a number that ranks compare (0 before the first batch).
+  double fingerprint() const;
+  // The rule, for error messages.
+  static const char* rule();
+  const std::string& phase() const { return phase_; }
+
+ private:
+  std::string phase_;
+  bool fixed_ = false;
+  std::vector<std::string> keys_;
 };
 
 // Checks a forward result once: loss defined and scalar; metrics 0-d; the loss present as

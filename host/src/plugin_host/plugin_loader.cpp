@@ -348,6 +348,15 @@ bool PluginHost::register_plugin(const speculators_plugin_descriptor& descriptor
     record.reason = "register added no algorithm";
     return false;
   }
+  // `--speculator-type <plugin name>` finds a plugin by its file: one that registers its
+  // algorithms under other names only could never be selected by its own name.
+  if (std::find(names.begin(), names.end(), descriptor.name) == names.end()) {
+    std::string registered;
+    for (const auto& name : names) registered += (registered.empty() ? "" : ", ") + name;
+    record.reason = cat("registers no algorithm named \"", descriptor.name,
+                        "\" (the plugin's name, from speculators_add_plugin); it registered: ", registered);
+    return false;
+  }
   Registry merged = registry_;
   try {
     for (const auto& name : names) {

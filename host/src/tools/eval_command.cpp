@@ -10,6 +10,7 @@
 #include "data/token_rows.h"
 #include "eval/spec_decode.h"
 #include "observe/progress.h"
+#include "plugin_host/plugin_call.h"
 #include "plugin_host/plugin_loader.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
@@ -36,7 +37,8 @@ std::shared_ptr<DraftModel> load_draft(PluginHost& plugins, const std::vector<st
   const auto candidates = discover_plugins(plugin_search_path(plugin_search_inputs(plugin_dirs)));
   const auto& entry = plugins.load_for_algorithm(algorithm, candidates);
   // Every plugin the host loads has its ABI major, 2, which includes the proposal API.
-  auto model = load_saved_draft(*entry.algorithm, config, dir, ctx, /*weights_required=*/true);
+  auto model = call_plugin(algorithm, "load",
+                           [&] { return load_saved_draft(*entry.algorithm, config, dir, ctx, /*weights_required=*/true); });
   model->eval();
   return model;
 }
@@ -150,11 +152,14 @@ EvalReport run_eval(const EvalOptions& o) {
     const auto& row = rows[rows.size() - static_cast<std::size_t>(n - i)];
     const auto prompt = prompt_of(row, o.prompt_len);
     const auto greedy = greedy_decode(*verifier, prompt, o.max_new_tokens);
-    auto proposer = model->make_proposer();
+    auto proposer = call_plugin(report.algorithm, "proposer", [&] { return model->make_proposer(); });
     if (!proposer) fail(cat("algorithm ", report.algorithm, " has no proposal API (make_proposer returned null)"),
                         ExitCode::kPlugin);
-    const auto spec = speculative_decode(*verifier, *proposer, model->target_layer_ids(), prompt, o.max_new_tokens,
-                                         report.k);
+    const auto layer_ids = call_plugin(report.algorithm, "proposer", [&] { return model->target_layer_ids(); });
+    // The proposer's extend and propose run inside the decoding loop: what they throw is the plugin's.
+    const auto spec = call_plugin(report.algorithm, "proposer", [&] {
+      return speculative_decode(*verifier, *proposer, layer_ids, prompt, o.max_new_tokens, report.k);
+    });
     for (std::size_t a = 0; a < spec.accepted.size(); ++a) report.accepted[a] += spec.accepted[a];
     if (spec.tokens == greedy.tokens) ++report.exact_prompts;
     greedy_s += greedy.seconds;

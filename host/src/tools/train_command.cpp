@@ -2,6 +2,7 @@
 // verifier, then dry-run or train (speculators/train/cli.py: main).
 #include "tools/train_command.h"
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "data/token_rows.h"
 #include "observe/host_info.h"
 #include "observe/threads.h"
+#include "plugin_host/plugin_call.h"
 #include "plugin_host/plugin_loader.h"
 #include "speculators/checkpoint.h"
 #include "speculators/communicator.h"
@@ -40,10 +42,13 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-// speculators/train/cli.py: parse_vocab_mappings: explicit paths, then <data-path>/{d2t,t2d}.npy,
-// then built from token frequencies when --draft-vocab-size asks for a smaller vocabulary.
+// speculators/train/cli.py: parse_vocab_mappings: explicit paths, then <data-path>/{d2t,t2d}.npy
+// (files the user put there), then built from token frequencies when --draft-vocab-size asks for a
+// smaller vocabulary. Nothing is written here: a mapping built from frequencies (`built_from` names
+// its source) is written into the save path only once the job was accepted (see train), so a
+// rejected job leaves no file behind and the data directory is never changed.
 VocabMapping resolve_vocab(const Args& args, const TransformerConfig& verifier, const std::string& data_path,
-                           bool write) {
+                           std::string& built_from) {
   const auto V = verifier.vocab_size;
   std::string d2t = args.has("d2t_path") ? args.get_string("d2t_path") : "";
   std::string t2d = args.has("t2d_path") ? args.get_string("t2d_path") : "";
@@ -79,11 +84,21 @@ VocabMapping resolve_vocab(const Args& args, const TransformerConfig& verifier, 
     }
   }
   VocabMapping m = build_vocab_mapping(freq, V, vd);
-  if (write) {  // one writer (rank 0); every rank builds the same mapping
-    save_vocab_mapping(m, data_path);
-    log::info(cat("built a ", vd, "-token draft vocabulary from ", source, "; wrote ", data_path, "/{d2t,t2d}.npy"));
-  }
+  log::info(cat("built a ", vd, "-token draft vocabulary from ", source));
+  built_from = source;
   return m;
+}
+
+// Whether the plugin that registered `algorithm` was built for plugin ABI major.minor or newer (a
+// virtual added in a minor version may only be called on such plugins).
+bool plugin_abi_at_least(const PluginHost& plugins, const std::string& algorithm, std::uint32_t major,
+                         std::uint32_t minor) {
+  for (const auto& record : plugins.records()) {
+    if (!record.ok) continue;
+    if (std::find(record.algorithms.begin(), record.algorithms.end(), algorithm) == record.algorithms.end()) continue;
+    return record.abi_major > major || (record.abi_major == major && record.abi_minor >= minor);
+  }
+  return false;
 }
 
 void check_model(DraftModel& model, const std::string& name) {
@@ -184,7 +199,8 @@ std::string resolved_data_source(const Args& args) {
   return fs::exists(fs::path(args.get_string("data_path")) / "hidden_states") ? "files" : "online";
 }
 
-BuildContext make_build_context(const Args& args, bool main_rank) {
+// `vocab_built_from` is set when the mapping was built from token frequencies (see resolve_vocab).
+BuildContext make_build_context(const Args& args, std::string& vocab_built_from) {
   const std::string verifier_dir = args.get_string("verifier_name_or_path");
   if (!fs::is_directory(verifier_dir)) {
     fail_usage(cat("--verifier-name-or-path ", verifier_dir, ": not a local directory (this host reads a "
@@ -200,9 +216,26 @@ BuildContext make_build_context(const Args& args, bool main_rank) {
                                                  /*widths_only_ok=*/source == "files");
   ctx.verifier_path = verifier_dir;
   ctx.verifier_name = verifier_dir;
-  ctx.vocab = resolve_vocab(args, ctx.verifier, data_path, main_rank);
+  ctx.vocab = resolve_vocab(args, ctx.verifier, data_path, vocab_built_from);
   ctx.args = args;
   return ctx;
+}
+
+// Under --from-pretrained the draft's architecture comes from the checkpoint's config.json, so an
+// option of the algorithm's "draft" group given as a flag could not apply: an error, not ignored.
+void check_from_pretrained_flags(const CommandLine& cmd, const ResolvedJob& job) {
+  const std::string from = job.args.get_string("from_pretrained");
+  if (from.empty()) return;
+  for (const auto& option : job.algorithm->schema()) {
+    if (option.group != "draft") continue;
+    const std::string flag = option.flag();
+    for (const auto& given : cmd.flags) {
+      if (given.first != flag && given.first != "--no-" + flag.substr(2)) continue;
+      fail_usage(cat(given.first, " cannot apply with --from-pretrained ", from, ": the draft's architecture ",
+                     "(", option.key, ") comes from ", (fs::path(from) / "config.json").string(),
+                     "; drop the flag, or train a new draft without --from-pretrained"));
+    }
+  }
 }
 
 // The draft: from --from-pretrained when given, else fresh from the algorithm's factory.
@@ -211,12 +244,12 @@ std::shared_ptr<DraftModel> build_draft(const ResolvedJob& job, const BuildConte
   const std::string from = job.args.get_string("from_pretrained");
   if (!from.empty()) {
     const Json saved = Json::read_file((fs::path(from) / "config.json").string());
-    model = load_saved_draft(*job.algorithm, saved, from, ctx, /*weights_required=*/false);
+    model = call_plugin(job.type, "load", [&] { return load_saved_draft(*job.algorithm, saved, from, ctx, false); });
   } else {
-    model = job.algorithm->from_training_args(ctx);
+    model = call_plugin(job.type, "build", [&] { return job.algorithm->from_training_args(ctx); });
   }
   if (!model) fail(cat("algorithm ", job.type, ": the factory returned no model"), ExitCode::kPlugin);
-  check_model(*model, job.type);
+  call_plugin(job.type, "build", [&] { check_model(*model, job.type); });
   return model;
 }
 
@@ -284,7 +317,8 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
   if (!args.has("verifier_name_or_path")) {
     fail_usage("--verifier-name-or-path is required (flag, or verifier.verifier_name_or_path in the job file)");
   }
-  job.algorithm->validate(args);
+  check_from_pretrained_flags(cmd, job);
+  call_plugin(job.type, "validate", [&] { job.algorithm->validate(args); });
   const RankInfo rank_info = rank_info_from_environment();
   // Checked before any rank starts: a CUDA device without CUDA is a usage error.
   const TrainingDevice device = resolve_training_device(args, rank_info.local_rank);
@@ -297,19 +331,29 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
   const bool main_rank = comm->rank() == 0;
   apply_num_threads(static_cast<int>(args.get_int("num_threads")));
   torch::manual_seed(static_cast<std::uint64_t>(args.get_int("seed")));
-  const BuildContext ctx = make_build_context(args, main_rank);
+  std::string vocab_built_from;
+  const BuildContext ctx = make_build_context(args, vocab_built_from);
   std::shared_ptr<DraftModel> model = build_draft(job, ctx);
   model->to(device.device);  // fp32 master weights; bf16 only inside autocast
-  if (main_rank) write_run_files(args, job.schema, argv, comm->world_size());
+  // The job is accepted: only now does anything land on disk, and only in the save path.
+  if (main_rank) {
+    write_run_files(args, job.schema, argv, comm->world_size());
+    if (!vocab_built_from.empty()) {
+      save_vocab_mapping(ctx.vocab, args.get_string("save_path"));
+      log::info(cat("wrote the draft vocabulary built from ", vocab_built_from, " to ", args.get_string("save_path"),
+                    "/{d2t,t2d}.npy"));
+    }
+  }
 
   if (args.get_bool("dry_run")) {
     if (!main_rank) return 0;
-    save_draft(*model, args.get_string("save_path"));
+    call_plugin(job.type, "save", [&] { save_draft(*model, args.get_string("save_path")); });
     log::info(cat("dry run: wrote the initialised checkpoint to ", args.get_string("save_path")));
     return 0;
   }
   TrainingData data = open_training_data(args, *job.algorithm, ctx, *model, *comm, device);
-  Trainer trainer(args, *job.algorithm, model, *data.train, data.val.get(), *comm, device);
+  Trainer trainer(args, *job.algorithm, model, *data.train, data.val.get(), *comm, device,
+                  plugin_abi_at_least(plugins, job.type, 2, 1));
   const auto summary = trainer.run();
   log::info(cat("done: ", summary.global_step, " steps; last checkpoint ", summary.last_checkpoint));
   return 0;

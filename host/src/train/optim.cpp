@@ -129,11 +129,6 @@ void Muon::load_state(const std::string& prefix, const NamedTensors& in, const s
   }
 }
 
-bool muon_eligible(const std::string& name, const torch::Tensor& param) {
-  return param.requires_grad() && param.dim() == 2 && std::min(param.size(0), param.size(1)) > 1 &&
-         name.find("embed_tokens") == std::string::npos && name.find("lm_head") == std::string::npos;
-}
-
 double lr_factor(const std::string& type, std::int64_t step, std::int64_t total, std::int64_t warmup,
                  double cosine_cycles) {
   if (type == "none") return 1.0;
@@ -170,14 +165,16 @@ LrSchedule make_schedule(const Args& args, std::int64_t steps_per_epoch) {
   return s;
 }
 
-OptimizerSet::OptimizerSet(const Args& args, const std::vector<NamedParam>& trainable) {
+OptimizerSet::OptimizerSet(const Args& args, const std::vector<NamedParam>& trainable,
+                           const OptimizerGroupFn& group_of) {
   const double lr = args.get_double("lr");
   AdamWOptions adamw;
   adamw.weight_decay = args.get_double("weight_decay");
   std::vector<NamedParam> muon_params, adamw_params;
   const bool use_muon = args.get_string("optimizer") == "muon";
   for (const auto& np : trainable) {
-    (use_muon && muon_eligible(np.name, np.param) ? muon_params : adamw_params).push_back(np);
+    const OptimizerGroup group = group_of ? group_of(np) : reference_optimizer_group(np.name, np.param);
+    (use_muon && group == OptimizerGroup::kMuon ? muon_params : adamw_params).push_back(np);
   }
   if (!muon_params.empty()) {
     MuonOptions m;

@@ -11,11 +11,13 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "speculators/algorithm.h"
 #include "speculators/args.h"
 
 namespace speculators {
@@ -100,9 +102,9 @@ class Muon : public ParamOptimizer {
   std::map<std::string, torch::Tensor> momentum_;
 };
 
-// optimizers.py: split_named_params_for_muon: the tensors Muon takes: trainable, 2-D, both sides > 1, and not an
-// embedding or output head (name contains neither embed_tokens nor lm_head).
-bool muon_eligible(const std::string& name, const torch::Tensor& param);
+// Which optimizer each parameter gets under --optimizer muon: the draft declares it
+// (DraftModel::optimizer_group); reference_optimizer_group (speculators/algorithm.h) is the default.
+using OptimizerGroupFn = std::function<OptimizerGroup(const NamedParam&)>;
 
 // The LR factor (transformers' get_linear/cosine_schedule_with_warmup) at step `step` (0-based) of `total`.
 double lr_factor(const std::string& type, std::int64_t step, std::int64_t total, std::int64_t warmup,
@@ -121,7 +123,8 @@ LrSchedule make_schedule(const Args& args, std::int64_t steps_per_epoch);
 // The optimizers of a job: [Muon, AdamW] for --optimizer muon, [AdamW] for adamw (optimizers.py: build_optimizers).
 class OptimizerSet {
  public:
-  OptimizerSet(const Args& args, const std::vector<NamedParam>& trainable);
+  // `group_of` empty: reference_optimizer_group on each parameter's name and tensor.
+  OptimizerSet(const Args& args, const std::vector<NamedParam>& trainable, const OptimizerGroupFn& group_of = {});
   void set_lr_factor(double factor);
   void step();
   // Logged LRs by optimizer kind, read after the step.

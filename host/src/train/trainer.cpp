@@ -9,6 +9,7 @@
 
 #include "observe/metrics.h"
 #include "observe/progress.h"
+#include "plugin_host/plugin_call.h"
 #include "speculators/autocast.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
@@ -41,7 +42,7 @@ std::string short_metrics(const std::map<std::string, double>& values, const std
 }  // namespace
 
 Trainer::Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<DraftModel> model, Loader& train,
-                 Loader* val, Communicator& comm, const TrainingDevice& device)
+                 Loader* val, Communicator& comm, const TrainingDevice& device, bool declared_groups)
     : args_(args),
       algorithm_(algorithm),
       device_(device),
@@ -65,9 +66,21 @@ Trainer::Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<D
     fail_usage(cat("--checkpoint-freq must be > 0, got ", args_.get_double("checkpoint_freq")));
   }
   dp_ = std::make_unique<DataParallel>(comm, parse_shard_mode(args_.get_string("shard")), *model_, trainable_);
-  optim_ = std::make_unique<OptimizerSet>(args_, dp_->owned());
-  if (dp_->mode() != ShardMode::kNone) lr_probe_ = std::make_unique<OptimizerSet>(args_, trainable_);
-  std::tie(train_kwargs_, val_kwargs_) = algorithm_.trainer_kwargs(args_);
+  // The optimizer groups, asked once over the whole model (a shard owns a part of it, by name).
+  std::map<std::string, OptimizerGroup> groups;
+  for (const auto& np : trainable_) {
+    groups[np.name] = declared_groups ? call_plugin(algorithm_.name(), "optimizer_group",
+                                                    [&] { return model_->optimizer_group(np.name, np.param); })
+                                      : reference_optimizer_group(np.name, np.param);
+  }
+  const OptimizerGroupFn group_of = [groups](const NamedParam& np) {
+    auto it = groups.find(np.name);
+    return it != groups.end() ? it->second : reference_optimizer_group(np.name, np.param);
+  };
+  optim_ = std::make_unique<OptimizerSet>(args_, dp_->owned(), group_of);
+  if (dp_->mode() != ShardMode::kNone) lr_probe_ = std::make_unique<OptimizerSet>(args_, trainable_, group_of);
+  std::tie(train_kwargs_, val_kwargs_) =
+      call_plugin(algorithm_.name(), "trainer_kwargs", [&] { return algorithm_.trainer_kwargs(args_); });
   schedule_ = make_schedule(args_, steps_per_epoch());
   if (main_rank()) log_ = std::make_unique<RunLog>(args_);
 }
@@ -95,14 +108,16 @@ bool Trainer::interrupt_agreed() {
   return dp_->all_reduce({InterruptGuard::requested() ? 1.0 : 0.0}, ReduceOp::kMax)[0] > 0;
 }
 
-std::map<std::string, double> Trainer::reduced_metrics(const MetricAccumulator& acc) {
+std::map<std::string, double> Trainer::reduced_metrics(const MetricAccumulator& acc, const MetricKeyContract& keys) {
   if (!dp_->distributed()) return acc.values();
-  const double keys = static_cast<double>(acc.num_keys());
-  const auto range = dp_->all_reduce({keys, -keys}, ReduceOp::kMax);  // one collective: max and -min
-  const double most = range[0], least = -range[1];
-  if (most != least) {
-    fail(cat("algorithm ", algorithm_.name(), ": ranks returned different metric sets (", least, " to ", most,
-             " keys); metrics must not depend on the data"), ExitCode::kPlugin);
+  // Each rank has checked its own batches (MetricKeyContract::check); here the ranks compare their
+  // key sets, in one collective (max and -min of the count and of the set's fingerprint).
+  const double count = static_cast<double>(acc.num_keys()), print = keys.fingerprint();
+  const auto range = dp_->all_reduce({count, -count, print, -print}, ReduceOp::kMax);
+  if (range[0] != -range[1] || range[2] != -range[3]) {
+    fail(cat("algorithm ", algorithm_.name(), " (metrics): ranks returned different metric keys in ", keys.phase(),
+             " (", -range[1], " to ", range[0], " keys); ", MetricKeyContract::rule()),
+         ExitCode::kPlugin);
   }
   MetricAccumulator total = acc;
   total.load_raw(dp_->all_reduce(acc.raw()));
@@ -114,7 +129,7 @@ ForwardResult Trainer::forward(Batch& batch, const Json& kwargs) {
   // As the reference's `with torch.autocast(device_type, dtype=...)`: forward and loss in bf16,
   // backward outside (its casts follow the forward's).
   AutocastGuard autocast(device_.device, torch::kBFloat16, device_.bf16);
-  return model_->forward(batch, kwargs);
+  return call_plugin(algorithm_.name(), "forward", [&] { return model_->forward(batch, kwargs); });
 }
 
 TrainSummary Trainer::run() {
@@ -211,13 +226,14 @@ void Trainer::optimizer_step(std::int64_t epoch) {
       check_forward_result(result, algorithm_.name());
       forward_checked_ = true;
     }
+    train_keys_.check(result.metrics, algorithm_.name());
     if (bad_loss || !std::isfinite(result.loss.detach().item<double>())) {
       bad_loss = true;  // the rest of the group is read (the cursor stays aligned) but not trained on
       continue;
     }
     // Gradients of the group average over its batches.
-    (result.loss / static_cast<double>(group)).backward();
-    acc.add(result.metrics);
+    call_plugin(algorithm_.name(), "loss", [&] { (result.loss / static_cast<double>(group)).backward(); });
+    call_plugin(algorithm_.name(), "metrics", [&] { acc.add(result.metrics); });
   }
   // One collective agrees on what every rank saw: a non-finite loss anywhere skips the step
   // everywhere, and a signal to any rank stops all of them after this step.
@@ -253,7 +269,7 @@ void Trainer::optimizer_step(std::int64_t epoch) {
   if (!bad && global_step_ % std::max<std::int64_t>(1, args_.get_int("log_freq")) == 0) {
     // as speculators/train/trainer.py: _all_reduce_metrics: sum/total pairs are summed over ranks;
     // tokens/s is rank 0's batch.
-    log_step(epoch, reduced_metrics(acc), grad_norm, ms_since(t0), fetch_ms, tokens);
+    log_step(epoch, reduced_metrics(acc, train_keys_), grad_norm, ms_since(t0), fetch_ms, tokens);
   }
   ++global_step_;
   if (bad && bad_streak_ >= args_.get_int("max_bad_steps")) {
@@ -296,14 +312,16 @@ std::optional<std::map<std::string, double>> Trainer::validate(std::int64_t epoc
   val_->start_epoch(epoch);
   MetricAccumulator acc;
   while (auto batch = val_->next()) {
-    acc.add(forward(*batch, val_kwargs_).metrics);
+    auto result = forward(*batch, val_kwargs_);
+    val_keys_.check(result.metrics, algorithm_.name());
+    call_plugin(algorithm_.name(), "metrics", [&] { acc.add(result.metrics); });
     if (interrupt_agreed()) {
       model_->train();
       return std::nullopt;  // abandoned: the checkpoint written next reruns it on resume
     }
   }
   model_->train();
-  values = reduced_metrics(acc);  // pairs summed over ranks (Trainer.val_epoch)
+  values = reduced_metrics(acc, val_keys_);  // pairs summed over ranks (Trainer.val_epoch)
   if (values.empty() || !log_) return values;
   const double tau = estimated_acceptance_length(values);
   Json line = Json::object({{"epoch", epoch}, {"global_step", global_step_}});

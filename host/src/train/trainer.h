@@ -38,9 +38,11 @@ class Trainer {
  public:
   // `comm` is this process's place in the job (make_local_communicator() for one process).
   // `device`: where the model already is, and whether forward and loss run under bf16 autocast;
-  // batches are moved there.
+  // batches are moved there. `declared_groups`: ask the draft for its optimizer groups
+  // (DraftModel::optimizer_group; false for a plugin built for plugin ABI < 2.1, which gets
+  // reference_optimizer_group).
   Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<DraftModel> model, Loader& train,
-          Loader* val, Communicator& comm, const TrainingDevice& device = {});
+          Loader* val, Communicator& comm, const TrainingDevice& device = {}, bool declared_groups = true);
   ~Trainer();
   // Trains to the end (or --max-steps). Resumes from the newest checkpoint in --save-path unless
   // --no-resume-from-checkpoint. Throws Error(kInterrupted) after writing a checkpoint when a
@@ -70,7 +72,7 @@ class Trainer {
   // Any rank's signal, agreed by all (a collective when distributed).
   bool interrupt_agreed();
   void zero_grads();
-  std::map<std::string, double> reduced_metrics(const MetricAccumulator& acc);
+  std::map<std::string, double> reduced_metrics(const MetricAccumulator& acc, const MetricKeyContract& keys);
   // Moves the batch to the device and runs the model under the run's precision.
   ForwardResult forward(Batch& batch, const Json& kwargs);
 
@@ -101,6 +103,8 @@ class Trainer {
   std::optional<double> best_val_loss_;
   std::optional<std::int64_t> best_epoch_;
   bool forward_checked_ = false;
+  MetricKeyContract train_keys_{"training"};
+  MetricKeyContract val_keys_{"validation"};
   TrainSummary summary_;
 };
 

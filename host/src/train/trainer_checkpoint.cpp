@@ -13,6 +13,7 @@
 #include "speculators/error.h"
 #include "speculators/log.h"
 #include "speculators/tensor_io.h"
+#include "plugin_host/plugin_call.h"
 #include "plugin_host/sha256.h"
 #include "train/trainer.h"
 
@@ -146,7 +147,7 @@ void Trainer::save_checkpoint(std::int64_t epoch, std::int64_t local_step,
 
 void Trainer::fill_checkpoint(const fs::path& dir, std::int64_t epoch, std::int64_t local_step,
                               const std::map<std::string, double>* best_val, const NamedTensors& state_tensors) {
-  save_draft(*model_, dir.string());
+  call_plugin(algorithm_.name(), "save", [&] { save_draft(*model_, dir.string()); });
   write_file_atomic((dir / "training_state.json").string(),
                     Json::object({{"epoch", epoch}, {"local_step", local_step}, {"global_step", global_step_}})
                         .dump_python());

@@ -39,6 +39,7 @@ class OracleProposer : public Proposer {
   void extend(const torch::Tensor& features, const torch::Tensor& last_hidden, const torch::Tensor& next) override {
     REQUIRE(features.size(0) == next.numel());
     REQUIRE(last_hidden.size(0) == next.numel());
+    feature_width_ = features.size(-1);
     for (std::int64_t i = 0; i < next.numel(); ++i) tokens_.push_back(next[i].item<std::int64_t>());
     length_ += next.numel();
   }
@@ -55,12 +56,14 @@ class OracleProposer : public Proposer {
     return out;
   }
   std::int64_t length() const override { return length_; }
+  std::int64_t feature_width() const { return feature_width_; }
 
  private:
   VerifierModelImpl& verifier_;
   std::vector<std::int64_t> tokens_;
   bool wrong_;
   std::int64_t length_ = 0;
+  std::int64_t feature_width_ = -1;
 };
 
 }  // namespace
@@ -116,6 +119,18 @@ TEST_CASE("speculative decoding is exact; a perfect draft gets tau = k + 1, a wr
     CHECK(b.emitted == b.steps);
     CHECK(b.steps == 19);  // one token per step after the prefill's
   }
+}
+
+TEST_CASE("a draft with no target layers decodes with empty features", "[spec_decode]") {
+  // Training accepts a draft whose target_layer_ids() is empty (its features are [T, 0]); decoding
+  // must hand the proposer the same [n, 0] features, not fail on an empty concatenation.
+  auto v = tiny_verifier();
+  const std::vector<std::int64_t> prompt = {5, 17, 33, 2, 60, 41};
+  const auto greedy = greedy_decode(*v, prompt, 8);
+  OracleProposer perfect(*v, prompt[0], false);
+  const auto out = speculative_decode(*v, perfect, {}, prompt, 8, 2);
+  CHECK(out.tokens == greedy.tokens);
+  CHECK(perfect.feature_width() == 0);
 }
 
 TEST_CASE("acceptance statistics from the histogram", "[spec_decode]") {

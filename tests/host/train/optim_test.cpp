@@ -140,13 +140,40 @@ TEST_CASE("AdamW equals LibTorch's AdamW step for step", "[optim]") {
 
 TEST_CASE("muon takes 2-D hidden weights; embeddings, heads, norms and vectors go to AdamW", "[optim]") {
   auto w = torch::zeros({4, 8}).requires_grad_(true);
-  CHECK(muon_eligible("layers.0.self_attn.q_proj.weight", w));
-  CHECK(muon_eligible("fc.weight", w));
-  CHECK_FALSE(muon_eligible("embed_tokens.weight", w));
-  CHECK_FALSE(muon_eligible("lm_head.weight", w));
-  CHECK_FALSE(muon_eligible("norm.weight", torch::zeros({8}).requires_grad_(true)));
-  CHECK_FALSE(muon_eligible("x", torch::zeros({1, 8}).requires_grad_(true)));
-  CHECK_FALSE(muon_eligible("frozen", torch::zeros({4, 8})));
+  auto muon = [](const std::string& name, const torch::Tensor& t) {
+    return reference_optimizer_group(name, t) == OptimizerGroup::kMuon;
+  };
+  CHECK(muon("layers.0.self_attn.q_proj.weight", w));
+  CHECK(muon("fc.weight", w));
+  CHECK_FALSE(muon("embed_tokens.weight", w));
+  CHECK_FALSE(muon("lm_head.weight", w));
+  CHECK_FALSE(muon("norm.weight", torch::zeros({8}).requires_grad_(true)));
+  CHECK_FALSE(muon("x", torch::zeros({1, 8}).requires_grad_(true)));
+  CHECK_FALSE(muon("frozen", torch::zeros({4, 8})));
+  // The rest of speculators/train/optimizers.py: _ADAMW_NAME_HINTS.
+  CHECK_FALSE(muon("vq.codebook", w));
+  CHECK_FALSE(muon("markov_w1", w));
+  CHECK_FALSE(muon("layers.0.markov_w2.weight", w));
+}
+
+TEST_CASE("a draft's declared optimizer groups decide the split, whatever its module names", "[optim]") {
+  Args args(Json::object({{"lr", 1e-2}, {"weight_decay", 0.01}, {"optimizer", "muon"}, {"muon_lr", Json()},
+                          {"muon_momentum", 0.95}, {"muon_weight_decay", 0.1}, {"muon_ns_steps", 5},
+                          {"muon_adjust_lr_fn", "match_rms_adamw"}}));
+  const std::vector<NamedParam> params = {{"tok_emb.weight", torch::zeros({16, 8}).requires_grad_(true)},
+                                          {"proj.weight", torch::zeros({8, 8}).requires_grad_(true)}};
+  // By the reference's names both would go to Muon; the draft says tok_emb is an embedding.
+  OptimizerSet declared(args, params, [](const NamedParam& p) {
+    return p.name == "tok_emb.weight" ? OptimizerGroup::kAdamW : OptimizerGroup::kMuon;
+  });
+  REQUIRE(declared.parts().size() == 2);
+  CHECK(declared.parts()[0]->kind() == "muon");
+  CHECK(declared.parts()[0]->params().size() == 1);
+  CHECK(declared.parts()[0]->params()[0].name == "proj.weight");
+  CHECK(declared.parts()[1]->params()[0].name == "tok_emb.weight");
+  OptimizerSet by_name(args, params);
+  REQUIRE(by_name.parts().size() == 1);
+  CHECK(by_name.parts()[0]->params().size() == 2);
 }
 
 TEST_CASE("optimizer state round-trips exactly and a missing slot is named", "[optim]") {

@@ -17,7 +17,7 @@ extern "C" {
 #endif
 
 #define SPECULATORS_PLUGIN_ABI_MAJOR 2  /* 2: Option carries its numeric range */
-#define SPECULATORS_PLUGIN_ABI_MINOR 0
+#define SPECULATORS_PLUGIN_ABI_MINOR 1  /* 2.1: DraftModel::optimizer_group */
 #define SPECULATORS_PLUGIN_ENTRY_SYMBOL "speculators_plugin_descriptor_v1"
 
 #if defined(__GNUC__)

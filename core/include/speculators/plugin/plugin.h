@@ -1,8 +1,15 @@
 // Tier 1 of the plugin ABI: the one macro a plugin author writes.
 //
-//   SPECULATORS_PLUGIN(myalgo, "0.1.0", registrar) {
+//   SPECULATORS_PLUGIN(registrar) {
 //     registrar.add<MyAlgo>();
 //   }
+//
+// The plugin's name and version are written once, in CMake:
+// `speculators_add_plugin(myalgo VERSION 0.1.0 SOURCES ...)` (cmake/SpeculatorsPlugin.cmake) compiles
+// the plugin with SPECULATORS_PLUGIN_NAME="myalgo" and SPECULATORS_PLUGIN_VERSION="0.1.0", which
+// this macro puts into the descriptor, so the descriptor, the manifest and the package always agree.
+// The plugin must register an algorithm of its own name (it may register more); the host refuses
+// it otherwise.
 //
 // It defines the descriptor of plugin/abi.h with this build's fingerprint (ABI version, LibTorch
 // major.minor, _GLIBCXX_USE_CXX11_ABI, CUDA flag) and a noexcept register function that turns
@@ -39,7 +46,16 @@ inline void copy_error(const char* message, char* error, size_t error_size) {
 }  // namespace plugin_detail
 }  // namespace speculators
 
-#define SPECULATORS_PLUGIN(NAME, VERSION, REGISTRAR)                                             \
+#if !defined(SPECULATORS_PLUGIN_NAME) || !defined(SPECULATORS_PLUGIN_VERSION)
+// Without speculators_add_plugin the name and version are unknown: the macro then fails to compile
+// with this message (define both as string literals to build a plugin another way).
+#define SPECULATORS_PLUGIN(REGISTRAR)                                                            \
+  static_assert(sizeof(char) == 0,                                                              \
+                "SPECULATORS_PLUGIN needs SPECULATORS_PLUGIN_NAME and SPECULATORS_PLUGIN_VERSION: "  \
+                "build the plugin with speculators_add_plugin() (cmake/SpeculatorsPlugin.cmake)");  \
+  [[maybe_unused]] static void speculators_plugin_register_body(::speculators::Registrar& REGISTRAR)
+#else
+#define SPECULATORS_PLUGIN(REGISTRAR)                                                            \
   static void speculators_plugin_register_body(::speculators::Registrar& REGISTRAR);            \
   static int speculators_plugin_register_c(void* registrar, char* error,                        \
                                            size_t error_size) noexcept {                        \
@@ -64,10 +80,11 @@ inline void copy_error(const char* message, char* error, size_t error_size) {
         TORCH_VERSION_MINOR,                                                                    \
         SPECULATORS_CXX11_ABI_VALUE,                                                            \
         SPECULATORS_WITH_CUDA,                                                                  \
-        #NAME,                                                                                  \
-        VERSION,                                                                                \
+        SPECULATORS_PLUGIN_NAME,                                                                \
+        SPECULATORS_PLUGIN_VERSION,                                                             \
         SPECULATORS_BUILD_INFO,                                                                 \
         &speculators_plugin_register_c};                                                        \
     return &descriptor;                                                                         \
   }                                                                                             \
   static void speculators_plugin_register_body(::speculators::Registrar& REGISTRAR)
+#endif

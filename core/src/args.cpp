@@ -51,6 +51,26 @@ std::optional<std::int64_t> Args::get_optional_int(const std::string& key) const
   if (!has(key)) return std::nullopt;
   return get_int(key);
 }
+std::optional<double> Args::get_optional_double(const std::string& key) const {
+  if (!has(key)) return std::nullopt;
+  return get_double(key);
+}
+std::optional<std::string> Args::get_optional_string(const std::string& key) const {
+  if (!has(key)) return std::nullopt;
+  return get_string(key);
+}
+std::optional<std::vector<std::int64_t>> Args::get_optional_int_list(const std::string& key) const {
+  if (!has(key)) return std::nullopt;
+  return get_int_list(key);
+}
+
+Args Args::with_defaults(const Schema& schema) const {
+  Args out = *this;
+  for (const auto& option : schema) {
+    if (!values_.contains(option.key)) out.values_[option.key] = option.default_value;
+  }
+  return out;
+}
 
 void Args::set(const std::string& key, Json value) { values_[key] = std::move(value); }
 

@@ -153,3 +153,26 @@ TEST_CASE("args getters name the key at fault", "[args]") {
   CHECK_THROWS_WITH(args.get_int("name"), Catch::Contains("\"name\"") && Catch::Contains("integer"));
   CHECK_THROWS_WITH(args.get("nope"), Catch::Contains("nope"));
 }
+
+TEST_CASE("optional getters and with_defaults: absent and null read as unset; defaults fill only absent keys",
+          "[args]") {
+  Args args(Json::object({{"ratio", 0.25}, {"path", "a.npy"}, {"ids", Json(std::vector<std::int64_t>{1, 3})},
+                          {"window", nullptr}}));
+  CHECK(args.get_optional_double("ratio") == std::optional<double>(0.25));
+  CHECK(args.get_optional_string("path") == std::optional<std::string>("a.npy"));
+  CHECK(args.get_optional_int_list("ids") == std::optional<std::vector<std::int64_t>>({1, 3}));
+  CHECK_FALSE(args.get_optional_string("window").has_value());
+  CHECK_FALSE(args.get_optional_double("absent").has_value());
+  CHECK_THROWS_WITH(args.get_optional_string("ratio"), Catch::Contains("\"ratio\"") && Catch::Contains("string"));
+
+  const Schema schema = {opt_int("window", 2048, ""), opt_int("steps", 3, ""), opt_float("ratio", 0.9, ""),
+                         opt_string("act", Json(), "")};
+  const Args full = args.with_defaults(schema);
+  CHECK(full.json().at("window").is_null());  // a stated null stays: "unset" is a value
+  CHECK(full.get_int("steps") == 3);          // absent: the declared default
+  CHECK(full.get_double("ratio") == 0.25);    // stated: kept
+  CHECK(full.json().contains("act"));
+  CHECK_FALSE(full.has("act"));               // declared default null
+  CHECK(full.get_string("path") == "a.npy");  // keys outside the schema stay
+  CHECK_FALSE(args.json().contains("steps"));  // the original is unchanged
+}

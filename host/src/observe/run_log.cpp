@@ -30,17 +30,17 @@ std::string expand_run_name(const std::string& pattern) {
   return out;
 }
 
-RunLog::RunLog(const Args& args) {
-  dir_ = args.has("log_dir") ? args.get_string("log_dir") : args.get_string("save_path");
+RunLog::RunLog(const LogOptions& options) {
+  dir_ = options.dir;
   metrics_path_ = (fs::path(dir_) / "metrics.jsonl").string();
-  const std::string loggers = args.get_string("logger");
+  const std::string& loggers = options.logger;
   std::size_t begin = 0;
   while (begin <= loggers.size()) {
     auto end = loggers.find(',', begin);
     if (end == std::string::npos) end = loggers.size();
     const std::string name = loggers.substr(begin, end - begin);
     if (name == "tensorboard") {
-      tb_dir_ = (fs::path(dir_) / expand_run_name(args.has("run_name") ? args.get_string("run_name") : "tensorboard")).string();
+      tb_dir_ = (fs::path(dir_) / expand_run_name(options.run_name)).string();
     } else if (!name.empty()) {
       fail_usage(cat("--logger: \"", name, "\" is not available in this build (valid: tensorboard, or empty "
                      "for metrics.jsonl and the report only)"));

@@ -9,14 +9,20 @@
 #include <string>
 
 #include "observe/tensorboard.h"
-#include "speculators/args.h"
 #include "speculators/json.h"
 
 namespace speculators {
 
+// Where metrics.jsonl and the TensorBoard run go (train/train_options.h fills it from the job).
+struct LogOptions {
+  std::string dir;       // --log-dir, else --save-path
+  std::string logger;    // comma list: tensorboard, or empty
+  std::string run_name;  // --run-name, else "tensorboard"
+};
+
 class RunLog {
  public:
-  explicit RunLog(const Args& args);
+  explicit RunLog(const LogOptions& options);
   // Opens the logs. metrics.jsonl is cut to `keep_bytes` (0 for a fresh run; a resumed run keeps
   // exactly the lines written before its checkpoint, so the file reads as one uninterrupted run).
   void start(std::uint64_t keep_bytes);

@@ -27,6 +27,7 @@
 #include "tools/job.h"
 #include "tools/launcher.h"
 #include "train/device.h"
+#include "train/train_options.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -47,11 +48,11 @@ std::string shell_quote(const std::string& s) {
 // smaller vocabulary. Nothing is written here: a mapping built from frequencies (`built_from` names
 // its source) is written into the save path only once the job was accepted (see train), so a
 // rejected job leaves no file behind and the data directory is never changed.
-VocabMapping resolve_vocab(const Args& args, const TransformerConfig& verifier, const std::string& data_path,
+VocabMapping resolve_vocab(const VocabOptions& options, const TransformerConfig& verifier, const std::string& data_path,
                            std::string& built_from) {
   const auto V = verifier.vocab_size;
-  std::string d2t = args.has("d2t_path") ? args.get_string("d2t_path") : "";
-  std::string t2d = args.has("t2d_path") ? args.get_string("t2d_path") : "";
+  std::string d2t = options.d2t_path.value_or("");
+  std::string t2d = options.t2d_path.value_or("");
   if (d2t.empty() && t2d.empty()) {
     auto dd = fs::path(data_path) / "d2t.npy", tt = fs::path(data_path) / "t2d.npy";
     if (fs::exists(dd) && fs::exists(tt)) d2t = dd.string(), t2d = tt.string();
@@ -59,8 +60,8 @@ VocabMapping resolve_vocab(const Args& args, const TransformerConfig& verifier, 
   if (!d2t.empty() || !t2d.empty()) {
     VocabMapping m = load_vocab_mapping(d2t, t2d);
     const auto vd = m.d2t.size(0);
-    if (args.has("draft_vocab_size") && args.get_int("draft_vocab_size") != vd) {
-      fail_usage(cat("--draft-vocab-size ", args.get_int("draft_vocab_size"), " disagrees with ", d2t, " (", vd,
+    if (options.draft_vocab_size && *options.draft_vocab_size != vd) {
+      fail_usage(cat("--draft-vocab-size ", *options.draft_vocab_size, " disagrees with ", d2t, " (", vd,
                      " entries)"));
     }
     if (vd == V) return {};  // a full-size mapping is ignored
@@ -68,13 +69,13 @@ VocabMapping resolve_vocab(const Args& args, const TransformerConfig& verifier, 
     log::info(cat("vocabulary mapping from ", d2t, " and ", t2d, ": ", vd, " of ", V, " tokens"));
     return m;
   }
-  if (!args.has("draft_vocab_size") || args.get_int("draft_vocab_size") == V) return {};
-  const auto vd = args.get_int("draft_vocab_size");
+  if (!options.draft_vocab_size || *options.draft_vocab_size == V) return {};
+  const auto vd = *options.draft_vocab_size;
   if (vd <= 0 || vd > V) fail_usage(cat("--draft-vocab-size must be in [1, ", V, "], got ", vd));
   TokenFrequencies freq;
   std::string source;
-  if (args.has("token_freq_path")) {
-    source = args.get_string("token_freq_path");
+  if (options.token_freq_path) {
+    source = *options.token_freq_path;
     freq = read_token_frequencies(source);
   } else {
     source = (fs::path(data_path) / "data.jsonl").string();
@@ -111,10 +112,11 @@ void check_model(DraftModel& model, const std::string& name) {
   if (!model.lm_head()) fail(cat("algorithm ", name, ": the model has no lm_head()"), ExitCode::kPlugin);
 }
 
-void write_run_files(const Args& args, const Schema& schema, const std::vector<std::string>& argv, int world_size) {
-  const fs::path save = args.get_string("save_path");
+void write_run_files(const TrainOptions& options, const Schema& schema, const std::vector<std::string>& argv,
+                     int world_size) {
+  const fs::path save = options.checkpoint.save_path;
   lock_save_path(save);
-  write_file_atomic((save / "run.yaml").string(), job_to_yaml(args, schema));
+  write_file_atomic((save / "run.yaml").string(), job_to_yaml(options.job, schema));
   std::time_t now = std::time(nullptr);
   char stamp[64];
   std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S%z", std::localtime(&now));
@@ -125,14 +127,15 @@ void write_run_files(const Args& args, const Schema& schema, const std::vector<s
 
 // This process's communicator: local for one process, else the launcher's rank joins the job
 // over --dist-backend.
-std::unique_ptr<Communicator> join_job(const Args& args, const RankInfo& info, const TrainingDevice& device) {
+std::unique_ptr<Communicator> join_job(const DistributedOptions& options, const RankInfo& info,
+                                       const TrainingDevice& device) {
   if (info.world_size == 1) return make_local_communicator();
   log::set_rank(info.rank, info.world_size);
   if (info.rank != 0 && log::level() < log::Level::kWarn) log::set_level(log::Level::kWarn);  // rank 0 reports
-  std::string backend = args.get_string("dist_backend");
+  std::string backend = options.dist_backend;
   if (backend == "auto") backend = nccl_available() && device.device.is_cuda() ? "nccl" : "gloo";
-  const auto timeout = std::chrono::milliseconds(static_cast<std::int64_t>(args.get_double("dist_timeout") * 1000));
-  if (timeout.count() <= 0) fail_usage(cat("--dist-timeout must be > 0, got ", args.get_double("dist_timeout")));
+  const auto timeout = std::chrono::milliseconds(static_cast<std::int64_t>(options.dist_timeout * 1000));
+  if (timeout.count() <= 0) fail_usage(cat("--dist-timeout must be > 0, got ", options.dist_timeout));
   auto comm = make_communicator(backend, info, timeout, device.device.is_cuda() ? device.device.index() : info.local_rank);
   log::info(cat("rank ", info.rank, " of ", info.world_size, " joined (", info.launcher, " launch, ", backend,
                 ", rendezvous ", info.master_addr, ":", info.master_port, ")"));
@@ -174,7 +177,7 @@ struct ResolvedJob {
   std::string type;
   const Algorithm* algorithm = nullptr;
   Schema schema;
-  Args args;
+  TrainOptions options;  // options.job: the resolved job
 };
 
 ResolvedJob resolve_training_job(const CommandLine& cmd, PluginHost& plugins,
@@ -186,28 +189,27 @@ ResolvedJob resolve_training_job(const CommandLine& cmd, PluginHost& plugins,
     if (record.status == PluginStatus::kRejected) log::warn(cat("plugin ", record.path, " rejected: ", record.reason));
   }
   job.schema = merge_schemas(host_schema(), job.algorithm->schema(), job.type);
-  job.args = resolve_job(cmd, job.schema);
+  job.options = TrainOptions::from_args(resolve_job(cmd, job.schema));
   return job;
 }
 
 // What the algorithm's factory needs: the verifier's config (from a local Hugging Face layout
 // directory), the vocabulary mapping, the options.
 // --data-source auto: files when <data-path>/hidden_states exists, else online.
-std::string resolved_data_source(const Args& args) {
-  const std::string source = args.get_string("data_source");
-  if (source != "auto") return source;
-  return fs::exists(fs::path(args.get_string("data_path")) / "hidden_states") ? "files" : "online";
+std::string resolved_data_source(const DataOptions& options) {
+  if (options.data_source != "auto") return options.data_source;
+  return fs::exists(fs::path(options.data_path) / "hidden_states") ? "files" : "online";
 }
 
 // `vocab_built_from` is set when the mapping was built from token frequencies (see resolve_vocab).
-BuildContext make_build_context(const Args& args, std::string& vocab_built_from) {
-  const std::string verifier_dir = args.get_string("verifier_name_or_path");
+BuildContext make_build_context(const TrainOptions& options, std::string& vocab_built_from) {
+  const std::string verifier_dir = options.verifier_name_or_path.value_or("");
   if (!fs::is_directory(verifier_dir)) {
     fail_usage(cat("--verifier-name-or-path ", verifier_dir, ": not a local directory (this host reads a "
                    "Hugging Face layout directory: config.json + model.safetensors)"));
   }
-  const std::string data_path = args.get_string("data_path");
-  const std::string source = resolved_data_source(args);
+  const std::string& data_path = options.data.data_path;
+  const std::string source = resolved_data_source(options.data);
   BuildContext ctx;
   ctx.verifier_json = read_verifier_config_json(verifier_dir);
   // Pre-computed features need only the verifier's widths, embedding, final norm and head, so
@@ -216,15 +218,15 @@ BuildContext make_build_context(const Args& args, std::string& vocab_built_from)
                                                  /*widths_only_ok=*/source == "files");
   ctx.verifier_path = verifier_dir;
   ctx.verifier_name = verifier_dir;
-  ctx.vocab = resolve_vocab(args, ctx.verifier, data_path, vocab_built_from);
-  ctx.args = args;
+  ctx.vocab = resolve_vocab(options.vocab, ctx.verifier, data_path, vocab_built_from);
+  ctx.args = options.job;
   return ctx;
 }
 
 // Under --from-pretrained the draft's architecture comes from the checkpoint's config.json, so an
 // option of the algorithm's "draft" group given as a flag could not apply: an error, not ignored.
 void check_from_pretrained_flags(const CommandLine& cmd, const ResolvedJob& job) {
-  const std::string from = job.args.get_string("from_pretrained");
+  const std::string& from = job.options.from_pretrained;
   if (from.empty()) return;
   for (const auto& option : job.algorithm->schema()) {
     if (option.group != "draft") continue;
@@ -241,7 +243,7 @@ void check_from_pretrained_flags(const CommandLine& cmd, const ResolvedJob& job)
 // The draft: from --from-pretrained when given, else fresh from the algorithm's factory.
 std::shared_ptr<DraftModel> build_draft(const ResolvedJob& job, const BuildContext& ctx) {
   std::shared_ptr<DraftModel> model;
-  const std::string from = job.args.get_string("from_pretrained");
+  const std::string& from = job.options.from_pretrained;
   if (!from.empty()) {
     const Json saved = Json::read_file((fs::path(from) / "config.json").string());
     model = call_plugin(job.type, "load", [&] { return load_saved_draft(*job.algorithm, saved, from, ctx, false); });
@@ -260,18 +262,19 @@ struct TrainingData {
   std::unique_ptr<Loader> val;
 };
 
-TrainingData open_training_data(const Args& args, const Algorithm& algorithm, const BuildContext& ctx,
+TrainingData open_training_data(const TrainOptions& options, const Algorithm& algorithm, const BuildContext& ctx,
                                 const DraftModel& model, const Communicator& comm, const TrainingDevice& device) {
-  const std::string data_path = args.get_string("data_path");
-  const std::string source = resolved_data_source(args);
+  const DataOptions& opt = options.data;
+  const std::string& data_path = opt.data_path;
+  const std::string source = resolved_data_source(opt);
   const std::string jsonl = (fs::path(data_path) / "data.jsonl").string();
   auto rows = read_data_jsonl(jsonl);
   check_token_range(rows, ctx.verifier.vocab_size, jsonl);
-  auto bad = std::make_shared<BadSampleLog>(parse_bad_sample_policy(args.get_string("on_bad_sample")));
-  auto [train_idx, val_idx] = split_rows(rows.size(), args.get_double("train_data_ratio"));
+  auto bad = std::make_shared<BadSampleLog>(parse_bad_sample_policy(opt.on_bad_sample));
+  auto [train_idx, val_idx] = split_rows(rows.size(), opt.train_data_ratio);
   train_idx = keep_supervised_rows(rows, train_idx, *bad, jsonl);
   val_idx = keep_supervised_rows(rows, val_idx, *bad, jsonl);
-  const auto total_len = args.get_int("total_seq_len");
+  const auto total_len = opt.total_seq_len;
   TrainingData data;
   if (source == "files") {
     data.features = std::make_unique<FileFeatureSource>(data_path, std::move(rows),
@@ -282,21 +285,21 @@ TrainingData open_training_data(const Args& args, const Algorithm& algorithm, co
     verifier->to(device.device, device.hidden_states_dtype);  // features come back to host memory
     data.features = std::make_unique<OnlineFeatureSource>(
         verifier, std::move(rows), model.target_layer_ids(),
-        static_cast<std::size_t>(args.get_int("feature_cache_mb")) << 20, total_len);
+        static_cast<std::size_t>(opt.feature_cache_mb) << 20, total_len);
   }
-  const auto seed = static_cast<std::uint64_t>(args.get_int("seed"));
-  LoaderOptions options;
-  options.num_workers = static_cast<int>(args.get_int("num_workers"));
-  options.prefetch_factor = static_cast<int>(args.get_int("prefetch_factor"));
-  options.rank = comm.rank();
-  options.world_size = comm.world_size();
-  options.pin_memory = device.device.is_cuda();
-  data.train = std::make_unique<Loader>(*data.features, algorithm, train_idx, total_len, args.get_double("noise_std"),
-                                        seed, true, options);
-  data.val = std::make_unique<Loader>(*data.features, algorithm, val_idx, total_len, 0.0, seed, false, options);
+  const auto seed = static_cast<std::uint64_t>(options.seed);
+  LoaderOptions loading;
+  loading.num_workers = opt.num_workers;
+  loading.prefetch_factor = opt.prefetch_factor;
+  loading.rank = comm.rank();
+  loading.world_size = comm.world_size();
+  loading.pin_memory = device.device.is_cuda();
+  data.train = std::make_unique<Loader>(*data.features, algorithm, train_idx, total_len, opt.noise_std, seed, true,
+                                        loading);
+  data.val = std::make_unique<Loader>(*data.features, algorithm, val_idx, total_len, 0.0, seed, false, loading);
   log::info(cat("data: ", train_idx.size(), " train rows, ", val_idx.size(), " validation rows, ",
                 data.train->num_batches(), " packed rows of ", total_len, " tokens per epoch",
-                comm.world_size() > 1 ? " per rank" : "", " (", source, " source, ", options.num_workers,
+                comm.world_size() > 1 ? " per rank" : "", " (", source, " source, ", loading.num_workers,
                 " workers)"));
   return data;
 }
@@ -309,50 +312,49 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
   if (auto answered = answer_plugin_query(cmd, plugins, search_path, candidates)) return *answered;
 
   ResolvedJob job = resolve_training_job(cmd, plugins, candidates);
-  const Args& args = job.args;
+  const TrainOptions& options = job.options;
   if (cmd.dump_config) {
-    std::cout << job_to_yaml(args, job.schema);
+    std::cout << job_to_yaml(options.job, job.schema);
     return 0;
   }
-  if (!args.has("verifier_name_or_path")) {
+  if (!options.verifier_name_or_path) {
     fail_usage("--verifier-name-or-path is required (flag, or verifier.verifier_name_or_path in the job file)");
   }
   check_from_pretrained_flags(cmd, job);
-  call_plugin(job.type, "validate", [&] { job.algorithm->validate(args); });
+  call_plugin(job.type, "validate", [&] { job.algorithm->validate(options.job); });
   const RankInfo rank_info = rank_info_from_environment();
   // Checked before any rank starts: a CUDA device without CUDA is a usage error.
-  const TrainingDevice device = resolve_training_device(args, rank_info.local_rank);
-  if (rank_info.launcher == "none" && args.get_int("nproc_per_node") != 1) {
-    return launch_local_ranks(static_cast<int>(args.get_int("nproc_per_node")), argv,
-                              args.get_double("dist_timeout") + 30.0);
+  const TrainingDevice device = resolve_training_device(options.device, rank_info.local_rank);
+  if (rank_info.launcher == "none" && options.distributed.nproc_per_node != 1) {
+    return launch_local_ranks(options.distributed.nproc_per_node, argv, options.distributed.dist_timeout + 30.0);
   }
 
-  std::unique_ptr<Communicator> comm = join_job(args, rank_info, device);
+  std::unique_ptr<Communicator> comm = join_job(options.distributed, rank_info, device);
   const bool main_rank = comm->rank() == 0;
-  apply_num_threads(static_cast<int>(args.get_int("num_threads")));
-  torch::manual_seed(static_cast<std::uint64_t>(args.get_int("seed")));
+  apply_num_threads(options.device.num_threads);
+  torch::manual_seed(static_cast<std::uint64_t>(options.seed));
   std::string vocab_built_from;
-  const BuildContext ctx = make_build_context(args, vocab_built_from);
+  const BuildContext ctx = make_build_context(options, vocab_built_from);
   std::shared_ptr<DraftModel> model = build_draft(job, ctx);
   model->to(device.device);  // fp32 master weights; bf16 only inside autocast
   // The job is accepted: only now does anything land on disk, and only in the save path.
   if (main_rank) {
-    write_run_files(args, job.schema, argv, comm->world_size());
+    write_run_files(options, job.schema, argv, comm->world_size());
     if (!vocab_built_from.empty()) {
-      save_vocab_mapping(ctx.vocab, args.get_string("save_path"));
-      log::info(cat("wrote the draft vocabulary built from ", vocab_built_from, " to ", args.get_string("save_path"),
+      save_vocab_mapping(ctx.vocab, options.checkpoint.save_path);
+      log::info(cat("wrote the draft vocabulary built from ", vocab_built_from, " to ", options.checkpoint.save_path,
                     "/{d2t,t2d}.npy"));
     }
   }
 
-  if (args.get_bool("dry_run")) {
+  if (options.dry_run) {
     if (!main_rank) return 0;
-    call_plugin(job.type, "save", [&] { save_draft(*model, args.get_string("save_path")); });
-    log::info(cat("dry run: wrote the initialised checkpoint to ", args.get_string("save_path")));
+    call_plugin(job.type, "save", [&] { save_draft(*model, options.checkpoint.save_path); });
+    log::info(cat("dry run: wrote the initialised checkpoint to ", options.checkpoint.save_path));
     return 0;
   }
-  TrainingData data = open_training_data(args, *job.algorithm, ctx, *model, *comm, device);
-  Trainer trainer(args, *job.algorithm, model, *data.train, data.val.get(), *comm, device,
+  TrainingData data = open_training_data(options, *job.algorithm, ctx, *model, *comm, device);
+  Trainer trainer(options, *job.algorithm, model, *data.train, data.val.get(), *comm, device,
                   plugin_abi_at_least(plugins, job.type, 2, 1));
   const auto summary = trainer.run();
   log::info(cat("done: ", summary.global_step, " steps; last checkpoint ", summary.last_checkpoint));

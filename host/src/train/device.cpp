@@ -79,10 +79,10 @@ TrainingDevice resolve_training_device(const std::string& device, const Json& pr
   return out;
 }
 
-TrainingDevice resolve_training_device(const Args& args, int local_rank) {
-  auto get = [&](const char* key) { return args.has(key) ? args.get(key) : Json(); };
-  const std::string device = args.has("device") ? args.get_string("device") : "auto";
-  return resolve_training_device(device, get("precision"), get("hidden_states_dtype"), local_rank, cuda_info());
+TrainingDevice resolve_training_device(const DeviceOptions& options, int local_rank) {
+  auto json = [](const std::optional<std::string>& value) { return value ? Json(*value) : Json(); };
+  return resolve_training_device(options.device, json(options.precision), json(options.hidden_states_dtype),
+                                 local_rank, cuda_info());
 }
 
 void pin_batch(Batch& batch) {

@@ -7,8 +7,8 @@
 #include <string>
 
 #include "speculators/algorithm.h"
-#include "speculators/args.h"
 #include "speculators/json.h"
+#include "train/train_options.h"
 
 namespace speculators {
 
@@ -36,7 +36,7 @@ struct TrainingDevice {
 TrainingDevice resolve_training_device(const std::string& device, const Json& precision,
                                        const Json& hidden_states_dtype, int local_rank, const CudaInfo& cuda);
 // The same from the job's options, with this machine's cuda_info().
-TrainingDevice resolve_training_device(const Args& args, int local_rank);
+TrainingDevice resolve_training_device(const DeviceOptions& options, int local_rank);
 
 // Page-locks the batch's tensors (for copies to a CUDA device that do not block the host).
 void pin_batch(Batch& batch);

@@ -141,49 +141,49 @@ double lr_factor(const std::string& type, std::int64_t step, std::int64_t total,
   return std::max(0.0, static_cast<double>(total - step) / span);
 }
 
-LrSchedule make_schedule(const Args& args, std::int64_t steps_per_epoch) {
+LrSchedule make_schedule(const SchedulerOptions& options, const LoopOptions& loop, std::int64_t steps_per_epoch) {
   LrSchedule s;
-  s.type = args.get_string("scheduler_type");
-  s.cosine_cycles = args.get_double("scheduler_num_cosine_cycles");
-  if (args.has("scheduler_total_steps")) {
-    s.total_steps = args.get_int("scheduler_total_steps");
+  s.type = options.type;
+  s.cosine_cycles = options.num_cosine_cycles;
+  if (options.total_steps) {
+    s.total_steps = *options.total_steps;
   } else {
     // trainer.py: _resolve_scheduler_steps: epochs x steps; a --max-steps run decays over the steps it will take.
-    s.total_steps = args.get_int("epochs") * steps_per_epoch;
-    if (args.has("max_steps")) s.total_steps = std::min(s.total_steps, args.get_int("max_steps"));
+    s.total_steps = loop.epochs * steps_per_epoch;
+    if (loop.max_steps) s.total_steps = std::min(s.total_steps, *loop.max_steps);
   }
-  if (args.has("scheduler_warmup_steps")) {
-    if (args.has("scheduler_warmup_ratio")) {
+  if (options.warmup_steps) {
+    if (options.warmup_ratio) {
       log::warn("--scheduler-warmup-ratio is ignored because --scheduler-warmup-steps is set");
     }
-    s.warmup_steps = args.get_int("scheduler_warmup_steps");
-  } else if (args.has("scheduler_warmup_ratio")) {
-    s.warmup_steps = static_cast<std::int64_t>(std::floor(s.total_steps * args.get_double("scheduler_warmup_ratio")));
+    s.warmup_steps = *options.warmup_steps;
+  } else if (options.warmup_ratio) {
+    s.warmup_steps = static_cast<std::int64_t>(std::floor(s.total_steps * *options.warmup_ratio));
   } else {
     s.warmup_steps = s.total_steps / 100;  // 1% (_resolve_scheduler_steps)
   }
   return s;
 }
 
-OptimizerSet::OptimizerSet(const Args& args, const std::vector<NamedParam>& trainable,
+OptimizerSet::OptimizerSet(const OptimizerOptions& options, const std::vector<NamedParam>& trainable,
                            const OptimizerGroupFn& group_of) {
-  const double lr = args.get_double("lr");
+  const double lr = options.lr;
   AdamWOptions adamw;
-  adamw.weight_decay = args.get_double("weight_decay");
+  adamw.weight_decay = options.weight_decay;
   std::vector<NamedParam> muon_params, adamw_params;
-  const bool use_muon = args.get_string("optimizer") == "muon";
+  const bool use_muon = options.optimizer == "muon";
   for (const auto& np : trainable) {
     const OptimizerGroup group = group_of ? group_of(np) : reference_optimizer_group(np.name, np.param);
     (use_muon && group == OptimizerGroup::kMuon ? muon_params : adamw_params).push_back(np);
   }
   if (!muon_params.empty()) {
     MuonOptions m;
-    m.momentum = args.get_double("muon_momentum");
-    m.weight_decay = args.get_double("muon_weight_decay");
-    m.ns_steps = static_cast<int>(args.get_int("muon_ns_steps"));
-    m.adjust_lr_fn = args.get_string("muon_adjust_lr_fn");
+    m.momentum = options.muon_momentum;
+    m.weight_decay = options.muon_weight_decay;
+    m.ns_steps = options.muon_ns_steps;
+    m.adjust_lr_fn = options.muon_adjust_lr_fn;
     // --muon-lr unset: 10 x --lr.
-    const double muon_lr = args.has("muon_lr") ? args.get_double("muon_lr") : 10.0 * lr;
+    const double muon_lr = options.muon_lr.value_or(10.0 * lr);
     parts_.push_back(std::make_unique<Muon>(std::move(muon_params), muon_lr, m));
   }
   if (!adamw_params.empty()) parts_.push_back(std::make_unique<AdamW>(std::move(adamw_params), lr, adamw));

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "speculators/algorithm.h"
-#include "speculators/args.h"
+#include "train/train_options.h"
 
 namespace speculators {
 
@@ -117,14 +117,16 @@ struct LrSchedule {
   double factor(std::int64_t step) const { return lr_factor(type, step, total_steps, warmup_steps, cosine_cycles); }
 };
 
-// Resolves the schedule of a job (trainer.py: _resolve_scheduler_steps) for `steps_per_epoch` optimizer steps an epoch.
-LrSchedule make_schedule(const Args& args, std::int64_t steps_per_epoch);
+// Resolves the schedule of a job (trainer.py: _resolve_scheduler_steps) for `steps_per_epoch` optimizer steps an
+// epoch; the loop's epochs and max_steps bound the default total.
+LrSchedule make_schedule(const SchedulerOptions& options, const LoopOptions& loop, std::int64_t steps_per_epoch);
 
 // The optimizers of a job: [Muon, AdamW] for --optimizer muon, [AdamW] for adamw (optimizers.py: build_optimizers).
 class OptimizerSet {
  public:
   // `group_of` empty: reference_optimizer_group on each parameter's name and tensor.
-  OptimizerSet(const Args& args, const std::vector<NamedParam>& trainable, const OptimizerGroupFn& group_of = {});
+  OptimizerSet(const OptimizerOptions& options, const std::vector<NamedParam>& trainable,
+               const OptimizerGroupFn& group_of = {});
   void set_lr_factor(double factor);
   void step();
   // Logged LRs by optimizer kind, read after the step.

@@ -41,15 +41,15 @@ std::string short_metrics(const std::map<std::string, double>& values, const std
 
 }  // namespace
 
-Trainer::Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<DraftModel> model, Loader& train,
-                 Loader* val, Communicator& comm, const TrainingDevice& device, bool declared_groups)
-    : args_(args),
+Trainer::Trainer(const TrainOptions& options, const Algorithm& algorithm, std::shared_ptr<DraftModel> model,
+                 Loader& train, Loader* val, Communicator& comm, const TrainingDevice& device, bool declared_groups)
+    : options_(options),
       algorithm_(algorithm),
       device_(device),
       model_(std::move(model)),
       train_(train),
       val_(val),
-      store_(args.get_string("save_path"), args.get_int("keep_last")) {
+      store_(options.checkpoint.save_path, options.checkpoint.keep_last) {
   for (const auto& item : model_->named_parameters(/*recurse=*/true)) {
     if (!item.value().requires_grad()) continue;
     trainable_.push_back({item.key(), item.value()});
@@ -57,15 +57,15 @@ Trainer::Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<D
   if (trainable_.empty()) {
     fail(cat("algorithm ", algorithm_.name(), ": the model has no trainable parameters"), ExitCode::kPlugin);
   }
-  grad_accum_ = args_.get_int("grad_accum_steps");
+  grad_accum_ = options_.optimizer.grad_accum_steps;
   if (grad_accum_ < 1) fail_usage(cat("--grad-accum-steps must be >= 1, got ", grad_accum_));
-  if (args_.get_int("max_bad_steps") < 1) {
-    fail_usage(cat("--max-bad-steps must be >= 1, got ", args_.get_int("max_bad_steps")));
+  if (options_.loop.max_bad_steps < 1) {
+    fail_usage(cat("--max-bad-steps must be >= 1, got ", options_.loop.max_bad_steps));
   }
-  if (args_.get_double("checkpoint_freq") <= 0) {
-    fail_usage(cat("--checkpoint-freq must be > 0, got ", args_.get_double("checkpoint_freq")));
+  if (options_.checkpoint.checkpoint_freq <= 0) {
+    fail_usage(cat("--checkpoint-freq must be > 0, got ", options_.checkpoint.checkpoint_freq));
   }
-  dp_ = std::make_unique<DataParallel>(comm, parse_shard_mode(args_.get_string("shard")), *model_, trainable_);
+  dp_ = std::make_unique<DataParallel>(comm, parse_shard_mode(options_.distributed.shard), *model_, trainable_);
   // The optimizer groups, asked once over the whole model (a shard owns a part of it, by name).
   std::map<std::string, OptimizerGroup> groups;
   for (const auto& np : trainable_) {
@@ -77,12 +77,14 @@ Trainer::Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<D
     auto it = groups.find(np.name);
     return it != groups.end() ? it->second : reference_optimizer_group(np.name, np.param);
   };
-  optim_ = std::make_unique<OptimizerSet>(args_, dp_->owned(), group_of);
-  if (dp_->mode() != ShardMode::kNone) lr_probe_ = std::make_unique<OptimizerSet>(args_, trainable_, group_of);
+  optim_ = std::make_unique<OptimizerSet>(options_.optimizer, dp_->owned(), group_of);
+  if (dp_->mode() != ShardMode::kNone) {
+    lr_probe_ = std::make_unique<OptimizerSet>(options_.optimizer, trainable_, group_of);
+  }
   std::tie(train_kwargs_, val_kwargs_) =
-      call_plugin(algorithm_.name(), "trainer_kwargs", [&] { return algorithm_.trainer_kwargs(args_); });
-  schedule_ = make_schedule(args_, steps_per_epoch());
-  if (main_rank()) log_ = std::make_unique<RunLog>(args_);
+      call_plugin(algorithm_.name(), "trainer_kwargs", [&] { return algorithm_.trainer_kwargs(options_.job); });
+  schedule_ = make_schedule(options_.scheduler, options_.loop, steps_per_epoch());
+  if (main_rank()) log_ = std::make_unique<RunLog>(options_.log);
 }
 
 Trainer::~Trainer() = default;
@@ -136,8 +138,8 @@ TrainSummary Trainer::run() {
   InterruptGuard interrupts;
   dp_->broadcast_model();  // every rank starts from rank 0's initialisation
   resume_if_possible();
-  const auto epochs = args_.get_int("epochs");
-  const std::optional<std::int64_t> max_steps = args_.get_optional_int("max_steps");
+  const auto epochs = options_.loop.epochs;
+  const std::optional<std::int64_t> max_steps = options_.loop.max_steps;
   std::string parts;
   for (const auto& part : optim_->parts()) {
     parts += cat(parts.empty() ? "" : " + ", part->kind(), " (", part->params().size(), " tensors, lr ",
@@ -183,7 +185,7 @@ Trainer::Stop Trainer::train_epoch(std::int64_t epoch) {
   }
   resume_cursor_ = 0;
   const std::size_t n = train_.num_batches();
-  const std::optional<std::int64_t> max_steps = args_.get_optional_int("max_steps");
+  const std::optional<std::int64_t> max_steps = options_.loop.max_steps;
   std::unique_ptr<ProgressBar> bar;  // rank 0 draws it
   if (main_rank()) bar = std::make_unique<ProgressBar>(cat("epoch ", epoch), steps_per_epoch());
   while (train_.position() < n) {
@@ -244,7 +246,7 @@ void Trainer::optimizer_step(std::int64_t epoch) {
   double grad_norm = std::nan("");
   if (!bad_loss) {
     dp_->sync_gradients();
-    grad_norm = dp_->clip_grad_norm(args_.get_double("max_grad_norm"));
+    grad_norm = dp_->clip_grad_norm(options_.optimizer.max_grad_norm);
   }
   const bool bad = bad_loss || !std::isfinite(grad_norm);
   optim_->set_lr_factor(schedule_.factor(global_step_));
@@ -255,7 +257,7 @@ void Trainer::optimizer_step(std::int64_t epoch) {
     ++bad_streak_;
     const std::string what = bad_loss ? "loss" : "gradient";
     log::warn(cat("step ", global_step_, ": non-finite ", what, "; step skipped (", bad_streak_, " in a row, limit ",
-                  args_.get_int("max_bad_steps"), ")"));
+                  options_.loop.max_bad_steps, ")"));
     if (log_) {
       log_->write(Json::object({{"epoch", epoch}, {"global_step", global_step_}, {"skipped", "non-finite " + what},
                                 {"skipped_steps", skipped_steps_}}),
@@ -266,19 +268,19 @@ void Trainer::optimizer_step(std::int64_t epoch) {
     bad_streak_ = 0;
   }
   dp_->after_step();
-  if (!bad && global_step_ % std::max<std::int64_t>(1, args_.get_int("log_freq")) == 0) {
+  if (!bad && global_step_ % std::max<std::int64_t>(1, options_.loop.log_freq) == 0) {
     // as speculators/train/trainer.py: _all_reduce_metrics: sum/total pairs are summed over ranks;
     // tokens/s is rank 0's batch.
     log_step(epoch, reduced_metrics(acc, train_keys_), grad_norm, ms_since(t0), fetch_ms, tokens);
   }
   ++global_step_;
-  if (bad && bad_streak_ >= args_.get_int("max_bad_steps")) {
+  if (bad && bad_streak_ >= options_.loop.max_bad_steps) {
     // Skipped steps change no weight or optimizer state: what is saved is the last good state,
     // with the data cursor past the batches that failed.
     save_checkpoint(epoch, static_cast<std::int64_t>(train_.position()), nullptr);
     if (log_) log_->write_report();
     fail(cat("stopping: ", bad_streak_, " consecutive steps had a non-finite loss or gradient (up to step ",
-             global_step_ - 1, "; --max-bad-steps ", args_.get_int("max_bad_steps"),
+             global_step_ - 1, "; --max-bad-steps ", options_.loop.max_bad_steps,
              "). The last good state is in ", summary_.last_checkpoint,
              "; lower --lr or check the data before resuming"));
   }
@@ -354,7 +356,7 @@ void Trainer::finish_epoch(std::int64_t epoch) {
   // Trainer.maybe_update_best: the best checkpoint follows the validation loss.
   const bool improved = val->count("loss") && std::isfinite(val->at("loss")) &&
                         (!best_val_loss_ || val->at("loss") < *best_val_loss_);
-  const bool save_best = args_.get_bool("save_best");
+  const bool save_best = options_.checkpoint.save_best;
   const bool save = save_best ? improved : epoch_end_save_due(epoch);
   if (!save) return;
   if (improved) {

@@ -21,6 +21,7 @@
 #include "train/device.h"
 #include "train/distributed.h"
 #include "train/optim.h"
+#include "train/train_options.h"
 #include "train/train_state.h"
 
 namespace speculators {
@@ -41,7 +42,7 @@ class Trainer {
   // batches are moved there. `declared_groups`: ask the draft for its optimizer groups
   // (DraftModel::optimizer_group; false for a plugin built for plugin ABI < 2.1, which gets
   // reference_optimizer_group).
-  Trainer(const Args& args, const Algorithm& algorithm, std::shared_ptr<DraftModel> model, Loader& train,
+  Trainer(const TrainOptions& options, const Algorithm& algorithm, std::shared_ptr<DraftModel> model, Loader& train,
           Loader* val, Communicator& comm, const TrainingDevice& device = {}, bool declared_groups = true);
   ~Trainer();
   // Trains to the end (or --max-steps). Resumes from the newest checkpoint in --save-path unless
@@ -76,7 +77,7 @@ class Trainer {
   // Moves the batch to the device and runs the model under the run's precision.
   ForwardResult forward(Batch& batch, const Json& kwargs);
 
-  const Args& args_;
+  const TrainOptions options_;
   const Algorithm& algorithm_;
   TrainingDevice device_;
   std::shared_ptr<DraftModel> model_;

@@ -93,19 +93,19 @@ const std::vector<std::string>& trajectory_keys() {
 bool Trainer::epoch_end_save_due(std::int64_t epoch) const {
   // --checkpoint-freq; unlike the reference (Trainer.maybe_save_checkpoint) the last epoch is
   // always saved.
-  const double f = args_.get_double("checkpoint_freq");
-  const bool last = epoch == args_.get_int("epochs") - 1 ||
-                    (args_.has("max_steps") && global_step_ >= args_.get_int("max_steps"));
+  const double f = options_.checkpoint.checkpoint_freq;
+  const bool last = epoch == options_.loop.epochs - 1 ||
+                    (options_.loop.max_steps && global_step_ >= *options_.loop.max_steps);
   if (f < 1) return true;
   const auto every = std::max<std::int64_t>(1, std::llround(f));
   return epoch == 0 || (epoch + 1) % every == 0 || last;
 }
 
 bool Trainer::mid_epoch_save_due(std::int64_t steps_done_in_epoch) const {
-  if (args_.get_bool("save_best")) return false;  // no periodic saves with --save-best
-  const auto save_steps = args_.get_int("save_steps");
+  if (options_.checkpoint.save_best) return false;  // no periodic saves with --save-best
+  const auto save_steps = options_.checkpoint.save_steps;
   if (save_steps > 0) return global_step_ % save_steps == 0;
-  const double f = args_.get_double("checkpoint_freq");
+  const double f = options_.checkpoint.checkpoint_freq;
   if (f >= 1) return false;
   // Trainer.maybe_save_checkpoint: every round(steps_per_epoch * f) steps, unless under 25% of an
   // interval remains.
@@ -178,7 +178,7 @@ void Trainer::fill_checkpoint(const fs::path& dir, std::int64_t epoch, std::int6
                              {"metrics_bytes", static_cast<std::int64_t>(log_->metrics_bytes())},
                              {"world_size", dp_->world_size()},
                              {"shard", to_string(dp_->mode())},
-                             {"job", args_.json()}});
+                             {"job", options_.job.json()}});
   state["best_val_loss"] = best_val_loss_ ? Json(*best_val_loss_) : Json();
   state["best_epoch"] = best_epoch_ ? Json(*best_epoch_) : Json();
   Json checksums = Json::object();
@@ -221,7 +221,7 @@ void Trainer::restore_model_tensors(const NamedTensors& tensors, const std::stri
 }
 
 void Trainer::resume_if_possible() {
-  if (!args_.get_bool("resume_from_checkpoint")) {
+  if (!options_.checkpoint.resume_from_checkpoint) {
     // Starting over: checkpoints of the earlier run would otherwise be resumed from later on.
     const auto old = store_.complete_epochs();
     if (!old.empty() && main_rank()) {
@@ -283,7 +283,7 @@ void Trainer::resume_if_possible() {
                   "): the continued run will differ from an uninterrupted one"));
   }
   for (const auto& key : trajectory_keys()) {
-    const Json now = args_.json().get(key, Json()), then = job.get(key, Json());
+    const Json now = options_.job.json().get(key, Json()), then = job.get(key, Json());
     if (now != then) {
       log::warn(cat("resuming with ", key, " = ", now.dump(), " (the checkpoint used ", then.dump(),
                     "): the continued run will differ from an uninterrupted one"));

@@ -156,10 +156,23 @@ TEST_CASE("muon takes 2-D hidden weights; embeddings, heads, norms and vectors g
   CHECK_FALSE(muon("layers.0.markov_w2.weight", w));
 }
 
+namespace {
+// --optimizer muon with lr 1e-2 and the host's Muon defaults; --muon-lr unset.
+OptimizerOptions muon_options() {
+  OptimizerOptions o;
+  o.optimizer = "muon";
+  o.lr = 1e-2;
+  o.weight_decay = 0.01;
+  o.muon_momentum = 0.95;
+  o.muon_weight_decay = 0.1;
+  o.muon_ns_steps = 5;
+  o.muon_adjust_lr_fn = "match_rms_adamw";
+  return o;
+}
+}  // namespace
+
 TEST_CASE("a draft's declared optimizer groups decide the split, whatever its module names", "[optim]") {
-  Args args(Json::object({{"lr", 1e-2}, {"weight_decay", 0.01}, {"optimizer", "muon"}, {"muon_lr", Json()},
-                          {"muon_momentum", 0.95}, {"muon_weight_decay", 0.1}, {"muon_ns_steps", 5},
-                          {"muon_adjust_lr_fn", "match_rms_adamw"}}));
+  const OptimizerOptions args = muon_options();
   const std::vector<NamedParam> params = {{"tok_emb.weight", torch::zeros({16, 8}).requires_grad_(true)},
                                           {"proj.weight", torch::zeros({8, 8}).requires_grad_(true)}};
   // By the reference's names both would go to Muon; the draft says tok_emb is an embedding.
@@ -177,9 +190,7 @@ TEST_CASE("a draft's declared optimizer groups decide the split, whatever its mo
 }
 
 TEST_CASE("optimizer state round-trips exactly and a missing slot is named", "[optim]") {
-  Args args(Json::object({{"lr", 1e-2}, {"weight_decay", 0.01}, {"optimizer", "muon"}, {"muon_lr", Json()},
-                          {"muon_momentum", 0.95}, {"muon_weight_decay", 0.1}, {"muon_ns_steps", 5},
-                          {"muon_adjust_lr_fn", "match_rms_adamw"}}));
+  const OptimizerOptions args = muon_options();
   torch::manual_seed(5);
   auto make = [] {
     return std::vector<NamedParam>{{"fc.weight", torch::randn({3, 4}).requires_grad_(true)},
@@ -230,10 +241,14 @@ TEST_CASE("schedules: linear, cosine, none", "[optim]") {
   CHECK(lr_factor("cosine", 10 + 45, 100, 10, 0.5) == Approx(0.5));
   CHECK(lr_factor("cosine", 100, 100, 10, 0.5) == Approx(0.0).margin(1e-12));
   CHECK(lr_factor("none", 99, 100, 10, 0.5) == 1.0);
-  Args args(Json::object({{"scheduler_type", "linear"}, {"scheduler_num_cosine_cycles", 0.5},
-                          {"scheduler_total_steps", Json()}, {"epochs", 3}, {"max_steps", 250},
-                          {"scheduler_warmup_steps", Json()}, {"scheduler_warmup_ratio", 0.1}}));
-  auto s = make_schedule(args, 100);
+  SchedulerOptions scheduler;
+  scheduler.type = "linear";
+  scheduler.num_cosine_cycles = 0.5;
+  scheduler.warmup_ratio = 0.1;
+  LoopOptions loop;
+  loop.epochs = 3;
+  loop.max_steps = 250;
+  auto s = make_schedule(scheduler, loop, 100);
   CHECK(s.total_steps == 250);  // min(epochs x steps, max_steps)
   CHECK(s.warmup_steps == 25);
 }

@@ -19,18 +19,6 @@ namespace {
 const std::vector<std::string> kArchs = {"llama", "qwen3"};
 const std::vector<std::string> kActivations = {"silu", "gelu", "gelu_pytorch_tanh", "relu"};
 
-// Args access that tolerates keys the job does not hold (tests build small Args by hand).
-bool present(const Args& args, const std::string& key) { return args.json().contains(key); }
-bool arg_bool(const Args& args, const std::string& key, bool fallback) {
-  return args.has(key) ? args.get_bool(key) : fallback;
-}
-std::int64_t arg_int(const Args& args, const std::string& key, std::int64_t fallback) {
-  return args.has(key) ? args.get_int(key) : fallback;
-}
-std::string arg_string(const Args& args, const std::string& key, const std::string& fallback) {
-  return args.has(key) ? args.get_string(key) : fallback;
-}
-
 std::string join(const std::vector<std::int64_t>& values) {
   std::string out = "[";
   for (std::size_t i = 0; i < values.size(); ++i) out += (i ? ", " : "") + std::to_string(values[i]);
@@ -48,10 +36,9 @@ bool json_bool(const Json& json, const std::string& key, bool class_default, con
   return json.at(key).as_bool();
 }
 
-std::int64_t resolve_draft_vocab_size(const BuildContext& ctx) {
+std::int64_t resolve_draft_vocab_size(const BuildContext& ctx, const Eagle3Options& options) {
   const std::int64_t V = ctx.verifier.vocab_size;
-  const auto requested = ctx.args.has("draft_vocab_size") ? std::optional<std::int64_t>(ctx.args.get_int("draft_vocab_size"))
-                                                          : std::nullopt;
+  const auto requested = options.draft_vocab_size;
   if (ctx.vocab.empty()) {
     if (requested && *requested != V) {
       fail_usage(cat("draft_vocab_size=", *requested, " differs from the verifier vocab size ", V,
@@ -65,8 +52,8 @@ std::int64_t resolve_draft_vocab_size(const BuildContext& ctx) {
     log::info("draft_vocab_size equals the verifier vocab size; the vocab mapping is not used");
     return V;
   }
-  const std::string d2t = arg_string(ctx.args, "d2t_path", "d2t.npy");
-  const std::string t2d = arg_string(ctx.args, "t2d_path", "t2d.npy");
+  const std::string d2t = options.d2t_path.value_or("d2t.npy");
+  const std::string t2d = options.t2d_path.value_or("t2d.npy");
   validate_vocab_mapping(ctx.vocab, V, Vd, d2t, t2d);
   return Vd;
 }
@@ -116,33 +103,41 @@ Schema eagle3_schema() {
   };
 }
 
-DraftShape DraftShape::from_args(const Args& args) {
-  DraftShape shape;
-  shape.arch = arg_string(args, "draft_arch", shape.arch);
-  if (present(args, "draft_hidden_act")) {
-    shape.hidden_act = args.has("draft_hidden_act") ? std::optional<std::string>(args.get_string("draft_hidden_act"))
-                                                    : std::nullopt;
-  }
-  shape.num_layers = arg_int(args, "num_layers", shape.num_layers);
-  if (present(args, "sliding_window")) {
-    shape.sliding_window = args.get_optional_int("sliding_window");
-  }
-  if (args.has("full_attention_indices")) shape.full_attention_indices = args.get_int_list("full_attention_indices");
-  return shape;
+Eagle3Options Eagle3Options::from_args(const Args& args) {
+  const Args job = args.with_defaults(eagle3_schema());
+  Eagle3Options o;
+  o.shape.arch = job.get_string("draft_arch");
+  o.shape.hidden_act = job.get_optional_string("draft_hidden_act");
+  o.shape.num_layers = job.get_int("num_layers");
+  o.shape.sliding_window = job.get_optional_int("sliding_window");
+  o.shape.full_attention_indices =
+      job.get_optional_int_list("full_attention_indices").value_or(std::vector<std::int64_t>{});
+  o.norm_before_residual = job.get_bool("norm_before_residual");
+  o.norm_before_fc = job.get_bool("norm_before_fc");
+  o.fc_norm = job.get_bool("fc_norm");
+  o.norm_output = job.get_bool("norm_output");
+  o.embed_requires_grad = job.get_bool("embed_requires_grad");
+  o.loss_fn = job.get_string("loss_fn");
+  o.ttt_steps = job.get_int("ttt_steps");
+  o.ttt_step_loss_decay = job.get_double("ttt_step_loss_decay");
+  o.target_layer_ids = job.get_optional_int_list("target_layer_ids");
+  o.draft_vocab_size = job.get_optional_int("draft_vocab_size");
+  o.d2t_path = job.get_optional_string("d2t_path");
+  o.t2d_path = job.get_optional_string("t2d_path");
+  o.verifier_name_or_path = job.get_optional_string("verifier_name_or_path");
+  return o;
 }
 
 void validate_args(const Args& args) {
-  if (arg_bool(args, "norm_before_fc", true) && arg_bool(args, "fc_norm", false)) {
+  const Eagle3Options o = Eagle3Options::from_args(args);
+  if (o.norm_before_fc && o.fc_norm) {
     fail_usage("norm_before_fc and fc_norm are mutually exclusive; with --fc-norm also pass "
                "--no-norm-before-fc");
   }
-  const auto ttt_steps = arg_int(args, "ttt_steps", 3);
-  if (ttt_steps < 1) fail_usage(cat("ttt_steps must be >= 1, got ", ttt_steps));
-  if (args.has("ttt_step_loss_decay")) {
-    const double gamma = args.get_double("ttt_step_loss_decay");
-    if (!std::isfinite(gamma) || gamma < 0) fail_usage(cat("ttt_step_loss_decay must be finite and >= 0, got ", gamma));
-  }
-  const DraftShape shape = DraftShape::from_args(args);
+  if (o.ttt_steps < 1) fail_usage(cat("ttt_steps must be >= 1, got ", o.ttt_steps));
+  const double gamma = o.ttt_step_loss_decay;
+  if (!std::isfinite(gamma) || gamma < 0) fail_usage(cat("ttt_step_loss_decay must be finite and >= 0, got ", gamma));
+  const DraftShape& shape = o.shape;
   if (std::find(kArchs.begin(), kArchs.end(), shape.arch) == kArchs.end()) {
     fail_usage(cat("draft_arch '", shape.arch, "' is not supported; choose llama or qwen3"));
   }
@@ -160,7 +155,7 @@ void validate_args(const Args& args) {
       fail_usage(cat("full_attention_indices: layer ", i, " does not exist (num_layers = ", shape.num_layers, ")"));
     }
   }
-  nn::parse_loss_fn(arg_string(args, "loss_fn", "kl_div"), "--loss-fn");
+  nn::parse_loss_fn(o.loss_fn, "--loss-fn");
 }
 
 TransformerConfig synthesize_draft_config(const TransformerConfig& verifier, const Json& verifier_json,
@@ -213,11 +208,12 @@ TransformerConfig synthesize_draft_config(const TransformerConfig& verifier, con
   return d;
 }
 
-std::vector<std::int64_t> resolve_target_layer_ids(const Args& args, std::int64_t n) {
+std::vector<std::int64_t> resolve_target_layer_ids(const std::optional<std::vector<std::int64_t>>& requested,
+                                                   std::int64_t n) {
   std::vector<std::int64_t> ids;
-  const bool given = args.has("target_layer_ids");
+  const bool given = requested.has_value();
   if (given) {
-    ids = args.get_int_list("target_layer_ids");
+    ids = *requested;
     if (ids.empty()) fail_usage("target_layer_ids must not be empty");
   } else {
     ids = {2, n / 2, n - 3};
@@ -325,18 +321,18 @@ Eagle3Config Eagle3Config::from_json(const Json& json, const std::string& origin
 }
 
 Eagle3Config config_from_build_context(const BuildContext& ctx) {
-  const Args& a = ctx.args;
+  const Eagle3Options o = Eagle3Options::from_args(ctx.args);
   Eagle3Config c;
-  c.layer = synthesize_draft_config(ctx.verifier, ctx.verifier_json, DraftShape::from_args(a));
-  c.draft_vocab_size = resolve_draft_vocab_size(ctx);
-  c.norm_before_residual = arg_bool(a, "norm_before_residual", true);
-  c.norm_before_fc = arg_bool(a, "norm_before_fc", true);
-  c.fc_norm = arg_bool(a, "fc_norm", false);
-  c.norm_output = arg_bool(a, "norm_output", true);
-  c.embed_requires_grad = arg_bool(a, "embed_requires_grad", false);
-  c.aux_layer_ids = resolve_target_layer_ids(a, ctx.verifier.num_hidden_layers);
-  c.speculative_tokens = arg_int(a, "ttt_steps", 3);
-  c.verifier_name_or_path = !ctx.verifier_name.empty() ? ctx.verifier_name : arg_string(a, "verifier_name_or_path", "");
+  c.layer = synthesize_draft_config(ctx.verifier, ctx.verifier_json, o.shape);
+  c.draft_vocab_size = resolve_draft_vocab_size(ctx, o);
+  c.norm_before_residual = o.norm_before_residual;
+  c.norm_before_fc = o.norm_before_fc;
+  c.fc_norm = o.fc_norm;
+  c.norm_output = o.norm_output;
+  c.embed_requires_grad = o.embed_requires_grad;
+  c.aux_layer_ids = resolve_target_layer_ids(o.target_layer_ids, ctx.verifier.num_hidden_layers);
+  c.speculative_tokens = o.ttt_steps;
+  c.verifier_name_or_path = !ctx.verifier_name.empty() ? ctx.verifier_name : o.verifier_name_or_path.value_or("");
   c.verifier_architectures = ctx.verifier.architectures;
   if (c.verifier_architectures.empty() && ctx.verifier_json.is_object() && ctx.verifier_json.contains("architectures")) {
     c.verifier_architectures = ctx.verifier_json.at("architectures").as_string_list();

@@ -25,10 +25,6 @@ namespace eagle3 {
 // speculators/train/config/schema.py gives them.
 Schema eagle3_schema();
 
-// Cross-field checks on a resolved job (Eagle3SpeculatorConfig._check_norm_flags and the ranges of
-// each option).
-void validate_args(const Args& args);
-
 // What shapes the synthesised draft decoder.
 struct DraftShape {
   std::string arch = "llama";                 // "llama" | "qwen3"
@@ -36,8 +32,33 @@ struct DraftShape {
   std::int64_t num_layers = 1;
   std::optional<std::int64_t> sliding_window = 2048;  // nullopt = every layer full attention
   std::vector<std::int64_t> full_attention_indices;
-  static DraftShape from_args(const Args& args);
 };
+
+// The job options eagle3 reads, filled in one place (from_args) from the resolved job. Names,
+// defaults and ranges are declared once, in eagle3_schema(); a hand-built job that leaves an
+// option out gets its declared default (a stated null stays: no activation = the verifier's, no
+// window = full attention).
+struct Eagle3Options {
+  DraftShape shape;
+  bool norm_before_residual = true;
+  bool norm_before_fc = true;
+  bool fc_norm = false;
+  bool norm_output = true;
+  bool embed_requires_grad = false;
+  std::string loss_fn;
+  std::int64_t ttt_steps = 0;
+  double ttt_step_loss_decay = 0;
+  // The host's options that eagle3 reads.
+  std::optional<std::vector<std::int64_t>> target_layer_ids;  // unset: [2, n/2, n-3]
+  std::optional<std::int64_t> draft_vocab_size;               // unset: from the mapping, or V
+  std::optional<std::string> d2t_path, t2d_path;
+  std::optional<std::string> verifier_name_or_path;
+  static Eagle3Options from_args(const Args& args);
+};
+
+// Cross-field checks on a resolved job (Eagle3SpeculatorConfig._check_norm_flags and the ranges of
+// each option).
+void validate_args(const Args& args);
 
 // speculators/train/cli.py: create_transformer_layer_config: the draft decoder config from the
 // verifier's (text) config. `verifier_json` is its config.json object, used for "attribute present"
@@ -45,9 +66,10 @@ struct DraftShape {
 TransformerConfig synthesize_draft_config(const TransformerConfig& verifier, const Json& verifier_json,
                                           const DraftShape& shape);
 
-// speculators/models/utils.py: resolve_target_layer_ids: --target-layer-ids, or [2, n/2, n-3] for a
-// verifier with n layers.
-std::vector<std::int64_t> resolve_target_layer_ids(const Args& args, std::int64_t num_verifier_layers);
+// speculators/models/utils.py: resolve_target_layer_ids: --target-layer-ids (`given`), or
+// [2, n/2, n-3] for a verifier with n layers.
+std::vector<std::int64_t> resolve_target_layer_ids(const std::optional<std::vector<std::int64_t>>& given,
+                                                   std::int64_t num_verifier_layers);
 
 // The Eagle3SpeculatorConfig of the reference with its training-time values.
 struct Eagle3Config {

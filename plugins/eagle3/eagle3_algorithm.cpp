@@ -20,7 +20,7 @@ Schema Eagle3Algorithm::schema() const { return eagle3_schema(); }
 void Eagle3Algorithm::validate(const Args& args) const { validate_args(args); }
 
 std::vector<std::int64_t> Eagle3Algorithm::target_layer_ids(const BuildContext& ctx) const {
-  return resolve_target_layer_ids(ctx.args, ctx.verifier.num_hidden_layers);
+  return resolve_target_layer_ids(Eagle3Options::from_args(ctx.args).target_layer_ids, ctx.verifier.num_hidden_layers);
 }
 
 std::shared_ptr<DraftModel> Eagle3Algorithm::from_training_args(const BuildContext& ctx) const {
@@ -33,8 +33,9 @@ std::shared_ptr<DraftModel> Eagle3Algorithm::from_training_args(const BuildConte
 
 std::shared_ptr<DraftModel> Eagle3Algorithm::from_config(const Json& config_json, const BuildContext& ctx) const {
   Eagle3Config config = Eagle3Config::from_json(config_json, "from_pretrained config.json");
+  const Eagle3Options options = Eagle3Options::from_args(ctx.args);
   if (config.aux_layer_ids.empty()) {
-    config.aux_layer_ids = resolve_target_layer_ids(ctx.args, ctx.verifier.num_hidden_layers);
+    config.aux_layer_ids = resolve_target_layer_ids(options.target_layer_ids, ctx.verifier.num_hidden_layers);
   }
   if (config.layer.vocab_size != ctx.verifier.vocab_size || config.hidden_size() != ctx.verifier.hidden_size) {
     fail_usage(cat("from_pretrained config.json: the draft was built for vocab ", config.layer.vocab_size, " / hidden ",
@@ -45,7 +46,8 @@ std::shared_ptr<DraftModel> Eagle3Algorithm::from_config(const Json& config_json
     config.verifier_name_or_path = ctx.verifier_name;
     if (!ctx.verifier.architectures.empty()) config.verifier_architectures = ctx.verifier.architectures;
   }
-  if (ctx.args.has("ttt_steps")) config.speculative_tokens = ctx.args.get_int("ttt_steps");
+  // A job that states ttt_steps overrides the checkpoint's speculative_tokens.
+  if (ctx.args.has("ttt_steps")) config.speculative_tokens = options.ttt_steps;
   auto model = std::make_shared<Eagle3DraftModel>(config);
   if (!config.has_vocab_mapping() || !ctx.vocab.empty()) {
     model->set_vocab_mapping(ctx.vocab);
@@ -56,10 +58,11 @@ std::shared_ptr<DraftModel> Eagle3Algorithm::from_config(const Json& config_json
 
 std::pair<Json, Json> Eagle3Algorithm::trainer_kwargs(const Args& args) const {
   // As Eagle3DraftModel.get_trainer_kwargs: the same call arguments for training and validation.
+  const Eagle3Options options = Eagle3Options::from_args(args);
   Json kwargs = Json::object();
-  kwargs["ttt_steps"] = args.has("ttt_steps") ? args.get_int("ttt_steps") : std::int64_t{3};
-  kwargs["ttt_step_loss_decay"] = args.has("ttt_step_loss_decay") ? args.get_double("ttt_step_loss_decay") : 1.0;
-  kwargs["loss_fn"] = args.has("loss_fn") ? args.get_string("loss_fn") : std::string("kl_div");
+  kwargs["ttt_steps"] = options.ttt_steps;
+  kwargs["ttt_step_loss_decay"] = options.ttt_step_loss_decay;
+  kwargs["loss_fn"] = options.loss_fn;
   return {kwargs, kwargs};
 }
 

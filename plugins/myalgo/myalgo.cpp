@@ -11,15 +11,6 @@
 namespace speculators {
 namespace myalgo {
 
-namespace {
-
-// A job built by the host holds every key of the host's and this schema; tests may pass fewer.
-std::int64_t int_or(const Args& args, const std::string& key, std::int64_t fallback) {
-  return args.has(key) ? args.get_int(key) : fallback;
-}
-
-}  // namespace
-
 std::string MyAlgo::description() const {
   return "Template algorithm: decoder layers over the verifier's aux features, then block_size "
          "residual heads; head j predicts the token j positions ahead (KL to the verifier).";
@@ -39,13 +30,25 @@ Schema MyAlgo::schema() const {
   };
 }
 
+// A job built by the host holds every key of the host's and this schema; a test may pass fewer.
+MyAlgoOptions MyAlgoOptions::from_args(const Args& args) {
+  const Args job = args.with_defaults(MyAlgo().schema());
+  MyAlgoOptions o;
+  o.block_size = job.get_int("block_size");
+  o.num_layers = job.get_int("num_layers");
+  o.draft_arch = job.get_string("draft_arch");
+  o.head_loss_decay = job.get_double("head_loss_decay");
+  o.target_layer_ids = job.get_optional_int_list("target_layer_ids");
+  o.draft_vocab_size = job.get_optional_int("draft_vocab_size");
+  return o;
+}
+
 // Cross-field and range checks on the resolved job; an Error(kUsage) here exits with code 2.
 void MyAlgo::validate(const Args& args) const {
-  if (args.get_int("block_size") < 1)
-    fail_usage(cat("myalgo: block_size must be >= 1, got ", args.get_int("block_size")));
-  if (args.has("num_layers") && args.get_int("num_layers") < 1)
-    fail_usage(cat("myalgo: num_layers must be >= 1, got ", args.get_int("num_layers")));
-  const double gamma = args.get_double("head_loss_decay");
+  const MyAlgoOptions o = MyAlgoOptions::from_args(args);
+  if (o.block_size < 1) fail_usage(cat("myalgo: block_size must be >= 1, got ", o.block_size));
+  if (o.num_layers < 1) fail_usage(cat("myalgo: num_layers must be >= 1, got ", o.num_layers));
+  const double gamma = o.head_loss_decay;
   if (!(gamma > 0.0) || !std::isfinite(gamma))
     fail_usage(cat("myalgo: head_loss_decay must be a positive number, got ", gamma));
 }
@@ -68,13 +71,14 @@ std::vector<std::int64_t> default_aux_layer_ids(std::int64_t n) {
 // online) must produce exactly these layers, concatenated in this order, as hidden_states.
 std::vector<std::int64_t> MyAlgo::target_layer_ids(const BuildContext& ctx) const {
   const std::int64_t n = ctx.verifier.num_hidden_layers;
-  if (!ctx.args.has("target_layer_ids")) {
+  const auto given = MyAlgoOptions::from_args(ctx.args).target_layer_ids;
+  if (!given) {
     auto ids = default_aux_layer_ids(n);
     log::info(cat("myalgo: target_layer_ids not set; using ", Json(ids).dump(), " for a verifier of ", n,
                   " layers"));
     return ids;
   }
-  auto ids = ctx.args.get_int_list("target_layer_ids");
+  const std::vector<std::int64_t>& ids = *given;
   if (ids.empty()) fail_usage("myalgo: target_layer_ids is empty; give at least one verifier layer id");
   for (auto id : ids) {
     // id k = residual stream after k layers, so 0..n are the valid ids.
@@ -113,19 +117,17 @@ TransformerConfig draft_layer_config(const TransformerConfig& verifier, const st
 // keys this algorithm needs from the job, build the model, install the vocab mapping, then copy the
 // verifier's frozen tensors.
 std::shared_ptr<DraftModel> MyAlgo::from_training_args(const BuildContext& ctx) const {
-  const Args& args = ctx.args;
+  const MyAlgoOptions options = MyAlgoOptions::from_args(ctx.args);
   MyAlgoConfig config;
-  const std::string arch = args.has("draft_arch") ? args.get_string("draft_arch") : "llama";
-  config.layer_config = draft_layer_config(ctx.verifier, arch, int_or(args, "num_layers", 1));
-  config.block_size = int_or(args, "block_size", 8);
+  config.layer_config = draft_layer_config(ctx.verifier, options.draft_arch, options.num_layers);
+  config.block_size = options.block_size;
   config.aux_layer_ids = target_layer_ids(ctx);
   // The host resolves the mapping (d2t/t2d files, or built from token frequencies when
   // draft_vocab_size is set); the size follows from it.
   const std::int64_t full = ctx.verifier.vocab_size;
-  config.draft_vocab_size = ctx.vocab.empty() ? int_or(args, "draft_vocab_size", full) : ctx.vocab.d2t.size(0);
-  if (!ctx.vocab.empty() && args.has("draft_vocab_size") &&
-      args.get_int("draft_vocab_size") != config.draft_vocab_size)
-    fail_usage(cat("myalgo: draft_vocab_size ", args.get_int("draft_vocab_size"),
+  config.draft_vocab_size = ctx.vocab.empty() ? options.draft_vocab_size.value_or(full) : ctx.vocab.d2t.size(0);
+  if (!ctx.vocab.empty() && options.draft_vocab_size && *options.draft_vocab_size != config.draft_vocab_size)
+    fail_usage(cat("myalgo: draft_vocab_size ", *options.draft_vocab_size,
                    " does not match the vocab mapping (d2t has ", config.draft_vocab_size, " entries)"));
   config.verifier_architectures = ctx.verifier.architectures;
   config.verifier_name_or_path = ctx.verifier_name;
@@ -156,8 +158,7 @@ std::shared_ptr<DraftModel> MyAlgo::from_config(const Json& config_json, const B
 // The per-mode call_args of forward (SpeculatorModel.get_trainer_kwargs). Training and validation
 // use the same loss here; an algorithm with, say, random anchors would fix them for validation.
 std::pair<Json, Json> MyAlgo::trainer_kwargs(const Args& args) const {
-  const double gamma = args.has("head_loss_decay") ? args.get_double("head_loss_decay") : kDefaultHeadLossDecay;
-  Json kwargs = Json::object({{"head_loss_decay", gamma}});
+  Json kwargs = Json::object({{"head_loss_decay", MyAlgoOptions::from_args(args).head_loss_decay}});
   return {kwargs, kwargs};
 }
 

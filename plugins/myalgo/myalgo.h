@@ -28,6 +28,20 @@
 namespace speculators {
 namespace myalgo {
 
+// The job options myalgo reads, filled in one place (from_args) from the resolved job. Names,
+// defaults and ranges are declared once, in MyAlgo::schema(); a hand-built job that leaves an
+// option out gets its declared default.
+struct MyAlgoOptions {
+  std::int64_t block_size = 0;
+  std::int64_t num_layers = 0;
+  std::string draft_arch;
+  double head_loss_decay = 0;
+  // The host's options: unset = default_aux_layer_ids / the size of the vocabulary mapping.
+  std::optional<std::vector<std::int64_t>> target_layer_ids;
+  std::optional<std::int64_t> draft_vocab_size;
+  static MyAlgoOptions from_args(const Args& args);
+};
+
 class MyAlgo : public Algorithm {
  public:
   std::string name() const override { return "myalgo"; }

@@ -28,7 +28,7 @@ BuildContext llama31_context(Json args) {
   ctx.verifier_name = "meta-llama/Llama-3.1-8B-Instruct";
   ctx.args = Args(std::move(args));
   if (ctx.args.has("draft_vocab_size")) {
-    ctx.vocab = build_vocab_mapping({}, ctx.verifier.vocab_size, ctx.args.get_int("draft_vocab_size"));
+    ctx.vocab = build_vocab_mapping({}, ctx.verifier.vocab_size, *Eagle3Options::from_args(ctx.args).draft_vocab_size);
   }
   return ctx;
 }
@@ -170,13 +170,14 @@ TEST_CASE("draft vocab size needs a mapping", "[eagle3][config]") {
 }
 
 TEST_CASE("default target layer ids are [2, n/2, n-3]", "[eagle3][config]") {
-  REQUIRE(resolve_target_layer_ids(Args(), 32) == std::vector<std::int64_t>{2, 16, 29});
-  REQUIRE(resolve_target_layer_ids(Args(), 36) == std::vector<std::int64_t>{2, 18, 33});
-  const Args given(Json::object({{"target_layer_ids", Json(std::vector<std::int64_t>{1, 3})}}));
-  REQUIRE(resolve_target_layer_ids(given, 32) == std::vector<std::int64_t>{1, 3});
-  REQUIRE_THROWS_WITH(resolve_target_layer_ids(Args(), 2), Catch::Contains("--target-layer-ids"));
-  const Args bad(Json::object({{"target_layer_ids", Json(std::vector<std::int64_t>{40})}}));
-  REQUIRE_THROWS_WITH(resolve_target_layer_ids(bad, 32), Catch::Contains("layer 40"));
+  auto ids_of = [](Json job) { return Eagle3Options::from_args(Args(std::move(job))).target_layer_ids; };
+  REQUIRE(resolve_target_layer_ids(ids_of(Json::object()), 32) == std::vector<std::int64_t>{2, 16, 29});
+  REQUIRE(resolve_target_layer_ids(ids_of(Json::object()), 36) == std::vector<std::int64_t>{2, 18, 33});
+  const Json given = Json::object({{"target_layer_ids", Json(std::vector<std::int64_t>{1, 3})}});
+  REQUIRE(resolve_target_layer_ids(ids_of(given), 32) == std::vector<std::int64_t>{1, 3});
+  REQUIRE_THROWS_WITH(resolve_target_layer_ids(ids_of(Json::object()), 2), Catch::Contains("--target-layer-ids"));
+  const Json bad = Json::object({{"target_layer_ids", Json(std::vector<std::int64_t>{40})}});
+  REQUIRE_THROWS_WITH(resolve_target_layer_ids(ids_of(bad), 32), Catch::Contains("layer 40"));
 }
 
 TEST_CASE("synthesised draft decoder (create_transformer_layer_config)", "[eagle3][config]") {

@@ -20,14 +20,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(cat("cannot read ", path), ExitCode::kPlugin);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 bool is_hex_sha256(const std::string& text) {
   return text.size() == 64 &&
          std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
@@ -95,10 +87,18 @@ std::string plugin_manifest_path(const std::string& so_path) {
   return (path.parent_path() / (path.stem().string() + kManifestSuffix)).string();
 }
 
+std::string read_plugin_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(cat("cannot read ", path), ExitCode::kPlugin);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 PluginManifest read_plugin_manifest(const std::string& path) {
   PluginManifest m;
   m.path = path;
-  m.text = read_text(path);
+  m.text = read_plugin_file(path);
   Json json;
   try {
     json = Json::parse(m.text, path);

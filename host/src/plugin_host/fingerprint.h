@@ -44,6 +44,10 @@ struct PluginManifest {
   HostFingerprint fingerprint;  // plugin ABI, LibTorch major.minor, C++11 ABI, CUDA of the build
 };
 
+// The bytes of a plugin's file (its manifest, a package's build log). Throws Error(kPlugin)
+// naming the path when it cannot be read.
+std::string read_plugin_file(const std::string& path);
+
 // <dir>/<stem>.manifest.json for <dir>/<stem>.so.
 std::string plugin_manifest_path(const std::string& so_path);
 // Parses a manifest. Throws Error(kPlugin) naming the file and the missing or bad key.

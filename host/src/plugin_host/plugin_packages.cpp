@@ -16,9 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <system_error>
 
 #include "plugin_host/sha256.h"
@@ -33,14 +31,6 @@ namespace speculators {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(cat("cannot read ", path), ExitCode::kPlugin);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // Runs argv[0] (searched in PATH) without a shell; stdout and stderr go to `log_path`.
 // Returns the exit status, or -1 when it could not be started.
@@ -97,7 +87,7 @@ void extract_package(const std::string& package, const fs::path& into) {
   }
   const int rc = run_quietly(argv, log);
   if (rc != 0) {
-    std::string why = rc < 0 ? cat("could not run ", argv[0]) : read_text(log);
+    std::string why = rc < 0 ? cat("could not run ", argv[0]) : read_plugin_file(log);
     std::replace(why.begin(), why.end(), '\n', ' ');
     fail(cat("plugin package ", package, ": cannot unpack (", argv[0], "): ", why), ExitCode::kPlugin);
   }

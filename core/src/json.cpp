@@ -18,6 +18,7 @@
 
 #include "speculators/error.h"
 #include "speculators/log.h"
+#include "text/utf8.h"
 
 namespace speculators {
 
@@ -52,57 +53,8 @@ Json from_nlohmann(const nlohmann::json& j) {
   }
 }
 
-void escape_string(std::string& out, const std::string& s) {
-  // Python's json.dumps default (ensure_ascii=True): non-ASCII as \uXXXX (UTF-16 pairs).
-  out.push_back('"');
-  for (std::size_t i = 0; i < s.size();) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        default:
-          if (c < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-            out += buf;
-          } else {
-            out.push_back(static_cast<char>(c));
-          }
-      }
-      ++i;
-      continue;
-    }
-    // Decode one UTF-8 sequence; invalid bytes are written as U+FFFD.
-    std::uint32_t cp = 0xFFFD;
-    int len = 1;
-    if ((c & 0xE0) == 0xC0 && i + 1 < s.size()) {
-      cp = ((c & 0x1F) << 6) | (s[i + 1] & 0x3F);
-      len = 2;
-    } else if ((c & 0xF0) == 0xE0 && i + 2 < s.size()) {
-      cp = ((c & 0x0F) << 12) | ((s[i + 1] & 0x3F) << 6) | (s[i + 2] & 0x3F);
-      len = 3;
-    } else if ((c & 0xF8) == 0xF0 && i + 3 < s.size()) {
-      cp = ((c & 0x07) << 18) | ((s[i + 1] & 0x3F) << 12) | ((s[i + 2] & 0x3F) << 6) | (s[i + 3] & 0x3F);
-      len = 4;
-    }
-    char buf[16];
-    if (cp >= 0x10000) {
-      std::uint32_t v = cp - 0x10000;
-      std::snprintf(buf, sizeof(buf), "\\u%04x\\u%04x", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
-    } else {
-      std::snprintf(buf, sizeof(buf), "\\u%04x", cp);
-    }
-    out += buf;
-    i += len;
-  }
-  out.push_back('"');
-}
+// Python's json.dumps default (ensure_ascii=True): non-ASCII as \uXXXX (UTF-16 pairs).
+void escape_string(std::string& out, const std::string& s) { text::append_json_string(out, s, /*ensure_ascii=*/true); }
 
 std::string float_json(double v) {
   // Python's json module writes NaN/Infinity (allow_nan=True); keep that for byte compatibility.

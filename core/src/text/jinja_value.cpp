@@ -265,46 +265,6 @@ std::string to_str(const Value& v) {
 }
 
 namespace {
-void json_string(std::string& out, const std::string& s, bool ensure_ascii) {
-  out += '"';
-  for (std::size_t k = 0; k < s.size(); ++k) {
-    const char c = s[k];
-    const auto u = static_cast<unsigned char>(c);
-    if (ensure_ascii && u >= 0x80) {
-      std::size_t at = k;
-      const char32_t cp = utf8_next(s, at);
-      k = at - 1;
-      char buf[16];
-      if (cp >= 0x10000) {
-        const char32_t v = cp - 0x10000;
-        std::snprintf(buf, sizeof buf, "\\u%04x\\u%04x", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
-      } else {
-        std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(cp));
-      }
-      out += buf;
-      continue;
-    }
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (u < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", u);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
-
 void json_value(std::string& out, const Value& v, const JsonFormat& f, int depth) {
   const int indent = f.indent;
   const std::string item_sep = !f.item_separator.empty() ? f.item_separator : indent >= 0 ? "," : ", ";
@@ -319,7 +279,7 @@ void json_value(std::string& out, const Value& v, const JsonFormat& f, int depth
     case Value::Kind::kFloat:
       out += std::isnan(v.f) ? "NaN" : std::isinf(v.f) ? (v.f > 0 ? "Infinity" : "-Infinity") : format_float(v.f);
       return;
-    case Value::Kind::kString: json_string(out, v.s, f.ensure_ascii); return;
+    case Value::Kind::kString: append_json_string(out, v.s, f.ensure_ascii); return;
     case Value::Kind::kList:
       if (v.list->empty()) {
         out += "[]";
@@ -347,7 +307,7 @@ void json_value(std::string& out, const Value& v, const JsonFormat& f, int depth
       for (std::size_t k = 0; k < entries.size(); ++k) {
         if (k) out += item_sep;
         newline(depth + 1);
-        json_string(out, entries[k].first, f.ensure_ascii);
+        append_json_string(out, entries[k].first, f.ensure_ascii);
         out += key_sep;
         json_value(out, entries[k].second, f, depth + 1);
       }

@@ -1,5 +1,7 @@
-// UTF-8 decoding and encoding (RFC 3629) for the text components.
+// UTF-8 decoding and encoding (RFC 3629) for the text components, and JSON string quoting.
 #include "text/utf8.h"
+
+#include <cstdio>
 
 namespace speculators::text {
 
@@ -73,6 +75,46 @@ bool utf8_valid(std::string_view s) {
     if (cp == kReplacement && i - start != 3) return false;
   }
   return true;
+}
+
+void append_json_string(std::string& out, std::string_view s, bool ensure_ascii) {
+  out += '"';
+  for (std::size_t k = 0; k < s.size();) {
+    const char c = s[k];
+    const auto u = static_cast<unsigned char>(c);
+    if (ensure_ascii && u >= 0x80) {
+      const char32_t cp = utf8_next(s, k);
+      char buf[16];
+      if (cp >= 0x10000) {
+        const char32_t v = cp - 0x10000;
+        std::snprintf(buf, sizeof buf, "\\u%04x\\u%04x", static_cast<unsigned>(0xD800 + (v >> 10)),
+                      static_cast<unsigned>(0xDC00 + (v & 0x3FF)));
+      } else {
+        std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(cp));
+      }
+      out += buf;
+      continue;
+    }
+    ++k;
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (u < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", u);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
 }
 
 }  // namespace speculators::text

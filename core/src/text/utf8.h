@@ -1,5 +1,6 @@
-// UTF-8 helpers shared by the text components (tokenizer.json, chat templates): decode one code
-// point, encode one, and check a whole string. Private to core; no LibTorch.
+// UTF-8 helpers shared by the text components (tokenizer.json, chat templates) and core's Json:
+// decode one code point, encode one, check a whole string, quote one as a JSON string. Private to
+// core; no LibTorch.
 #pragma once
 
 #include <cstddef>
@@ -18,5 +19,10 @@ void utf8_append(std::string& out, char32_t cp);
 
 // True when `s` is well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF).
 bool utf8_valid(std::string_view s);
+
+// Appends `s` as a quoted JSON string, escaped as Python's json.dumps does: ", \, \n, \r, \t, \b,
+// \f by name, other control characters as \u00XX; with `ensure_ascii` every non-ASCII code point
+// as \uXXXX (UTF-16 surrogate pairs past U+FFFF; invalid UTF-8 as U+FFFD), else its bytes as they are.
+void append_json_string(std::string& out, std::string_view s, bool ensure_ascii);
 
 }  // namespace speculators::text

@@ -38,15 +38,6 @@ c10::intrusive_ptr<c10d::TCPStore> connect(const RankInfo& info, bool server, st
   return c10::make_intrusive<c10d::TCPStore>(info.master_addr, opts);
 }
 
-c10::intrusive_ptr<c10d::TCPStore> connect_extra(const RankInfo& info, std::chrono::milliseconds timeout) {
-  c10d::TCPStoreOptions opts;
-  opts.port = static_cast<std::uint16_t>(info.master_port);
-  opts.isServer = false;
-  opts.timeout = timeout;
-  opts.waitWorkers = false;
-  return c10::make_intrusive<c10d::TCPStore>(info.master_addr, opts);
-}
-
 // c10d messages carry a C++ backtrace after the first line; the first line is the cause.
 std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
 
@@ -148,7 +139,7 @@ void Rendezvous::stop_heartbeat() {
 void Rendezvous::heartbeat_loop() {
   c10::intrusive_ptr<c10d::TCPStore> client;
   try {
-    client = connect_extra(info_, std::chrono::milliseconds(5000));
+    client = connect(info_, /*server=*/false, std::chrono::milliseconds(5000));
   } catch (const std::exception&) {
     return;  // the store is gone; a collective will notice and diagnose()
   }
@@ -170,7 +161,7 @@ std::string Rendezvous::diagnose() const {
   const std::string rank0_gone = cat("rank 0, which hosts the rendezvous store at ", where(info_),
                                      ", is unreachable (it exited or its machine is down)");
   try {
-    auto client = connect_extra(info_, std::chrono::milliseconds(3000));
+    auto client = connect(info_, /*server=*/false, std::chrono::milliseconds(3000));
     auto read = [&] {
       std::map<int, std::int64_t> beats;
       for (int r = 0; r < info_.world_size; ++r) beats[r] = client->add(heartbeat_key(r), 0);

@@ -1,4 +1,4 @@
-// A tiny decoder configuration shared by the component and verifier tests (H 32, 2 layers,
+// A tiny decoder configuration shared by the component, verifier and GPU step tests (H 32, 2 layers,
 // 4 heads over 2 KV heads, vocabulary 64): small enough for loop-based reference computations.
 #pragma once
 

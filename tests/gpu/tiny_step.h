@@ -9,25 +9,20 @@
 #include <string>
 #include <vector>
 
+#include "../core/tiny_config.h"
 #include "speculators/autocast.h"
 #include "speculators/verifier.h"
 
 namespace speculators {
 namespace testing {
 
+// tiny_config() at twice its width, with a vocabulary of 96.
 inline TransformerConfig tiny_step_config() {
-  TransformerConfig c;
-  c.model_type = "llama";
+  TransformerConfig c = tiny_config();
   c.vocab_size = 96;
   c.hidden_size = 64;
   c.intermediate_size = 96;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
   c.head_dim = 16;
-  c.rms_norm_eps = 1e-6;
-  c.rope_theta = 10000.0;
-  c.layer_types = {"full_attention", "full_attention"};
   return c;
 }
 

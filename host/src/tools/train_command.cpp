@@ -126,7 +126,9 @@ void write_run_files(const Args& args, const Schema& schema, const std::vector<s
 // This process's communicator: local for one process, else the launcher's rank joins the job
 // over --dist-backend.
 std::unique_ptr<Communicator> join_job(const Args& args, const RankInfo& info, const TrainingDevice& device) {
-  if (info.world_size == 1) return make_local_communicator();
+  // One process needs no collective backend, unless one was asked for by name (a one-rank Gloo or
+  // NCCL group runs the same collectives as a larger job: how one GPU checks the NCCL path).
+  if (info.world_size == 1 && args.get_string("dist_backend") == "auto") return make_local_communicator();
   log::set_rank(info.rank, info.world_size);
   if (info.rank != 0 && log::level() < log::Level::kWarn) log::set_level(log::Level::kWarn);  // rank 0 reports
   std::string backend = args.get_string("dist_backend");
@@ -322,7 +324,8 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
   const RankInfo rank_info = rank_info_from_environment();
   // Checked before any rank starts: a CUDA device without CUDA is a usage error.
   const TrainingDevice device = resolve_training_device(args, rank_info.local_rank);
-  if (rank_info.launcher == "none" && args.get_int("nproc_per_node") != 1) {
+  const bool named_backend = args.get_string("dist_backend") != "auto";
+  if (rank_info.launcher == "none" && (args.get_int("nproc_per_node") != 1 || named_backend)) {
     return launch_local_ranks(static_cast<int>(args.get_int("nproc_per_node")), argv,
                               args.get_double("dist_timeout") + 30.0);
   }

@@ -588,6 +588,13 @@ PY
         fail "$mode: the checkpoint holds other files than a single-process one"
     done
     expect_text "$WORK/full.0" 'training eagle3: .*2 ranks, gloo, --shard full'
+    # A backend named on the command line is joined even by one process (how one GPU runs the
+    # NCCL path): a one-rank Gloo group trains as the process alone does.
+    expect_code 0 "$BIN/speculators-train" $(dist_args "$WORK/group1") --grad-accum-steps 2 --max-steps 4 \
+      --dist-backend gloo
+    expect_text "$WORK/err.txt" 'rank 0 of 1 joined \(speculators launch, gloo'
+    close_weights "$WORK/one/0" "$WORK/group1/0"
+    same_losses "$WORK/one/metrics.jsonl" "$WORK/group1/metrics.jsonl"
     ;;
   dist_resume_world_size)
     # A checkpoint of 2 ranks resumes on 1 and the reverse, mid-epoch, on the same loss curve.

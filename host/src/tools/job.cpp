@@ -115,7 +115,8 @@ Schema host_schema() {
                  "gradients split by layer unit), full (parameters too, gathered per step)", "distributed",
                  {"none", "optimizer", "full"}),
       opt_string("dist_backend", "auto", "Collective backend: gloo (CPU), nccl (GPU), or auto (nccl when "
-                 "training on a GPU with an NCCL build, else gloo)", "distributed", {"auto", "gloo", "nccl"}),
+                 "training on a GPU with an NCCL build, else gloo; one process alone uses none). A backend given "
+                 "by name is joined even by one process", "distributed", {"auto", "gloo", "nccl"}),
       opt_float("dist_timeout", 1800, "Seconds a collective (and the rendezvous) may wait before the job "
                 "stops with an error naming the rank that did not answer", "distributed").above(0).at_most(604800),
       opt_string("log_dir", Json(), "Where metrics.jsonl, report.html and the TensorBoard run go (default: "

@@ -129,7 +129,9 @@ void write_run_files(const TrainOptions& options, const Schema& schema, const st
 // over --dist-backend.
 std::unique_ptr<Communicator> join_job(const DistributedOptions& options, const RankInfo& info,
                                        const TrainingDevice& device) {
-  if (info.world_size == 1) return make_local_communicator();
+  // One process needs no collective backend, unless one was asked for by name (a one-rank Gloo or
+  // NCCL group runs the same collectives as a larger job: how one GPU checks the NCCL path).
+  if (info.world_size == 1 && options.dist_backend == "auto") return make_local_communicator();
   log::set_rank(info.rank, info.world_size);
   if (info.rank != 0 && log::level() < log::Level::kWarn) log::set_level(log::Level::kWarn);  // rank 0 reports
   std::string backend = options.dist_backend;
@@ -325,7 +327,8 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
   const RankInfo rank_info = rank_info_from_environment();
   // Checked before any rank starts: a CUDA device without CUDA is a usage error.
   const TrainingDevice device = resolve_training_device(options.device, rank_info.local_rank);
-  if (rank_info.launcher == "none" && options.distributed.nproc_per_node != 1) {
+  const bool named_backend = options.distributed.dist_backend != "auto";
+  if (rank_info.launcher == "none" && (options.distributed.nproc_per_node != 1 || named_backend)) {
     return launch_local_ranks(options.distributed.nproc_per_node, argv, options.distributed.dist_timeout + 30.0);
   }
 

@@ -1,7 +1,9 @@
 """`speculators-datagen prepare` against the reference's own masking and transformers' chat templates.
 
 For several chat templates of real model families (tests/core/text/chat_templates: Llama-3.1, Qwen2.5,
-Qwen3 with its reasoning blocks that are dropped from earlier turns, Mistral) this script saves a
+Qwen3 with its reasoning blocks that are dropped from earlier turns, Mistral, and gpt-oss's harmony
+format, whose analysis channel is kept only after the last user turn and whose last assistant turn
+ends with <|return|>, not <|end|>) this script saves a
 byte-level BPE tokenizer trained with the `tokenizers` library together with the template
 (save_pretrained), writes a ShareGPT-format dataset with a malformed line and a malformed turn, and
 computes the expected rows with the reference's own speculators/data_generation/preprocessing.py:
@@ -26,12 +28,14 @@ from transformers import PreTrainedTokenizerFast
 import speculators.data_generation.preprocessing as prep
 
 SPECIALS = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|im_start|>",
-            "<|im_end|>", "<|endoftext|>", "<think>", "</think>", "<s>", "</s>", "[INST]", "[/INST]"]
+            "<|im_end|>", "<|endoftext|>", "<think>", "</think>", "<s>", "</s>", "[INST]", "[/INST]",
+            "<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|return|>"]
 FAMILIES = {  # template file -> (bos, eos)
     "llama3": ("<|begin_of_text|>", "<|eot_id|>"),
     "qwen25": (None, "<|im_end|>"),
     "qwen3": (None, "<|im_end|>"),
     "mistral": ("<s>", "</s>"),
+    "gpt_oss": (None, "<|return|>"),
 }
 # Not prefix-stable: the last message is rendered differently from earlier ones.
 UNSTABLE = "{% for m in messages %}{% if loop.last %}<|im_start|>LAST {{ m.content }}<|im_end|>{% else %}" \

@@ -10,6 +10,7 @@
 #include "speculators/error.h"
 #include "speculators/log.h"
 #include "speculators/nn/losses.h"
+#include "speculators/speculators_config.h"
 #include "speculators/vocab.h"
 
 namespace speculators {
@@ -242,12 +243,6 @@ void Eagle3Config::validate(const std::string& origin) const {
 }
 
 Json Eagle3Config::to_json() const {
-  Json method = Json::object({{"accept_tolerance", 0.0},
-                              {"proposal_type", "greedy"},
-                              {"speculative_tokens", speculative_tokens},
-                              {"verifier_accept_k", 1}});
-  Json verifier = Json::object({{"architectures", Json(verifier_architectures)},
-                                {"name_or_path", verifier_name_or_path.empty() ? Json() : Json(verifier_name_or_path)}});
   Json j = Json::object();
   // Written by Hugging Face on save; vLLM ignores both.
   j["architectures"] = Json(std::vector<std::string>{"Eagle3DraftModel"});
@@ -260,10 +255,8 @@ Json Eagle3Config::to_json() const {
   j["norm_before_fc"] = norm_before_fc;
   j["norm_before_residual"] = norm_before_residual;
   j["norm_output"] = norm_output;
-  j["speculators_config"] = Json::object({{"algorithm", "eagle3"},
-                                          {"default_proposal_method", "greedy"},
-                                          {"proposal_methods", Json(Json::Array{method})},
-                                          {"verifier", verifier}});
+  j["speculators_config"] =
+      SpeculatorsConfig{"eagle3", speculative_tokens, verifier_architectures, verifier_name_or_path}.to_json();
   j["speculators_model_type"] = "eagle3";
   j["speculators_version"] = SPECULATORS_VERSION;
   j["target_hidden_size"] = Json();
@@ -303,20 +296,12 @@ Eagle3Config Eagle3Config::from_json(const Json& json, const std::string& origin
     fail_usage(cat(origin, ": target_hidden_size ", target_hidden.dump(), " differs from the draft hidden size ",
                    c.layer.hidden_size, "; a hidden-size mismatch is not supported"));
   }
-  const Json sc = json.get("speculators_config", Json());
-  if (sc.is_object()) {
-    const Json methods = sc.get("proposal_methods", Json());
-    if (methods.is_array() && methods.size() > 0 && methods.as_array()[0].contains("speculative_tokens")) {
-      c.speculative_tokens = methods.as_array()[0].at("speculative_tokens").as_int();
-    }
-    const Json verifier = sc.get("verifier", Json());
-    if (verifier.is_object()) {
-      const Json name = verifier.get("name_or_path", Json());
-      if (name.is_string()) c.verifier_name_or_path = name.as_string();
-      const Json archs = verifier.get("architectures", Json());
-      if (archs.is_array()) c.verifier_architectures = archs.as_string_list();
-    }
-  }
+  SpeculatorsConfig defaults;
+  defaults.speculative_tokens = c.speculative_tokens;
+  const SpeculatorsConfig block = SpeculatorsConfig::from_config_json(json, origin, defaults);
+  c.speculative_tokens = block.speculative_tokens;
+  c.verifier_name_or_path = block.verifier_name_or_path;
+  c.verifier_architectures = block.verifier_architectures;
   return c;
 }
 

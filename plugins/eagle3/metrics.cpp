@@ -6,6 +6,7 @@
 #include <string>
 
 #include "speculators/log.h"
+#include "speculators/metric_pairs.h"
 
 namespace speculators {
 namespace eagle3 {
@@ -42,21 +43,15 @@ StepOutcome step_loss_and_metrics(const torch::Tensor& logits, const torch::Tens
   const auto loss = nn::masked_divergence(s_logits, s_targets, s_mask, spec, std::pow(decay_base, step), loss_chunk_rows);
   StepOutcome out;
   out.loss = loss.loss;
-  const auto fopts = torch::TensorOptions().dtype(torch::kFloat).device(logits.device());
-  const auto one = torch::ones({}, fopts);
   const std::string k = std::to_string(step);
-  out.metrics["loss_" + k + "_sum"] = loss.loss.detach().clone();
-  out.metrics["loss_" + k + "_total"] = one.clone();
-  for (const auto& [name, value] : loss.terms) {
-    out.metrics[name + "_loss_" + k + "_sum"] = value;
-    out.metrics[name + "_loss_" + k + "_total"] = one.clone();
-  }
+  MetricPairs metrics;
+  metrics.add_mean("loss_" + k, loss.loss);
+  for (const auto& [name, value] : loss.terms) metrics.add_mean(name + "_loss_" + k, value);
   torch::NoGradGuard no_grad;
   const auto counts = accuracy_step(s_logits.argmax(-1), s_targets.argmax(-1), s_mask, s_prev);
-  out.metrics["full_acc_" + k + "_sum"] = counts.full_correct;
-  out.metrics["full_acc_" + k + "_total"] = counts.full_total;
-  out.metrics["cond_acc_" + k + "_sum"] = counts.cond_correct;
-  out.metrics["cond_acc_" + k + "_total"] = counts.cond_total;
+  metrics.add("full_acc_" + k, counts.full_correct, counts.full_total);
+  metrics.add("cond_acc_" + k, counts.cond_correct, counts.cond_total);
+  out.metrics = metrics.take();
   return out;
 }
 

@@ -9,33 +9,15 @@
 
 #include "attention.h"
 #include "metrics.h"
+#include "speculators/batch.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
-#include "speculators/verifier.h"
+#include "speculators/metric_pairs.h"
+#include "speculators/verifier_head.h"
 #include "speculators/vocab.h"
 
 namespace speculators {
 namespace eagle3 {
-namespace {
-
-torch::Tensor optional_tensor(const Batch& batch, const char* key) {
-  const auto it = batch.find(key);
-  return it == batch.end() ? torch::Tensor() : it->second;
-}
-
-torch::Tensor required_tensor(const Batch& batch, const char* key) {
-  auto t = optional_tensor(batch, key);
-  if (!t.defined()) fail_data(cat("eagle3 forward: the batch has no '", key, "'"));
-  return t;
-}
-
-void require_shape(const torch::Tensor& t, std::vector<std::int64_t> shape, const std::string& what) {
-  if (t.sizes() != c10::IntArrayRef(shape)) {
-    fail_data(cat(what, " has shape ", t.sizes(), "; expected ", c10::IntArrayRef(shape)));
-  }
-}
-
-}  // namespace
 
 Eagle3FirstLayerImpl::Eagle3FirstLayerImpl(const TransformerConfig& config, bool norm_before_residual)
     : nn::DecoderLayerImpl(config, 0, 2 * config.hidden_size), norm_before_residual(norm_before_residual) {
@@ -185,14 +167,14 @@ ForwardResult Eagle3DraftModel::forward(const Batch& batch, const Json& call_arg
 }
 
 ForwardResult Eagle3DraftModel::run(const Batch& batch, const StepOptions& options) {
-  const auto input_ids = required_tensor(batch, "input_ids");
+  const auto input_ids = require_tensor(batch, "input_ids", "eagle3 forward");
   if (input_ids.dim() != 2 || input_ids.size(0) != 1) {
     fail_data(cat("eagle3 forward: input_ids must be one packed row [1, L], got ", input_ids.sizes()));
   }
   const std::int64_t L = input_ids.size(1);
   const auto device = input_ids.device();
-  const auto hidden_states = required_tensor(batch, "hidden_states");
-  require_shape(hidden_states, {1, L, config_.num_aux() * config_.hidden_size()}, "eagle3 forward: hidden_states");
+  const auto hidden_states = require_tensor(batch, "hidden_states", "eagle3 forward");
+  check_packed(hidden_states, "hidden_states", "eagle3 forward", L, config_.num_aux() * config_.hidden_size());
   auto document_ids = optional_tensor(batch, "document_ids");
   const auto doc = document_ids.defined() ? document_ids.reshape({L}).to(torch::kLong)
                                           : torch::zeros({L}, torch::TensorOptions().dtype(torch::kLong).device(device));
@@ -210,6 +192,7 @@ ForwardResult Eagle3DraftModel::run(const Batch& batch, const StepOptions& optio
   auto prev_correct = loss_mask.defined() ? loss_mask.reshape({L}).ne(0)
                                           : torch::ones({L}, torch::TensorOptions().dtype(torch::kBool).device(device));
   ForwardResult result;
+  MetricPairs metrics;
   auto total = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device));
   const auto mask_row = loss_mask.defined() ? loss_mask.reshape({L}) : torch::Tensor();
   std::vector<TttCache> caches(layer_impls_.size());
@@ -238,7 +221,7 @@ ForwardResult Eagle3DraftModel::run(const Batch& batch, const StepOptions& optio
       auto step = step_loss_and_metrics(logits[0], targets, mask_row, prev_correct, k, options.ttt_step_loss_decay,
                                         options.loss, loss_chunk_);
       total = total + step.loss;  // step losses are summed
-      for (auto& [name, value] : step.metrics) result.metrics[name] = std::move(value);
+      metrics.add_all(step.metrics);
     }
     if (step_logits_sink_ != nullptr) step_logits_sink_->push_back(logits.detach());
     result.output.push_back(logits.argmax(-1).detach());
@@ -248,9 +231,9 @@ ForwardResult Eagle3DraftModel::run(const Batch& batch, const StepOptions& optio
   }
   if (targets.defined()) {
     result.loss = total;
-    result.metrics["loss_sum"] = total.detach().clone();
-    result.metrics["loss_total"] = torch::ones({}, total.options());
+    metrics.add_mean("loss", total);
   }
+  result.metrics = metrics.take();
   return result;
 }
 
@@ -283,26 +266,15 @@ void Eagle3DraftModel::load_verifier_weights(const std::string& dir, std::int64_
   if (config_.has_vocab_mapping() && d2t_.lt(0).any().item<bool>()) {
     fail("eagle3: the vocab mapping (d2t/t2d) must be set before the verifier weights are loaded");
   }
-  auto embed = read_verifier_tensor(dir, "embed_tokens.weight");
-  if (!embed.defined()) fail_data(cat(dir, ": the verifier checkpoint has no embed_tokens.weight"));
-  auto head = read_verifier_tensor(dir, "lm_head.weight");
-  if (!head.defined()) head = embed;  // no lm_head = tied embeddings
-  const auto final_norm = read_verifier_tensor(dir, "model.norm.weight");
-  if (!final_norm.defined()) fail_data(cat(dir, ": the verifier checkpoint has no model.norm.weight"));
-  require_shape(embed, {V, H}, cat(dir, ": embed_tokens.weight"));
-  require_shape(head, {V, H}, cat(dir, ": lm_head.weight"));
-  require_shape(final_norm, {H}, cat(dir, ": model.norm.weight"));
+  const VerifierHead verifier = load_verifier_head(dir, H, V);
   // lm_head rows of the draft vocab, in ascending target id (t2d order).
-  const auto rows = config_.has_vocab_mapping() ? head.index({t2d_.to(head.device())}) : head;
-  torch::NoGradGuard no_grad;
-  if (embed_tokens_->weight.isnan().any().item<bool>()) embed_tokens_->weight.copy_(embed);
-  if (lm_head_->weight.isnan().any().item<bool>()) lm_head_->weight.copy_(rows);
-  verifier_lm_head_->weight.copy_(rows);
-  verifier_norm_->weight.copy_(final_norm);
+  const auto rows = verifier.lm_head_rows(config_.has_vocab_mapping() ? t2d_ : torch::Tensor());
+  if (embed_tokens_->weight.isnan().any().item<bool>()) copy_frozen(embed_tokens_->weight, verifier.embed_tokens);
+  if (lm_head_->weight.isnan().any().item<bool>()) copy_frozen(lm_head_->weight, rows);
+  copy_frozen(verifier_lm_head_->weight, rows);
+  copy_frozen(verifier_norm_->weight, verifier.norm);
   embed_tokens_->weight.set_requires_grad(config_.embed_requires_grad);
   lm_head_->weight.set_requires_grad(false);
-  verifier_lm_head_->weight.set_requires_grad(false);
-  verifier_norm_->weight.set_requires_grad(false);
 }
 
 void Eagle3DraftModel::check_loaded() const {

@@ -8,6 +8,7 @@
 #include "speculators/build_config.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
+#include "speculators/speculators_config.h"
 
 namespace speculators {
 namespace myalgo {
@@ -15,22 +16,14 @@ namespace myalgo {
 Json MyAlgoConfig::to_json() const {
   // One greedy proposal of block_size tokens: vLLM reads speculative_tokens as
   // num_speculative_tokens.
-  Json proposal = Json::object({{"accept_tolerance", 0.0},
-                                {"proposal_type", "greedy"},
-                                {"speculative_tokens", block_size},
-                                {"verifier_accept_k", 1}});
-  Json verifier = Json::object({{"architectures", verifier_architectures}, {"name_or_path", verifier_name_or_path}});
-  Json speculators_config = Json::object({{"algorithm", "myalgo"},
-                                          {"default_proposal_method", "greedy"},
-                                          {"proposal_methods", Json(Json::Array{proposal})},
-                                          {"verifier", verifier}});
+  const SpeculatorsConfig speculators_config{"myalgo", block_size, verifier_architectures, verifier_name_or_path};
   return Json::object({
       {"architectures", Json(std::vector<std::string>{"MyAlgoDraftModel"})},
       {"aux_hidden_state_layer_ids", aux_layer_ids},
       {"block_size", block_size},
       {"draft_vocab_size", draft_vocab_size},
       {"dtype", "bfloat16"},  // the host saves every floating tensor in bf16
-      {"speculators_config", speculators_config},
+      {"speculators_config", speculators_config.to_json()},
       {"speculators_model_type", "myalgo"},
       {"speculators_version", SPECULATORS_VERSION},
       {"tie_word_embeddings", false},
@@ -58,9 +51,9 @@ MyAlgoConfig MyAlgoConfig::from_json(const Json& json, const std::string& origin
   config.block_size = field(json, "block_size", origin).as_int();
   config.aux_layer_ids = field(json, "aux_hidden_state_layer_ids", origin).as_int_list();
   config.draft_vocab_size = field(json, "draft_vocab_size", origin).as_int();
-  const Json verifier = json.get("speculators_config", Json::object()).get("verifier", Json::object());
-  config.verifier_architectures = verifier.get("architectures", Json::array()).as_string_list();
-  config.verifier_name_or_path = verifier.get("name_or_path", "").as_string();
+  const SpeculatorsConfig block = SpeculatorsConfig::from_config_json(json, origin);
+  config.verifier_architectures = block.verifier_architectures;
+  config.verifier_name_or_path = block.verifier_name_or_path;
   config.validate(origin);
   return config;
 }

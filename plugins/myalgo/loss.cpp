@@ -10,27 +10,14 @@
 
 #include "speculators/error.h"
 #include "speculators/log.h"
+#include "speculators/metric_pairs.h"
 #include "speculators/nn/losses.h"
+#include "speculators/nn/target_mask.h"
 
 namespace speculators {
 namespace myalgo {
 
-torch::Tensor valid_positions(const torch::Tensor& loss_mask, const torch::Tensor& document_ids, std::int64_t j) {
-  const std::int64_t length = document_ids.size(0);
-  const std::int64_t n = std::max<std::int64_t>(length - j, 0);
-  auto doc_i = document_ids.slice(0, 0, n);                 // the position the head sits at
-  auto doc_target = document_ids.slice(0, j - 1, j - 1 + n);  // where its target distribution is
-  auto doc_token = document_ids.slice(0, j, j + n);          // the token it predicts
-  return doc_i.ne(-1) & doc_target.eq(doc_i) & doc_token.eq(doc_i) & loss_mask.slice(0, j, j + n).ne(0);
-}
-
 namespace {
-
-// A metric pair as the host expects it: 0-d float tensors on the device of the batch.
-void put_pair(TensorMap& metrics, const std::string& name, const torch::Tensor& sum, const torch::Tensor& total) {
-  metrics[name + "_sum"] = sum.detach().to(torch::kFloat32).reshape({});
-  metrics[name + "_total"] = total.detach().to(torch::kFloat32).reshape({});
-}
 
 void check_inputs(const std::vector<torch::Tensor>& head_logits, const torch::Tensor& target_logits,
                   const torch::Tensor& loss_mask, const torch::Tensor& document_ids) {
@@ -62,6 +49,7 @@ HeadLoss multi_head_kl_loss(const std::vector<torch::Tensor>& head_logits, const
   const torch::Tensor target_top1 = targets.argmax(-1);
 
   HeadLoss result;
+  MetricPairs metrics;
   result.loss = torch::zeros({}, options);
   // chain[i] = heads 1..j-1 were all right at position i; shrinks with j like the rows do.
   auto chain = torch::ones({length}, options.dtype(torch::kBool));
@@ -71,21 +59,21 @@ HeadLoss multi_head_kl_loss(const std::vector<torch::Tensor>& head_logits, const
     const std::int64_t n = std::max<std::int64_t>(length - j, 0);
     auto logits = head_logits[k].slice(0, 0, n);  // head j at positions i = 0 .. n-1
     auto target_rows = targets.slice(0, j - 1, j - 1 + n);  // the verifier at i + j - 1
-    auto valid = valid_positions(loss_mask, document_ids, j);
+    auto valid = nn::shifted_target_mask(document_ids, loss_mask, j);
     // Σ_i valid_i · KL_i · gamma^(j-1) / (Σ_i valid_i + 1e-5)
     if (n > 0) result.loss = result.loss + nn::masked_divergence(logits, target_rows, valid, kKlDiv, weight).loss;
 
-    auto count = valid.sum();
     auto correct = logits.detach().argmax(-1).eq(target_top1.slice(0, j - 1, j - 1 + n));
     chain = chain.slice(0, 0, n) & correct;
     const std::string suffix = "_" + std::to_string(j);
-    put_pair(result.metrics, "acc" + suffix, (correct & valid).sum(), count);
-    put_pair(result.metrics, "full_acc" + suffix, (chain & valid).sum(), count);
+    metrics.add_count("acc" + suffix, correct, valid);
+    metrics.add_count("full_acc" + suffix, chain, valid);
   }
   // The host reports loss = Σ loss_sum / Σ loss_total over batches (and ranks), i.e. the mean
   // batch loss, which is what the reference logs
   // (speculators/train/trainer.py: Trainer.val_epoch).
-  put_pair(result.metrics, "loss", result.loss, torch::ones({}, options));
+  metrics.add_mean("loss", result.loss);
+  result.metrics = metrics.take();
   return result;
 }
 

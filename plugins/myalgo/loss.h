@@ -35,12 +35,9 @@ struct HeadLoss {
 // loss = Σ_j gamma^(j-1) · Σ_i m_ij KL(p_{i+j-1} ‖ q_ij) / (Σ_i m_ij + 1e-5), with p and q
 // softmaxes over the draft vocabulary in fp32 (forward KL, the reference's masked
 // mean with its 1e-5 guard, one decay factor per head as per TTT step), computed in row chunks.
+// m_ij is the SDK's nn::shifted_target_mask(document_ids, loss_mask, j) (the rule above).
 HeadLoss multi_head_kl_loss(const std::vector<torch::Tensor>& head_logits, const torch::Tensor& target_logits,
                             const torch::Tensor& loss_mask, const torch::Tensor& document_ids, double gamma);
-
-// m_ij for one head as a bool tensor [max(L - j, 0)] over positions i = 0 .. L-j-1 (the rule in
-// the file comment). Positions i >= L - j never have a predicted token inside the row.
-torch::Tensor valid_positions(const torch::Tensor& loss_mask, const torch::Tensor& document_ids, std::int64_t j);
 
 }  // namespace myalgo
 }  // namespace speculators

@@ -6,30 +6,15 @@
 #include <utility>
 
 #include "loss.h"
+#include "speculators/batch.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
-#include "speculators/verifier.h"
+#include "speculators/verifier_head.h"
 
 namespace speculators {
 namespace myalgo {
 
 namespace {
-
-const torch::Tensor& require(const Batch& batch, const std::string& key) {
-  auto it = batch.find(key);
-  if (it == batch.end() || !it->second.defined()) {
-    std::string keys;
-    for (const auto& kv : batch) keys += (keys.empty() ? "" : ", ") + kv.first;
-    fail(cat("myalgo: the batch has no \"", key, "\" (it has: ", keys, ")"), ExitCode::kData);
-  }
-  return it->second;
-}
-
-void check_shape(const torch::Tensor& t, const std::string& key, std::int64_t width) {
-  if (t.dim() != 3 || t.size(0) != 1 || t.size(2) != width)
-    fail(cat("myalgo: batch \"", key, "\" has shape ", t.sizes(), ", expected [1, L, ", width, "]"),
-         ExitCode::kData);
-}
 
 // Frozen tensors start as NaN so that one never loaded is visible (the reference's sentinel in
 // speculators/model.py: DraftVocabMixin).
@@ -117,32 +102,16 @@ void MyAlgoModel::set_vocab_mapping(const VocabMapping& vocab) {
 
 void MyAlgoModel::load_verifier_weights(const std::string& dir) {
   const std::int64_t full = config_.layer_config.vocab_size;
-  const std::int64_t hidden = config_.layer_config.hidden_size;
-  auto embed = read_verifier_tensor(dir, "embed_tokens.weight");
-  auto head = read_verifier_tensor(dir, "lm_head.weight");
-  auto norm = read_verifier_tensor(dir, "model.norm.weight");
-  if (!head.defined()) head = embed;  // tied embeddings
-  const std::pair<const char*, torch::Tensor*> expected[] = {
-      {"embed_tokens.weight", &embed}, {"lm_head.weight", &head}, {"model.norm.weight", &norm}};
-  for (const auto& [name, tensor] : expected) {
-    const bool is_norm = std::string(name) == "model.norm.weight";
-    const std::vector<std::int64_t> want = is_norm ? std::vector<std::int64_t>{hidden}
-                                                   : std::vector<std::int64_t>{full, hidden};
-    if (!tensor->defined()) fail_usage(cat(dir, ": the verifier checkpoint has no ", name));
-    if (tensor->sizes().vec() != want)
-      fail_usage(cat(dir, ": verifier tensor ", name, " has shape ", tensor->sizes(), ", expected ",
-                     torch::IntArrayRef(want)));
-  }
-  torch::NoGradGuard no_grad;
-  embed_tokens_->weight.copy_(embed);
-  verifier_norm_->weight.copy_(norm);
+  const VerifierHead verifier = load_verifier_head(dir, config_.layer_config.hidden_size, full);
+  copy_frozen(embed_tokens_->weight, verifier.embed_tokens);
+  copy_frozen(verifier_norm_->weight, verifier.norm);
   // The draft head is the verifier's, restricted to the draft vocabulary. Without a known
   // mapping (a reduced vocabulary whose t2d comes from the checkpoint) the saved lm_head is
   // loaded later and after_load() checks it.
   if (config_.draft_vocab_size == full) {
-    lm_head_->weight.copy_(head);
+    copy_frozen(lm_head_->weight, verifier.lm_head);
   } else if (t2d_.sum().item<std::int64_t>() == config_.draft_vocab_size) {
-    lm_head_->weight.copy_(head.index({t2d_}));
+    copy_frozen(lm_head_->weight, verifier.lm_head_rows(t2d_));
   }
 }
 
@@ -164,10 +133,9 @@ void MyAlgoModel::after_load(const BuildContext&) {
 
 torch::Tensor MyAlgoModel::draft_states(const Batch& batch) {
   const TransformerConfig& c = config_.layer_config;
-  const auto& hidden_states = require(batch, "hidden_states");
-  check_shape(hidden_states, "hidden_states", fc_->weight.size(1));
-  const auto& position_ids = require(batch, "position_ids");
-  const torch::Tensor document_ids = require(batch, "document_ids")[0];
+  const auto& hidden_states = require_packed(batch, "hidden_states", "myalgo", -1, fc_->weight.size(1));
+  const auto& position_ids = require_tensor(batch, "position_ids", "myalgo");
+  const torch::Tensor document_ids = require_tensor(batch, "document_ids", "myalgo")[0];
 
   // No shift: row i holds the verifier's features after token i (see loss.h).
   auto x = fc_(hidden_states.to(fc_->weight.scalar_type()));
@@ -197,10 +165,10 @@ torch::Tensor MyAlgoModel::verifier_logits(const torch::Tensor& last_hidden) {
 }
 
 ForwardResult MyAlgoModel::forward(const Batch& batch, const Json& call_args) {
-  const auto& last_hidden = require(batch, "verifier_last_hidden_states");
-  check_shape(last_hidden, "verifier_last_hidden_states", config_.layer_config.hidden_size);
-  const torch::Tensor loss_mask = require(batch, "loss_mask")[0];
-  const torch::Tensor document_ids = require(batch, "document_ids")[0];
+  const auto& last_hidden =
+      require_packed(batch, "verifier_last_hidden_states", "myalgo", -1, config_.layer_config.hidden_size);
+  const torch::Tensor loss_mask = require_tensor(batch, "loss_mask", "myalgo")[0];
+  const torch::Tensor document_ids = require_tensor(batch, "document_ids", "myalgo")[0];
   // What trainer_kwargs() returned for this mode (myalgo.cpp); the default keeps tests short.
   const double gamma =
       call_args.is_object() ? call_args.get("head_loss_decay", Json(kDefaultHeadLossDecay)).as_double()

@@ -4,7 +4,11 @@
 # speculators_add_plugin(... PACKAGE), install the package it makes into a fresh plugin
 # directory with `speculators-train plugins install`, and train one step with that plugin. Also:
 # the same package edited to claim another LibTorch minor is refused at install time with one
-# line, and `cpack -G TGZ` packs the SDK with the files a plugin author needs.
+# line, and `cpack -G TGZ` packs the SDK with the files a plugin author needs. Then a plugin
+# written from docs/adding-an-algorithm.md alone (examples/mlp_speculator) goes the whole way an
+# author's would: built out of tree against the installed SDK, its own tests run with ctest
+# through Speculators::testing (speculators_add_plugin_test), packaged, installed with
+# `speculators-train plugins install`, and trained for a few steps.
 #   install_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 BUILD=$(cd "$1" && pwd); SRC=$(cd "$2" && pwd)
@@ -88,6 +92,30 @@ DATAGEN=$WORK/prefix/bin/speculators-datagen
   --train-data-ratio 0.75 2>"$WORK/train.log" || { cat "$WORK/train.log"; fail "training one step failed"; }
 grep -q '"global_step":0' "$WORK/ckpt/metrics.jsonl" || fail "no step was logged"
 [ -s "$WORK/ckpt/0/model.safetensors" ] || fail "no checkpoint written"
+# The example plugin: out-of-tree build and its own tests against the installed SDK.
+cmake -S "$SRC/examples/mlp_speculator" -B "$WORK/mlp-build" "${generator[@]}" "${launcher[@]}" \
+  -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$WORK/prefix" >"$WORK/mlp-configure.log" 2>&1 \
+  || { cat "$WORK/mlp-configure.log"; fail "mlp_speculator: out-of-tree configure failed"; }
+cmake --build "$WORK/mlp-build" -j"$(nproc)" >"$WORK/mlp-build.log" 2>&1 \
+  || { cat "$WORK/mlp-build.log"; fail "mlp_speculator: out-of-tree build failed"; }
+ctest --test-dir "$WORK/mlp-build" --output-on-failure >"$WORK/mlp-ctest.log" 2>&1 \
+  || { tail -80 "$WORK/mlp-ctest.log"; fail "mlp_speculator: its own tests failed against the installed SDK"; }
+grep -q "100% tests passed, 0 tests failed out of 1" "$WORK/mlp-ctest.log" || { cat "$WORK/mlp-ctest.log"; fail "mlp_speculator: ctest ran no test"; }
+mpkg=$WORK/mlp-build/packages/speculators-plugin-mlp_speculator-0.1.0.tar.gz
+[ -f "$mpkg" ] || fail "mlp_speculator: the out-of-tree build made no $mpkg"
+"$HOST" plugins install "$mpkg" --plugin-dir "$WORK/plugins" >"$WORK/mlp-install.txt" \
+  || { cat "$WORK/mlp-install.txt"; fail "mlp_speculator: plugins install failed"; }
+grep -q "^installed mlp_speculator 0.1.0 into $WORK/plugins" "$WORK/mlp-install.txt" || { cat "$WORK/mlp-install.txt"; fail "mlp_speculator: no install message"; }
+"$HOST" --plugin-dir "$WORK/plugins" --list-plugins >"$WORK/mlp-list.txt" 2>/dev/null
+grep -q -E "^mlp_speculator .*$WORK/plugins/mlp_speculator.so +ok" "$WORK/mlp-list.txt" || { cat "$WORK/mlp-list.txt"; fail "mlp_speculator: the installed package does not load"; }
+"$HOST" --plugin-dir "$WORK/plugins" --speculator-type mlp_speculator --verifier-name-or-path "$WORK/verifier" \
+  --data-path "$WORK/data" --save-path "$WORK/mlp-ckpt" --n-predict 2 --epochs 2 --max-steps 3 --total-seq-len 64 \
+  --train-data-ratio 0.75 2>"$WORK/mlp-train.log" || { cat "$WORK/mlp-train.log"; fail "mlp_speculator: training failed"; }
+grep -q '"global_step":2' "$WORK/mlp-ckpt/metrics.jsonl" || { cat "$WORK/mlp-ckpt/metrics.jsonl"; fail "mlp_speculator: three steps were not logged"; }
+ckpt=$(ls -d "$WORK"/mlp-ckpt/[0-9]* | tail -1)
+[ -s "$ckpt/model.safetensors" ] || fail "mlp_speculator: no checkpoint written"
+grep -q '"speculators_model_type": "mlp_speculator"' "$ckpt/config.json" || { cat "$ckpt/config.json"; fail "mlp_speculator: config.json is not the plugin's"; }
+
 # The SDK archive made by CPack holds what a plugin author and a user need, and nothing private.
 cpack -G TGZ --config "$BUILD/CPackConfig.cmake" -B "$WORK/cpack" >"$WORK/cpack.log" 2>&1 || { cat "$WORK/cpack.log"; fail "cpack -G TGZ failed"; }
 sdk=$(ls "$WORK"/cpack/speculators-*-Linux.tar.gz) || fail "cpack made no .tar.gz"
@@ -95,7 +123,9 @@ tar -tzf "$sdk" | sed 's|^[^/]*/||' >"$WORK/sdk.txt"
 for f in include/speculators/plugin/abi.h include/speculators/plugin/plugin.h include/speculators/build_config.h \
          lib/libspeculators_core.so lib/cmake/Speculators/SpeculatorsConfig.cmake \
          lib/cmake/Speculators/SpeculatorsPlugin.cmake lib/cmake/Speculators/SpeculatorsPluginPackage.cmake \
-         lib/cmake/Speculators/SpeculatorsTargets.cmake bin/speculators-train bin/speculators-datagen bin/speculators-eval bin/speculators-bench \
+         lib/cmake/Speculators/SpeculatorsTargets.cmake lib/cmake/Speculators/SpeculatorsPluginTest.cmake \
+         lib/cmake/Speculators/speculators_catch_main.cpp lib/libspeculators_testing.so \
+         include/speculators/testing/plugin_test.h bin/speculators-train bin/speculators-datagen bin/speculators-eval bin/speculators-bench \
          lib/speculators/plugins/myalgo.so lib/speculators/plugins/myalgo.manifest.json \
          lib/speculators/plugins/eagle3.so lib/speculators/plugins/eagle3.manifest.json; do
   grep -q -x "$f" "$WORK/sdk.txt" || { cat "$WORK/sdk.txt"; fail "the SDK archive lacks $f"; }

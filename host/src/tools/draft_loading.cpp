@@ -26,4 +26,13 @@ std::shared_ptr<DraftModel> load_saved_draft(const Algorithm& algorithm, const J
   return model;
 }
 
+void check_draft_model(DraftModel& model, const std::string& name) {
+  if (model.layers().is_empty() || model.layers()->size() == 0) {
+    fail(cat("algorithm ", name, ": the model's layers() is empty (the host shards and trains by layer)"),
+         ExitCode::kPlugin);
+  }
+  if (!model.embed_tokens()) fail(cat("algorithm ", name, ": the model has no embed_tokens()"), ExitCode::kPlugin);
+  if (!model.lm_head()) fail(cat("algorithm ", name, ": the model has no lm_head()"), ExitCode::kPlugin);
+}
+
 }  // namespace speculators

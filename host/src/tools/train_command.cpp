@@ -102,16 +102,6 @@ bool plugin_abi_at_least(const PluginHost& plugins, const std::string& algorithm
   return false;
 }
 
-void check_model(DraftModel& model, const std::string& name) {
-  // speculators/model.py: SpeculatorModel.verify_training_compatible, in the terms of this SDK.
-  if (model.layers().is_empty() || model.layers()->size() == 0) {
-    fail(cat("algorithm ", name, ": the model's layers() is empty (the host shards and trains by layer)"),
-         ExitCode::kPlugin);
-  }
-  if (!model.embed_tokens()) fail(cat("algorithm ", name, ": the model has no embed_tokens()"), ExitCode::kPlugin);
-  if (!model.lm_head()) fail(cat("algorithm ", name, ": the model has no lm_head()"), ExitCode::kPlugin);
-}
-
 void write_run_files(const TrainOptions& options, const Schema& schema, const std::vector<std::string>& argv,
                      int world_size) {
   const fs::path save = options.checkpoint.save_path;
@@ -253,7 +243,7 @@ std::shared_ptr<DraftModel> build_draft(const ResolvedJob& job, const BuildConte
     model = call_plugin(job.type, "build", [&] { return job.algorithm->from_training_args(ctx); });
   }
   if (!model) fail(cat("algorithm ", job.type, ": the factory returned no model"), ExitCode::kPlugin);
-  call_plugin(job.type, "build", [&] { check_model(*model, job.type); });
+  call_plugin(job.type, "build", [&] { check_draft_model(*model, job.type); });
   return model;
 }
 

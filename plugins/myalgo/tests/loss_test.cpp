@@ -6,6 +6,7 @@
 
 #include "loss.h"
 #include "speculators/error.h"
+#include "speculators/nn/target_mask.h"
 #include "test_util.h"
 
 using namespace speculators;
@@ -79,22 +80,22 @@ TEST_CASE("cross-document and padding positions do not reach the loss", "[myalgo
   CHECK(multi_head_kl_loss(changed, targets, kMask, kDocs, 0.8).loss.item<double>() != Approx(before));
 }
 
-TEST_CASE("valid positions follow the predicted token's mask and document", "[myalgo][loss]") {
+TEST_CASE("myalgo's pairs (i, j) follow the predicted token's mask and document", "[myalgo][loss]") {
   // Head 1 at i predicts token i+1: needs doc[i+1] == doc[i] and loss_mask[i+1] == 1.
-  auto v1 = valid_positions(kMask, kDocs, 1);
+  auto v1 = nn::shifted_target_mask(kDocs, kMask, 1);
   std::set<std::int64_t> got;
   for (std::int64_t i = 0; i < v1.size(0); ++i)
     if (v1[i].item<bool>()) got.insert(i);
   CHECK(got == std::set<std::int64_t>{0, 1, 2, 3, 6, 7, 8});
   CHECK(v1.size(0) == 11);
   // Head 3 at i predicts token i+3, target distribution at i+2.
-  auto v3 = valid_positions(kMask, kDocs, 3);
+  auto v3 = nn::shifted_target_mask(kDocs, kMask, 3);
   got.clear();
   for (std::int64_t i = 0; i < v3.size(0); ++i)
     if (v3[i].item<bool>()) got.insert(i);
   CHECK(got == std::set<std::int64_t>{0, 1, 5, 6});
   // A head longer than the row has no valid position at all.
-  CHECK(valid_positions(kMask, kDocs, 12).size(0) == 0);
+  CHECK(nn::shifted_target_mask(kDocs, kMask, 12).size(0) == 0);
 }
 
 TEST_CASE("acc_j and full_acc_j match a hand count", "[myalgo][loss][metrics]") {

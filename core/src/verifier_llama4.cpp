@@ -143,7 +143,13 @@ Llama4Settings read_llama4_settings(const Json& cfg, const TransformerConfig& c,
                                ? config_fields::nullable_int(cfg, "attention_chunk_size", where)
                                : std::optional<std::int64_t>(8192);
   s.use_qk_norm = optional_bool(cfg, "use_qk_norm", true, where);
-  s.attn_temperature_tuning = optional_bool(cfg, "attn_temperature_tuning", true, where);
+  // Used as a truth value (`if self.attn_temperature_tuning and not self.use_rope`); Llama 4 Scout's
+  // config.json writes the number 4.
+  const Json tuning = present(cfg, "attn_temperature_tuning") ? cfg.at("attn_temperature_tuning") : Json(true);
+  if (!tuning.is_bool() && !tuning.is_number()) {
+    fail_usage(cat(where, ": key 'attn_temperature_tuning' must be true, false or a number, got ", tuning.dump()));
+  }
+  s.attn_temperature_tuning = tuning.is_bool() ? tuning.as_bool() : tuning.as_double() != 0.0;
   s.floor_scale = optional_double(cfg, "floor_scale", 8192, where);
   s.attn_scale = optional_double(cfg, "attn_scale", 0.1, where);
   if (!s.moe_layers.empty()) {

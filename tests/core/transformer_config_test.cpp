@@ -405,6 +405,13 @@ TEST_CASE("gpt_oss and llama4_text configs take their families' defaults", "[ver
   bad["layer_types"] = Json(std::vector<std::string>(4, "sliding_attention"));
   CHECK(error_message([&] { TransformerConfig::from_hf_json(bad, "l4/config.json"); }).find("sliding_attention") !=
         std::string::npos);
+  // Llama 4 Scout's config.json writes attn_temperature_tuning as the number 4 (a truth value).
+  Json scout = l4;
+  scout["attn_temperature_tuning"] = 4;
+  CHECK_NOTHROW(TransformerConfig::from_hf_json(scout, "l4/config.json"));
+  scout["attn_temperature_tuning"] = "yes";
+  CHECK(error_message([&] { TransformerConfig::from_hf_json(scout, "l4/config.json"); })
+            .find("attn_temperature_tuning") != std::string::npos);
   bad = l4;
   bad["moe_layers"] = Json(std::vector<std::int64_t>{7});
   CHECK(error_message([&] { TransformerConfig::from_hf_json(bad, "l4/config.json"); }).find("moe_layers") !=

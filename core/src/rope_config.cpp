@@ -110,9 +110,9 @@ void check_full_rotary(const Json& obj, const std::string& scope) {
 }  // namespace
 
 RopeSettings read_rope_settings(const Json& cfg, std::int64_t max_position_embeddings, std::int64_t head_dim,
-                                const std::string& where) {
+                                const std::string& where, double default_theta) {
   RopeSettings out;
-  out.theta = optional_double(cfg, "rope_theta", 10000.0, where);
+  out.theta = optional_double(cfg, "rope_theta", default_theta, where);
   // convert_rope_params_to_dict: `rope_scaling or rope_parameters`.
   check_full_rotary(cfg, where);
   const bool legacy = present(cfg, "rope_scaling");

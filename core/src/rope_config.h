@@ -19,7 +19,8 @@ struct RopeSettings {
 };
 
 // `cfg` is the decoder's config object; `max_position_embeddings` and `head_dim` are already read.
+// `default_theta` is the family's theta when the config names none (10000; llama4_text 500000).
 RopeSettings read_rope_settings(const Json& cfg, std::int64_t max_position_embeddings, std::int64_t head_dim,
-                                const std::string& where);
+                                const std::string& where, double default_theta = 10000.0);
 
 }  // namespace speculators

@@ -10,6 +10,8 @@
 #include "speculators/log.h"
 #include "config_fields.h"
 #include "rope_config.h"
+#include "verifier_gpt_oss.h"
+#include "verifier_llama4.h"
 
 namespace speculators {
 namespace {
@@ -23,11 +25,12 @@ using config_fields::optional_string;
 using config_fields::read_int;
 using config_fields::required_int;
 
-const char* const kValidModelTypes = "llama, mistral, qwen2, qwen3, qwen3_moe";
+const char* const kValidModelTypes = "llama, mistral, qwen2, qwen3, qwen3_moe, llama4_text, gpt_oss";
 const char* const kValidActivations = "silu, gelu, gelu_pytorch_tanh, relu";
 
 bool is_supported_model_type(const std::string& t) {
-  return t == "llama" || t == "qwen3" || t == "qwen2" || t == "mistral" || t == "qwen3_moe";
+  return t == "llama" || t == "qwen3" || t == "qwen2" || t == "mistral" || t == "qwen3_moe" || t == "llama4_text" ||
+         t == "gpt_oss";
 }
 
 // Qwen2/Qwen3 keep the window only with use_sliding_window; layers from max_window_layers on slide.
@@ -53,9 +56,13 @@ std::vector<std::string> parse_layer_types(const Json& cfg, const TransformerCon
     }
     return out;
   }
+  std::vector<std::string> out;
+  if (c.model_type == "gpt_oss") {  // GptOssConfig: even layers slide, odd layers attend to everything
+    for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) out.push_back(i % 2 == 0 ? "sliding_attention" : "full_attention");
+    return out;
+  }
   // Qwen2Config / Qwen3Config derive it from max_window_layers; MistralModel and Qwen3MoeModel
   // slide every layer when a window is set; LlamaConfig has no sliding layers of its own.
-  std::vector<std::string> out;
   for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const bool sliding = c.sliding_window && (all || (qwen_style_window(c.model_type) && i >= c.max_window_layers));
     out.push_back(sliding ? "sliding_attention" : "full_attention");
@@ -84,13 +91,24 @@ void read_moe_fields(const Json& cfg, TransformerConfig& c, const std::string& w
   }
 }
 
+// Llama4TextConfig: no sliding window; chunked layers, NoPE layers and the experts are read (and
+// checked) by the family's own code, which reads them again from `family_config`.
+void read_llama4_fields(const Json& cfg, TransformerConfig& c, const std::string& where) {
+  const Llama4Settings s = read_llama4_settings(cfg, c, where);
+  c.sliding_window.reset();
+  c.layer_types.clear();
+  for (bool chunked : s.chunked_layers) c.layer_types.push_back(chunked ? "chunked_attention" : "full_attention");
+  c.family_config = cfg;
+}
+
 // The fields whose meaning depends on the family: biases, tied head, sliding window, experts.
 void read_family_fields(const Json& cfg, const Json& root, TransformerConfig& c, const std::string& where) {
   // Which biases each family has: LlamaAttention/LlamaMLP and Qwen3(Moe)Attention read
   // attention_bias (and Llama mlp_bias); Qwen2Attention always has q/k/v biases and no o_proj
   // bias; MistralAttention has none. The flags of families that ignore them are not read.
-  if (c.model_type == "llama" || c.model_type == "qwen3" || c.model_type == "qwen3_moe") {
-    c.attention_bias = optional_bool(cfg, "attention_bias", false, where);
+  if (c.model_type == "llama" || c.model_type == "qwen3" || c.model_type == "qwen3_moe" ||
+      c.model_type == "llama4_text" || c.model_type == "gpt_oss") {
+    c.attention_bias = optional_bool(cfg, "attention_bias", c.model_type == "gpt_oss", where);
   }
   if (c.model_type == "llama") c.mlp_bias = optional_bool(cfg, "mlp_bias", false, where);
   c.attention_dropout = optional_double(cfg, "attention_dropout", 0.0, where);
@@ -98,18 +116,25 @@ void read_family_fields(const Json& cfg, const Json& root, TransformerConfig& c,
   const Json& tie_source = cfg.contains("tie_word_embeddings") ? cfg : root;
   c.tie_word_embeddings = optional_bool(tie_source, "tie_word_embeddings", false, where);
   // MistralConfig, Qwen2Config and Qwen3(Moe)Config default a missing window to 4096.
+  // GptOssConfig's default is 128.
   const bool window_default = c.model_type != "llama" && !cfg.contains("sliding_window");
-  c.sliding_window = window_default ? std::optional<std::int64_t>(4096) : nullable_int(cfg, "sliding_window", where);
+  const std::int64_t default_window = c.model_type == "gpt_oss" ? 128 : 4096;
+  c.sliding_window = window_default ? std::optional<std::int64_t>(default_window) : nullable_int(cfg, "sliding_window", where);
   c.max_window_layers = optional_int(cfg, "max_window_layers", 28, where);
   if (qwen_style_window(c.model_type) && !optional_bool(cfg, "use_sliding_window", false, where)) {
     c.sliding_window.reset();
   }
   if (c.model_type == "qwen3_moe") read_moe_fields(cfg, c, where);
+  if (c.model_type == "llama4_text") read_llama4_fields(cfg, c, where);
+  if (c.model_type == "gpt_oss") {
+    read_gpt_oss_settings(cfg, where);  // checked now, read again by the verifier
+    c.family_config = cfg;
+  }
 }
 
 // Keys of other decoder families that change the computation and have no implementation here:
 // present with a non-null, non-default value, they are an error rather than silently ignored.
-void refuse_unsupported_fields(const Json& cfg, const std::string& where) {
+void refuse_unsupported_fields(const Json& cfg, const std::string& model_type, const std::string& where) {
   static const char* const kKeys[] = {"attn_logit_softcapping", "final_logit_softcapping", "query_pre_attn_scalar",
                                       "attention_chunk_size",    "no_rope_layers",          "use_qk_norm",
                                       "logit_scale",             "embedding_multiplier",    "residual_multiplier",
@@ -117,6 +142,10 @@ void refuse_unsupported_fields(const Json& cfg, const std::string& where) {
                                       "moe_layer_freq",          "n_shared_experts",        "qk_layernorm"};
   for (const char* key : kKeys) {
     if (!cfg.contains(key) || cfg.at(key).is_null()) continue;
+    const std::string k = key;
+    if (model_type == "llama4_text" && (k == "attention_chunk_size" || k == "no_rope_layers" || k == "use_qk_norm")) {
+      continue;  // read by read_llama4_settings
+    }
     const Json& v = cfg.at(key);
     if ((v.is_bool() && !v.as_bool()) || (v.is_array() && v.as_array().empty())) continue;
     fail_usage(cat(where, ": key '", key, "' = ", v.dump(), " changes the computation and is not supported"));
@@ -124,6 +153,21 @@ void refuse_unsupported_fields(const Json& cfg, const std::string& where) {
   if (cfg.contains("pretraining_tp") && cfg.at("pretraining_tp").is_number() && cfg.at("pretraining_tp").as_double() != 1.0) {
     log::warn(cat(where, ": pretraining_tp ", cfg.at("pretraining_tp").dump(), " is ignored, as transformers 5 does"));
   }
+}
+
+// The family's own defaults for keys a config may omit (LlamaConfig's elsewhere; Llama4TextConfig,
+// GptOssConfig).
+struct FamilyDefaults {
+  std::optional<std::int64_t> head_dim;  // none: hidden_size / num_attention_heads
+  std::int64_t max_position_embeddings = 2048;
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+};
+
+FamilyDefaults family_defaults(const std::string& model_type) {
+  if (model_type == "llama4_text") return FamilyDefaults{128, 131072, 1e-5, 500000.0};
+  if (model_type == "gpt_oss") return FamilyDefaults{64, 131072, 1e-5, 150000.0};
+  return FamilyDefaults{};
 }
 
 std::string causal_lm_class(const std::string& model_type) {
@@ -182,19 +226,25 @@ TransformerConfig TransformerConfig::from_hf_json(const Json& root, const std::s
     fail_usage(cat(where, ": num_attention_heads must be positive, got ", c.num_attention_heads));
   }
   c.num_key_value_heads = optional_int(cfg, "num_key_value_heads", c.num_attention_heads, where);
-  c.head_dim = optional_int(cfg, "head_dim", c.hidden_size / c.num_attention_heads, where);
-  c.max_position_embeddings = optional_int(cfg, "max_position_embeddings", 2048, where);
-  c.rms_norm_eps = optional_double(cfg, "rms_norm_eps", 1e-6, where);
-  const RopeSettings rope = read_rope_settings(cfg, c.max_position_embeddings, c.head_dim, where);
+  const FamilyDefaults defaults = family_defaults(c.model_type);
+  c.head_dim = optional_int(cfg, "head_dim", defaults.head_dim.value_or(c.hidden_size / c.num_attention_heads), where);
+  c.max_position_embeddings = optional_int(cfg, "max_position_embeddings", defaults.max_position_embeddings, where);
+  c.rms_norm_eps = optional_double(cfg, "rms_norm_eps", defaults.rms_norm_eps, where);
+  Json rope_source = cfg;
+  if (c.model_type == "gpt_oss" && !cfg.contains("rope_scaling") && !cfg.contains("rope_parameters")) {
+    rope_source["rope_parameters"] = gpt_oss_default_rope();  // GptOssConfig.__post_init__
+  }
+  const RopeSettings rope =
+      read_rope_settings(rope_source, c.max_position_embeddings, c.head_dim, where, defaults.rope_theta);
   c.rope_theta = rope.theta;
   c.rope_scaling = rope.scaling;
   c.hidden_act = optional_string(cfg, "hidden_act", "silu", where);
   read_family_fields(cfg, root, c, where);
-  if (!c.widths_only) refuse_unsupported_fields(cfg, where);
+  if (!c.widths_only) refuse_unsupported_fields(cfg, c.model_type, where);
   if (c.widths_only) {
     c.sliding_window.reset();  // attention is never run for such a config
     c.layer_types.assign(static_cast<std::size_t>(c.num_hidden_layers), "full_attention");
-  } else {
+  } else if (c.model_type != "llama4_text") {
     c.layer_types = parse_layer_types(cfg, c, where);
   }
   c.pad_token_id = nullable_int(cfg, "pad_token_id", where);
@@ -339,6 +389,7 @@ void TransformerConfig::validate(const std::string& origin) const {
                    num_hidden_layers));
   }
   for (const std::string& t : layer_types) {
+    if (t == "chunked_attention" && model_type == "llama4_text") continue;
     if (t != "full_attention" && t != "sliding_attention") {
       fail_usage(cat(origin, ": layer_types entry '", t, "' is not valid; valid: full_attention, sliding_attention"));
     }

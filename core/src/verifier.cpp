@@ -12,6 +12,8 @@
 #include "speculators/error.h"
 #include "speculators/log.h"
 #include "speculators/tensor_io.h"
+#include "verifier_gpt_oss.h"
+#include "verifier_llama4.h"
 
 namespace speculators {
 namespace fs = std::filesystem;
@@ -21,7 +23,7 @@ namespace {
 TransformerConfig validated(const TransformerConfig& config) {
   if (config.widths_only) {
     fail_usage(cat("verifier model_type '", config.model_type, "' cannot be run here (valid: llama, mistral, qwen2, "
-                   "qwen3, qwen3_moe); use pre-computed features (--data-source files)"));
+                   "qwen3, qwen3_moe, llama4_text, gpt_oss); use pre-computed features (--data-source files)"));
   }
   config.validate("verifier config");
   return config;
@@ -137,8 +139,16 @@ VerifierModelImpl::VerifierModelImpl(const TransformerConfig& config)
     : config_(validated(config)), rotary_(config_) {
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(config_.vocab_size, config_.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
-  const nn::ModelClasses classes = nn::model_classes(config_.model_type);
-  for (std::int64_t i = 0; i < config_.num_hidden_layers; ++i) layers->push_back(nn::make_layer(classes, config_, i));
+  if (config_.model_type == "llama4_text") {
+    const Llama4Settings settings = read_llama4_settings(config_.family_config, config_, "llama4_text config");
+    for (std::int64_t i = 0; i < config_.num_hidden_layers; ++i) layers->push_back(Llama4DecoderLayer(config_, settings, i));
+  } else if (config_.model_type == "gpt_oss") {
+    const GptOssSettings settings = read_gpt_oss_settings(config_.family_config, "gpt_oss config");
+    for (std::int64_t i = 0; i < config_.num_hidden_layers; ++i) layers->push_back(GptOssDecoderLayer(config_, settings, i));
+  } else {
+    const nn::ModelClasses classes = nn::model_classes(config_.model_type);
+    for (std::int64_t i = 0; i < config_.num_hidden_layers; ++i) layers->push_back(nn::make_layer(classes, config_, i));
+  }
   norm = register_module("norm", nn::RMSNorm(config_.hidden_size, config_.rms_norm_eps));
   lm_head = register_module("lm_head",
                             torch::nn::Linear(torch::nn::LinearOptions(config_.hidden_size, config_.vocab_size).bias(false)));
@@ -177,14 +187,24 @@ VerifierModelImpl::Output VerifierModelImpl::forward(const torch::Tensor& input_
   }
 
   torch::Tensor h = embed_tokens(input_ids);
-  const nn::RotaryTables rope = rotary_.tables(positions, h.scalar_type());
+  const bool llama4 = config_.model_type == "llama4_text";
+  // Llama4TextRotaryEmbedding keeps its complex tables in fp32.
+  const nn::RotaryTables rope = rotary_.tables(positions, llama4 ? torch::kFloat : h.scalar_type());
   std::map<std::int64_t, torch::Tensor> captured;
   auto capture = [&](std::int64_t id) {
     if (std::find(layer_ids.begin(), layer_ids.end(), id) != layer_ids.end()) captured[id] = h;
   };
   for (std::int64_t i = 0; i < n; ++i) {
     capture(i);  // id i = input of layer i
+    if (llama4) {
+      h = layers->ptr<Llama4DecoderLayerImpl>(static_cast<std::size_t>(i))->forward(h, Llama4Inputs{rope, positions, docs});
+      continue;
+    }
     const std::optional<std::int64_t> window = config_.window_of_layer(i);
+    if (config_.model_type == "gpt_oss") {
+      h = layers->ptr<GptOssDecoderLayerImpl>(static_cast<std::size_t>(i))->forward(h, rope, docs, window);
+      continue;
+    }
     const nn::AttentionKernel kernel = [&docs, window](const torch::Tensor& q, const torch::Tensor& k,
                                                         const torch::Tensor& v) {
       return nn::document_causal_attention(q, k, v, docs, window);
@@ -237,6 +257,10 @@ VerifierModel load_verifier(const std::string& dir) {
 }
 
 void save_verifier(VerifierModelImpl& model, const std::string& dir, torch::ScalarType dtype) {
+  if (model.config().model_type == "llama4_text" || model.config().model_type == "gpt_oss") {
+    fail_usage(cat("save_verifier: a ", model.config().model_type, " verifier cannot be written (its config.json "
+                   "keys are not reproduced); valid: llama, mistral, qwen2, qwen3, qwen3_moe"));
+  }
   Json config = model.config().to_hf_json();
   config["torch_dtype"] = dtype_name(dtype);
   fs::create_directories(dir);

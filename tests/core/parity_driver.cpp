@@ -3,6 +3,7 @@
 //                                load_verifier, runs it on the case's input ids and compares the
 //                                logits and the residual stream after k layers (k = 0..n) with
 //                                transformers' values; fails above 1e-5 * max(1, max |expected|).
+//                                The rows are also run packed into one row as documents.
 //                                Cases with expected_heads.safetensors (families that cannot
 //                                run here) check the widths-only config load, the refusal to
 //                                build a verifier, and the embedding, norm and head tensors.
@@ -44,7 +45,31 @@ Deviation compare(const torch::Tensor& ours, const torch::Tensor& expected, cons
   return Deviation{(ours.to(torch::kDouble) - e).abs().max().item<double>(), e.abs().max().item<double>()};
 }
 
-// One case: true when every tensor is within tolerance.
+struct CaseDeviation {
+  Deviation logits, hidden;  // hidden: the stream with the largest deviation
+  bool ok = true;
+};
+
+// A forward's logits and streams, reshaped to transformers' [B, L, ...], against its values.
+CaseDeviation deviations(const speculators::VerifierModelImpl::Output& out,
+                         const std::map<std::string, torch::Tensor>& expected, std::int64_t n, const std::string& what) {
+  CaseDeviation d;
+  const torch::Tensor& logits = expected.at("logits");
+  d.logits = compare(out.logits.reshape(logits.sizes()), logits, what + " logits");
+  d.ok = d.logits.ok();
+  for (std::int64_t k = 0; k <= n; ++k) {
+    const torch::Tensor& want = expected.at(cat("hidden_", k));
+    const Deviation e = compare(out.hidden_states[static_cast<std::size_t>(k)].reshape(want.sizes()), want,
+                                cat(what, " hidden_", k));
+    d.ok = d.ok && e.ok();
+    if (e.abs >= d.hidden.abs) d.hidden = e;
+  }
+  return d;
+}
+
+// One case: true when every tensor is within tolerance, run as transformers ran it (one sequence
+// per row) and with the rows packed into one row as separate documents (positions restart at 0,
+// document ids 0, 1, ...), where each document must give what transformers computed for it alone.
 bool compare_case(const fs::path& dir) {
   auto model = speculators::load_verifier(dir.string());
   model->eval();
@@ -53,20 +78,20 @@ bool compare_case(const fs::path& dir) {
   std::vector<std::int64_t> ids;
   for (std::int64_t k = 0; k <= n; ++k) ids.push_back(k);
   torch::NoGradGuard no_grad;
-  const auto out = model->forward(expected.at("input_ids"), torch::Tensor(), torch::Tensor(), ids, true);
-  const Deviation logits = compare(out.logits, expected.at("logits"), dir.string() + " logits");
-  Deviation hidden;
-  bool ok = logits.ok();
-  for (std::int64_t k = 0; k <= n; ++k) {
-    const std::string name = cat("hidden_", k);
-    const Deviation e = compare(out.hidden_states[static_cast<std::size_t>(k)], expected.at(name), dir.string() + " " + name);
-    ok = ok && e.ok();
-    if (e.abs >= hidden.abs) hidden = e;
-  }
-  std::cout << std::left << std::setw(26) << dir.filename().string() << " " << std::setw(10)
-            << model->config().model_type << " logits max|d| " << std::scientific << std::setprecision(2) << logits.abs
-            << " (max|x| " << std::defaultfloat << std::setprecision(3) << logits.scale << ")  hidden 0.." << n
-            << " max|d| " << std::scientific << std::setprecision(2) << hidden.abs << std::defaultfloat
+  const torch::Tensor input_ids = expected.at("input_ids");
+  const CaseDeviation rows =
+      deviations(model->forward(input_ids, torch::Tensor(), torch::Tensor(), ids, true), expected, n, dir.string());
+  const std::int64_t b = input_ids.size(0), l = input_ids.size(1);
+  const torch::Tensor positions = torch::arange(l, torch::kLong).repeat({b}).view({1, b * l});
+  const torch::Tensor documents = torch::arange(b, torch::kLong).repeat_interleave(l);
+  const CaseDeviation packed = deviations(model->forward(input_ids.reshape({1, b * l}), positions, documents, ids, true),
+                                          expected, n, dir.string() + " packed");
+  const bool ok = rows.ok && packed.ok;
+  std::cout << std::left << std::setw(26) << dir.filename().string() << " " << std::setw(11)
+            << model->config().model_type << " logits max|d| " << std::scientific << std::setprecision(2)
+            << rows.logits.abs << " (max|x| " << std::defaultfloat << std::setprecision(3) << rows.logits.scale
+            << ")  hidden 0.." << n << " max|d| " << std::scientific << std::setprecision(2) << rows.hidden.abs
+            << "  packed max|d| " << std::max(packed.logits.abs, packed.hidden.abs) << std::defaultfloat
             << (ok ? "  ok" : "  FAIL") << "\n";
   return ok;
 }

@@ -336,32 +336,84 @@ TEST_CASE("family rules: Mistral and Qwen2 windows, Qwen3-MoE experts", "[verifi
 }
 
 TEST_CASE("any decoder family loads for its widths when features are pre-computed", "[verifier][config]") {
-  // The text fields of openai/gpt-oss-20b's config.json.
-  const Json j = Json::parse(R"({"architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss",
-      "vocab_size": 201088, "hidden_size": 2880, "intermediate_size": 2880, "num_hidden_layers": 24,
-      "num_attention_heads": 64, "num_key_value_heads": 8, "head_dim": 64, "num_local_experts": 32,
-      "experts_per_token": 4, "rms_norm_eps": 1e-05, "sliding_window": 128, "max_position_embeddings": 131072,
-      "layer_types": ["sliding_attention", "full_attention"], "rope_theta": 150000,
-      "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0, "original_max_position_embeddings": 4096,
-                       "rope_type": "yarn", "truncate": false}, "tie_word_embeddings": false})");
-  std::string msg = error_message([&] { TransformerConfig::from_hf_json(j, "oss/config.json"); });
-  CHECK(msg.find("gpt_oss") != std::string::npos);
-  const TransformerConfig c = TransformerConfig::from_hf_json(j, "oss/config.json", /*widths_only_ok=*/true);
+  // The text fields of google/gemma-2-2b's config.json (soft-capping, sandwich norms: not run here).
+  const Json j = Json::parse(R"({"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2",
+      "vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+      "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "rms_norm_eps": 1e-06,
+      "sliding_window": 4096, "max_position_embeddings": 8192, "attn_logit_softcapping": 50.0,
+      "final_logit_softcapping": 30.0, "query_pre_attn_scalar": 256, "rope_theta": 10000.0,
+      "rope_scaling": {"factor": 4.0, "rope_type": "linear"}, "tie_word_embeddings": true})");
+  std::string msg = error_message([&] { TransformerConfig::from_hf_json(j, "gemma/config.json"); });
+  CHECK(msg.find("gemma2") != std::string::npos);
+  const TransformerConfig c = TransformerConfig::from_hf_json(j, "gemma/config.json", /*widths_only_ok=*/true);
   CHECK(c.widths_only);
-  CHECK(c.hidden_size == 2880);
-  CHECK(c.head_dim == 64);
-  CHECK(c.num_hidden_layers == 24);
-  CHECK(c.layer_types == std::vector<std::string>(24, "full_attention"));
+  CHECK(c.hidden_size == 2304);
+  CHECK(c.head_dim == 256);
+  CHECK(c.num_hidden_layers == 26);
+  CHECK(c.layer_types == std::vector<std::string>(26, "full_attention"));
   REQUIRE(c.rope_scaling);
-  CHECK(c.rope_scaling->rope_type == "yarn");
-  CHECK_FALSE(c.rope_scaling->truncate);
+  CHECK(c.rope_scaling->rope_type == "linear");
   // The rotary parameters stay strict: a draft copies them.
   Json bad = j;
   bad["rope_scaling"]["mystery"] = 1.0;
-  msg = error_message([&] { TransformerConfig::from_hf_json(bad, "oss/config.json", true); });
+  msg = error_message([&] { TransformerConfig::from_hf_json(bad, "gemma/config.json", true); });
   CHECK(msg.find("mystery") != std::string::npos);
   bad = j;
   bad.as_object().erase("hidden_size");
-  msg = error_message([&] { TransformerConfig::from_hf_json(bad, "oss/config.json", true); });
+  msg = error_message([&] { TransformerConfig::from_hf_json(bad, "gemma/config.json", true); });
   CHECK(msg.find("hidden_size") != std::string::npos);
+}
+
+TEST_CASE("gpt_oss and llama4_text configs take their families' defaults", "[verifier][config]") {
+  // openai/gpt-oss-20b's text fields without the keys GptOssConfig defaults: rope_parameters
+  // (yarn, factor 32, no truncation), layer_types (even layers slide), attention_bias (true),
+  // head_dim (64), sliding_window (128), rms_norm_eps (1e-5), theta 150000.
+  const Json oss = Json::parse(R"({"model_type": "gpt_oss", "vocab_size": 201088, "hidden_size": 2880,
+      "intermediate_size": 2880, "num_hidden_layers": 4, "num_attention_heads": 64, "num_key_value_heads": 8,
+      "num_local_experts": 32, "num_experts_per_tok": 4})");
+  const TransformerConfig g = TransformerConfig::from_hf_json(oss, "oss/config.json");
+  CHECK(g.head_dim == 64);
+  CHECK(g.attention_bias);
+  CHECK(g.rms_norm_eps == 1e-5);
+  CHECK(g.rope_theta == 150000.0);
+  REQUIRE(g.rope_scaling);
+  CHECK(g.rope_scaling->rope_type == "yarn");
+  CHECK(g.rope_scaling->factor == 32.0);
+  CHECK_FALSE(g.rope_scaling->truncate);
+  CHECK(g.window_of_layer(0) == std::optional<std::int64_t>(128));
+  CHECK_FALSE(g.window_of_layer(1));
+  Json bad = oss;
+  bad["num_experts_per_tok"] = 33;
+  CHECK(error_message([&] { TransformerConfig::from_hf_json(bad, "oss/config.json"); }).find("num_experts_per_tok") !=
+        std::string::npos);
+
+  // Llama4TextConfig: head_dim 128, theta 500000, rms_norm_eps 1e-5; every 4th layer is NoPE with
+  // full attention, the others chunked.
+  const Json l4 = Json::parse(R"({"model_type": "llama4_text", "vocab_size": 100, "hidden_size": 64,
+      "intermediate_size": 32, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2})");
+  const TransformerConfig l = TransformerConfig::from_hf_json(l4, "l4/config.json");
+  CHECK(l.head_dim == 128);
+  CHECK(l.rope_theta == 500000.0);
+  CHECK(l.rms_norm_eps == 1e-5);
+  CHECK(l.layer_types == std::vector<std::string>{"chunked_attention", "chunked_attention", "chunked_attention",
+                                                   "full_attention"});
+  bad = l4;
+  bad["attention_chunk_size"] = Json();
+  CHECK(error_message([&] { TransformerConfig::from_hf_json(bad, "l4/config.json"); }).find("attention_chunk_size") !=
+        std::string::npos);
+  bad = l4;
+  bad["layer_types"] = Json(std::vector<std::string>(4, "sliding_attention"));
+  CHECK(error_message([&] { TransformerConfig::from_hf_json(bad, "l4/config.json"); }).find("sliding_attention") !=
+        std::string::npos);
+  // Llama 4 Scout's config.json writes attn_temperature_tuning as the number 4 (a truth value).
+  Json scout = l4;
+  scout["attn_temperature_tuning"] = 4;
+  CHECK_NOTHROW(TransformerConfig::from_hf_json(scout, "l4/config.json"));
+  scout["attn_temperature_tuning"] = "yes";
+  CHECK(error_message([&] { TransformerConfig::from_hf_json(scout, "l4/config.json"); })
+            .find("attn_temperature_tuning") != std::string::npos);
+  bad = l4;
+  bad["moe_layers"] = Json(std::vector<std::int64_t>{7});
+  CHECK(error_message([&] { TransformerConfig::from_hf_json(bad, "l4/config.json"); }).find("moe_layers") !=
+        std::string::npos);
 }

@@ -9,7 +9,7 @@ config.json into the transformers 4 spelling (`rope_theta` / `rope_scaling`) to 
 spellings load; transformers 5 reads either. `parity_driver compare OUT` checks this project's
 verifier against these files.
 
-Families this project cannot run (gpt_oss, llama4_text) get `expected_heads.safetensors`
+Families this project cannot run (gemma2 here) get `expected_heads.safetensors`
 instead: the embedding, final norm and head a trainer on pre-computed features reads from them.
 
 `check-logits DIR LOGITS` loads a verifier directory written by `speculators-datagen
@@ -35,7 +35,8 @@ BASE = dict(vocab_size=96, hidden_size=64, intermediate_size=80, num_hidden_laye
 
 
 def cases():
-    """name -> (config class, kwargs, options). options: dtype (saved), legacy (rewrite the config
+    """name -> (config class, kwargs, options). options: dtype (saved), noise (std of the Gaussian
+    noise added to every parameter, so biases transformers initialises to zero matter), legacy (rewrite the config
     in the rope_theta/rope_scaling spelling), length (input length)."""
     T = transformers
     half = BASE["hidden_size"] // BASE["num_attention_heads"] // 2
@@ -108,6 +109,45 @@ def cases():
                                dict(num_experts=6, num_experts_per_tok=3, moe_intermediate_size=16,
                                     norm_topk_prob=False, decoder_sparse_step=2, num_hidden_layers=4),
                                dict()),
+        # Llama 4 text: layers 0 and 2 are RoPE layers with chunked attention (chunks of 4 tokens)
+        # and the QK L2 norm; 1 and 3 are NoPE layers with full attention and temperature tuning
+        # (floor_scale 2 so the scale changes within 12 tokens); 1 and 3 are MoE layers (shared
+        # expert + top-2 of 4 sigmoid-routed experts), 0 and 2 dense MLPs of intermediate_size_mlp.
+        "llama4_text": (T.Llama4TextConfig,
+                        dict(num_hidden_layers=4, head_dim=16, num_local_experts=4, num_experts_per_tok=2,
+                             intermediate_size_mlp=48, interleave_moe_layer_step=2, attention_chunk_size=4,
+                             no_rope_layers=[1, 0, 1, 0], floor_scale=2, attn_scale=0.5,
+                             rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                                              "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                              "original_max_position_embeddings": 16}),
+                        dict(legacy=True)),
+        # No QK norm, attention biases, tied head, explicit moe_layers and layer_types: a chunked
+        # NoPE layer (with temperature tuning) and a full RoPE layer; top-1 routing.
+        "llama4_text_bias_tied": (T.Llama4TextConfig,
+                                  dict(head_dim=16, num_local_experts=3, num_experts_per_tok=1, intermediate_size_mlp=40,
+                                       moe_layers=[0, 2], attention_chunk_size=5, no_rope_layers=[0, 1, 1],
+                                       layer_types=["chunked_attention", "full_attention", "chunked_attention"],
+                                       use_qk_norm=False, attention_bias=True, tie_word_embeddings=True,
+                                       floor_scale=3, attn_scale=0.3),
+                                  dict(noise=0.1)),
+        # gpt-oss: even layers slide (window 4), odd ones attend to everything; learned sinks;
+        # top-2 of 4 experts with biases, clamped SwiGLU (swiglu_limit 0.5 so the clamps bite);
+        # yarn rope without truncation. noise: every tensor (the biases transformers initialises to
+        # zero included) gets N(0, 0.1) added.
+        "gpt_oss": (T.GptOssConfig,
+                    dict(num_hidden_layers=4, head_dim=16, num_local_experts=4, num_experts_per_tok=2,
+                         sliding_window=4, swiglu_limit=0.5,
+                         rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 4.0,
+                                          "original_max_position_embeddings": 64, "beta_fast": 32.0,
+                                          "beta_slow": 1.0, "truncate": False}),
+                    dict(legacy=True, noise=0.1)),
+        # Explicit layer_types, top-1 routing, another alpha and limit, default rope, tied head.
+        "gpt_oss_types_tied": (T.GptOssConfig,
+                               dict(head_dim=16, num_local_experts=3, num_experts_per_tok=1, sliding_window=3,
+                                    layer_types=["full_attention", "sliding_attention", "sliding_attention"],
+                                    swiglu_alpha=1.2, swiglu_limit=1.0, tie_word_embeddings=True,
+                                    rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+                               dict(noise=0.1)),
     }
 
 
@@ -115,10 +155,8 @@ def widths_cases():
     """Families read for their widths only: name -> (config class, kwargs)."""
     T = transformers
     return {
-        "gpt_oss_widths": (T.GptOssConfig, dict(num_local_experts=4, num_experts_per_tok=2, head_dim=16,
-                                                layer_types=["sliding_attention", "full_attention", "sliding_attention"])),
-        "llama4_text_widths": (T.Llama4TextConfig, dict(num_local_experts=4, intermediate_size_mlp=48, head_dim=16,
-                                                        interleave_moe_layer_step=1)),
+        # Gemma 2 (logit soft-capping, sandwich norms): not run here, read for its widths.
+        "gemma2_widths": (T.Gemma2Config, dict(head_dim=16, tie_word_embeddings=False)),
     }
 
 
@@ -175,6 +213,10 @@ def make_case(out_dir, name, config_cls, kwargs, options):
     params.update(kwargs)
     config = config_cls(**params)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    if options.get("noise"):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * options["noise"])
     dtype = options.get("dtype", torch.float32)
     case_dir = os.path.join(out_dir, name)
     shutil.rmtree(case_dir, ignore_errors=True)

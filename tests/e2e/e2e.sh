@@ -486,25 +486,26 @@ case "$CASE" in
     expect_code 4 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$VERIFIER" \
       --data-path "$WORK/data" --save-path "$WORK/ckpt4" --epochs 1 --target-layer-ids 1 2
     expect_text "$WORK/err.txt" 'needs \[T, 3, 32\]'
-    # A verifier family that cannot run here (gpt_oss) trains from files: only its widths,
+    # A verifier family that cannot run here (gemma2) trains from files: only its widths,
     # embedding, final norm and head are read. Online features refuse it by name.
     rm -f "$WORK/data/hidden_states/hs_3.safetensors"
     python3 "$SRC/tests/e2e/write_hs_files.py" "$WORK/data" 4 32
-    cp -r "$VERIFIER" "$WORK/oss_verifier"
-    python3 - "$WORK/oss_verifier/config.json" <<'PY'
+    cp -r "$VERIFIER" "$WORK/gemma_verifier"
+    python3 - "$WORK/gemma_verifier/config.json" <<'PY'
 import json, sys
 path = sys.argv[1]
 cfg = json.load(open(path))
-cfg.update(model_type="gpt_oss", architectures=["GptOssForCausalLM"], num_local_experts=4, experts_per_token=2)
+cfg.update(model_type="gemma2", architectures=["Gemma2ForCausalLM"], attn_logit_softcapping=50.0,
+           final_logit_softcapping=30.0)
 json.dump(cfg, open(path, "w"))
 PY
-    expect_code 0 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$WORK/oss_verifier" \
+    expect_code 0 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$WORK/gemma_verifier" \
       --data-path "$WORK/data" --save-path "$WORK/ckpt5" --epochs 1 --total-seq-len 256 --data-source files
-    expect_text "$WORK/err.txt" "model_type 'gpt_oss' cannot be run here"
-    [ -s "$WORK/ckpt5/0/model.safetensors" ] || fail "no checkpoint after training on files with a gpt_oss verifier"
-    expect_code 2 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$WORK/oss_verifier" \
+    expect_text "$WORK/err.txt" "model_type 'gemma2' cannot be run here"
+    [ -s "$WORK/ckpt5/0/model.safetensors" ] || fail "no checkpoint after training on files with a gemma2 verifier"
+    expect_code 2 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$WORK/gemma_verifier" \
       --data-path "$WORK/data" --save-path "$WORK/ckpt6" --epochs 1 --total-seq-len 256 --data-source online
-    expect_text "$WORK/err.txt" "model_type 'gpt_oss' is not supported"
+    expect_text "$WORK/err.txt" "model_type 'gemma2' is not supported"
     ;;
   datagen_kill_resume)
     # SIGKILL midway, restart: every file valid, none written twice (same inode and mtime).

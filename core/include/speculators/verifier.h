@@ -1,4 +1,5 @@
-// The verifier: a Llama / Qwen3 causal LM built from a Hugging Face config.json and loaded from
+// The verifier: a causal LM of the llama, mistral, qwen2, qwen3, qwen3_moe, llama4_text or gpt_oss
+// family (docs/compatibility.md) built from a Hugging Face config.json and loaded from
 // model.safetensors or a sharded model.safetensors.index.json. It returns logits and the
 // residual stream after any requested layers (vLLM's eagle_aux_hidden_state_layer_ids: id k = after
 // k decoder layers,

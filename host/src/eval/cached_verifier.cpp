@@ -14,6 +14,12 @@ CachedVerifier::CachedVerifier(VerifierModelImpl& verifier, std::vector<std::int
       layer_ids_(std::move(layer_ids)),
       rope_(verifier.config()),
       caches_(static_cast<std::size_t>(verifier.config().num_hidden_layers)) {
+  const std::string& family = verifier.config().model_type;
+  if (family == "llama4_text" || family == "gpt_oss") {
+    // Their layers (chunked attention, sinks, their own experts) run only in VerifierModelImpl::forward.
+    fail_usage(cat("decoding with a KV cache is not implemented for a ", family,
+                   " verifier; valid: llama, mistral, qwen2, qwen3, qwen3_moe"));
+  }
   const std::int64_t n = verifier.config().num_hidden_layers;
   for (auto id : layer_ids_) {
     if (id < 0 || id > n) {

@@ -1,5 +1,6 @@
 // The decoder configuration shared by verifiers and drafts: the fields of a Hugging Face
-// LlamaConfig / Qwen2Config / Qwen3Config / MistralConfig / Qwen3MoeConfig that change what is
+// LlamaConfig / Qwen2Config / Qwen3Config / MistralConfig / Qwen3MoeConfig (and the common fields of
+// Llama4TextConfig / GptOssConfig, whose own keys their verifier code reads) that change what is
 // computed, with the rotary parameters in either spelling (`rope_theta` + `rope_scaling`, or
 // transformers 5's `rope_parameters`). docs/compatibility.md lists what each family matches.
 #pragma once
@@ -32,7 +33,7 @@ struct RopeScaling {
 };
 
 struct TransformerConfig {
-  std::string model_type = "llama";    // llama, qwen2, qwen3, mistral, qwen3_moe
+  std::string model_type = "llama";    // llama, qwen2, qwen3, mistral, qwen3_moe, llama4_text, gpt_oss
   std::vector<std::string> architectures;
   std::int64_t vocab_size = 0;
   std::int64_t hidden_size = 0;
@@ -52,7 +53,7 @@ struct TransformerConfig {
   double initializer_range = 0.02;
   bool tie_word_embeddings = false;
   std::optional<std::int64_t> sliding_window;     // null = no window
-  std::vector<std::string> layer_types;           // "full_attention" / "sliding_attention"
+  std::vector<std::string> layer_types;           // "full_attention" / "sliding_attention" (llama4_text: "chunked_attention")
   std::int64_t max_window_layers = 28;            // qwen3 only: first sliding layer when layer_types is absent
   // Qwen3-MoE sparse blocks (num_experts == 0: every layer is dense).
   std::int64_t num_experts = 0;
@@ -65,6 +66,10 @@ struct TransformerConfig {
   // widths and the rotary parameters are meaningful, enough for a trainer that reads pre-computed
   // features and needs just the verifier's embedding, final norm and head. No verifier is built.
   bool widths_only = false;
+  // llama4_text, gpt_oss: the decoder's config.json object as read; the family's own code
+  // (core/src/verifier_llama4.cpp, verifier_gpt_oss.cpp) reads its further keys from it. Null for
+  // the other families.
+  Json family_config;
   std::optional<std::int64_t> pad_token_id;
   std::optional<std::int64_t> bos_token_id;
   std::optional<std::int64_t> eos_token_id;

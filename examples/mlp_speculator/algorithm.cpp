@@ -1,6 +1,10 @@
 // The mlp_speculator algorithm: its job options, building a draft from a job or from a saved
 // config.json, and the config.json object itself (mlp_speculator.h).
 #include "mlp_speculator.h"
+
+#include <optional>
+#include <vector>
+
 #include "speculators/build_config.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
@@ -73,12 +77,32 @@ Schema MlpAlgorithm::schema() const {
   };
 }
 
+namespace {
+
+// The job options this plugin reads, taken from the resolved job in one place.
+struct MlpOptions {
+  std::int64_t n_predict = 0;
+  std::int64_t inner_dim = 0;  // 0: the verifier's hidden size
+  std::optional<std::vector<std::int64_t>> target_layer_ids;
+
+  static MlpOptions from_args(const Args& args) {
+    MlpOptions o;
+    o.n_predict = args.get_int("n_predict");
+    o.inner_dim = args.get_int("inner_dim");
+    o.target_layer_ids = args.get_optional_int_list("target_layer_ids");
+    return o;
+  }
+};
+
+}  // namespace
+
 // The state is the verifier's last layer; a job that asks for other layers is a mistake.
 std::vector<std::int64_t> MlpAlgorithm::target_layer_ids(const BuildContext& ctx) const {
   const std::int64_t last = ctx.verifier.num_hidden_layers;
-  if (ctx.args.has("target_layer_ids") && ctx.args.get_int_list("target_layer_ids") != std::vector<std::int64_t>{last})
+  const auto asked = MlpOptions::from_args(ctx.args).target_layer_ids;
+  if (asked && *asked != std::vector<std::int64_t>{last})
     fail_usage(cat("mlp_speculator: target_layer_ids must be [", last, "] (the verifier's last layer) or unset, got ",
-                   Json(ctx.args.get_int_list("target_layer_ids")).dump()));
+                   Json(*asked).dump()));
   return {last};
 }
 
@@ -89,9 +113,9 @@ std::shared_ptr<DraftModel> MlpAlgorithm::from_training_args(const BuildContext&
   c.hidden_size = ctx.verifier.hidden_size;
   c.vocab_size = ctx.verifier.vocab_size;
   c.rms_norm_eps = ctx.verifier.rms_norm_eps;
-  c.n_predict = ctx.args.get_int("n_predict");
-  const std::int64_t inner = ctx.args.get_int("inner_dim");
-  c.inner_dim = inner > 0 ? inner : c.hidden_size;
+  const MlpOptions options = MlpOptions::from_args(ctx.args);
+  c.n_predict = options.n_predict;
+  c.inner_dim = options.inner_dim > 0 ? options.inner_dim : c.hidden_size;
   c.state_layer = target_layer_ids(ctx)[0];
   c.verifier_architectures = ctx.verifier.architectures;
   c.verifier_name_or_path = ctx.verifier_name;

@@ -141,18 +141,19 @@ TrainResult train_steps(const Algorithm& algorithm, const TinyVerifier& verifier
     if (!has_flag(flags, flag)) all.insert(all.end(), {flag, value});
   }
   const Args args = resolve_test_job(algorithm, all);
+  const TrainOptions options = TrainOptions::from_args(args);
   const BuildContext ctx = make_build_context(verifier, args);
-  torch::manual_seed(static_cast<std::uint64_t>(args.get_int("seed")));
+  torch::manual_seed(static_cast<std::uint64_t>(options.seed));
   std::shared_ptr<DraftModel> model = build_draft(algorithm, ctx);
 
   OnlineFeatureSource source(verifier.model, sample_rows(verifier, data), model->target_layer_ids(),
                              std::size_t{64} << 20, data.total_len);
-  auto [train_idx, val_idx] = split_rows(source.size(), args.get_double("train_data_ratio"));
-  const auto seed = static_cast<std::uint64_t>(args.get_int("seed"));
-  Loader train(source, algorithm, train_idx, data.total_len, args.get_double("noise_std"), seed, true);
+  auto [train_idx, val_idx] = split_rows(source.size(), options.data.train_data_ratio);
+  const auto seed = static_cast<std::uint64_t>(options.seed);
+  Loader train(source, algorithm, train_idx, data.total_len, options.data.noise_std, seed, true);
   Loader val(source, algorithm, val_idx, data.total_len, 0.0, seed, false);
   std::unique_ptr<Communicator> comm = make_local_communicator();
-  Trainer trainer(args, algorithm, model, train, val.empty() ? nullptr : &val, *comm, TrainingDevice{}, true);
+  Trainer trainer(options, algorithm, model, train, val.empty() ? nullptr : &val, *comm, TrainingDevice{}, true);
   const TrainSummary summary = trainer.run();
   TrainResult result;
   result.global_step = summary.global_step;

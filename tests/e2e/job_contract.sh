@@ -16,6 +16,11 @@
 #                                process exactly as by two ranks, with the rule in the message.
 #   no_target_layers             a draft with an empty target_layer_ids() evaluates (its features
 #                                are [n, 0]) instead of aborting.
+#   vocab_sources                --draft-vocab-size finds its token frequencies where the reference
+#                                does (token_freq.pt, written by the reference's own code; the
+#                                mapping equals the reference's), then token_freq.npy; with neither,
+#                                the full vocabulary and a warning; the reference's cached
+#                                d2t-N.npy/t2d-N.npy are read. Needs SPECULATORS_TEST_PYTHON.
 set -euo pipefail
 BUILD=$(cd "$1" && pwd); CASE=$3
 BIN=$BUILD/bin
@@ -69,6 +74,54 @@ expect_plugin_error() {
 }
 
 case "$CASE" in
+  vocab_sources)
+    PY=${SPECULATORS_TEST_PYTHON:?set by ctest}
+    inputs
+    # Frequencies that favour the high token ids, saved by the reference's own function; the
+    # reference's mapping for 64 of 128 tokens goes next to it, for comparison.
+    "$PY" - "$WORK/data" "$WORK/ref" <<'PY' || fail "the reference could not write token_freq.pt"
+import os, sys
+import numpy as np
+import torch
+from speculators.train.vocab_mapping import build_vocab_mappings_from_distribution, save_token_frequency_distribution
+data, ref = sys.argv[1:3]
+rows = [{"input_ids": torch.arange(t, 128), "loss_mask": torch.ones(128 - t, dtype=torch.long)} for t in range(0, 128, 3)]
+save_token_frequency_distribution(rows, os.path.join(data, "token_freq.pt"))
+freq = torch.load(os.path.join(data, "token_freq.pt"), weights_only=True)
+d2t, t2d = build_vocab_mappings_from_distribution(freq, draft_vocab_size=64, target_vocab_size=128)
+os.makedirs(ref)
+np.save(os.path.join(ref, "d2t.npy"), d2t.numpy())
+np.save(os.path.join(ref, "t2d.npy"), t2d.numpy())
+PY
+    same_mapping() {  # same_mapping DIR: DIR/{d2t,t2d}.npy equal the reference's
+      "$PY" - "$1" "$WORK/ref" <<'PY' || fail "the mapping in $1 differs from the reference's"
+import sys
+import numpy as np
+got, ref = sys.argv[1:3]
+for name in ("d2t.npy", "t2d.npy"):
+    a, b = np.load(f"{got}/{name}"), np.load(f"{ref}/{name}")
+    assert a.shape == b.shape and (a.astype(np.int64) == b.astype(np.int64)).all(), (name, a, b)
+PY
+    }
+    expect_code 0 myalgo "$WORK/pt" --dry-run --draft-vocab-size 64
+    expect_text "$WORK/err.txt" 'built a 64-token draft vocabulary from .*/data/token_freq\.pt'
+    same_mapping "$WORK/pt"
+    # Without it, the token_freq.npy that `sample` wrote (the data's own frequencies: another mapping).
+    rm "$WORK/data/token_freq.pt"
+    expect_code 0 myalgo "$WORK/npy" --dry-run --draft-vocab-size 64
+    expect_text "$WORK/err.txt" 'built a 64-token draft vocabulary from .*/data/token_freq\.npy'
+    if cmp -s "$WORK/npy/d2t.npy" "$WORK/pt/d2t.npy"; then fail "token_freq.npy gave the token_freq.pt mapping"; fi
+    # With neither: the reference's rule, the full vocabulary and a warning.
+    rm "$WORK/data/token_freq.npy"
+    expect_code 0 myalgo "$WORK/none" --dry-run --draft-vocab-size 64
+    expect_text "$WORK/err.txt" "no token frequencies to build one from .*training with the verifier's full vocabulary of 128 tokens"
+    expect_text "$WORK/none/config.json" '"draft_vocab_size": 128'
+    # The reference's cached mapping files in the data directory are read.
+    cp "$WORK/ref/d2t.npy" "$WORK/data/d2t-64.npy"; cp "$WORK/ref/t2d.npy" "$WORK/data/t2d-64.npy"
+    expect_code 0 myalgo "$WORK/cached" --dry-run --draft-vocab-size 64
+    expect_text "$WORK/err.txt" 'vocabulary mapping from .*/data/d2t-64\.npy'
+    expect_text "$WORK/cached/config.json" '"draft_vocab_size": 64'
+    ;;
   rejected_job_writes_nothing)
     inputs
     before=$(ls "$WORK/data" | tr '\n' ' ')

@@ -18,6 +18,7 @@
 #include "speculators/json.h"
 #include "speculators/log.h"
 #include "speculators/verifier.h"
+#include "speculators/vocab.h"
 #include "tools/guard.h"
 #include "tools/make_verifier.h"
 #include "tools/tiny_tokenizer.h"
@@ -67,9 +68,14 @@ void run_sample(const std::string& verifier_dir, SampleOptions options, const st
   fs::create_directories(out);
   const std::string path = (fs::path(out) / "data.jsonl").string();
   write_file_atomic(path, to_jsonl(samples));
+  // The token frequencies of the supervised positions, as prepare and hidden-states write them:
+  // what --draft-vocab-size builds a reduced vocabulary from.
+  TokenFrequencies freq;
+  count_token_frequencies(samples.input_ids.reshape(-1), samples.loss_mask.reshape(-1), freq);
+  write_token_frequencies((fs::path(out) / "token_freq.npy").string(), freq);
   const std::int64_t prompt = samples.loss_mask.size(1) - samples.loss_mask[0].sum().item<std::int64_t>();
   std::cout << "wrote " << options.num_samples << " sequences of " << options.seq_len << " tokens (" << prompt
-            << " prompt, " << options.seq_len - prompt << " sampled) to " << path << "\n"
+            << " prompt, " << options.seq_len - prompt << " sampled) to " << path << " and token_freq.npy\n"
             << "mean top-1 probability of the sampled positions: " << std::fixed << std::setprecision(3)
             << samples.mean_top1 << "\n";
 }

@@ -38,8 +38,9 @@ Schema host_schema() {
               "draft").at_least(1),
       opt_string("d2t_path", Json(), "d2t.npy (default <data-path>/d2t.npy when present)", "draft"),
       opt_string("t2d_path", Json(), "t2d.npy (default <data-path>/t2d.npy when present)", "draft"),
-      opt_string("token_freq_path", Json(), "token_freq.npy used to build the vocabulary mapping "
-                 "(default <data-path>/token_freq.npy)", "draft"),
+      opt_string("token_freq_path", Json(), "Token frequencies (the reference's token_freq.pt, or a "
+                 "token_freq.npy of counts) that --draft-vocab-size builds the vocabulary from (default "
+                 "<data-path>/token_freq.pt, else <data-path>/token_freq.npy)", "draft"),
       opt_string("data_path", "./output", "Directory with data.jsonl (and hidden_states/ for offline features)",
                  "data"),
       opt_string("data_source", "auto", "Feature source: online (run the verifier in-process), files, or "

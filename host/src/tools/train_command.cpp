@@ -43,19 +43,30 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-// speculators/train/cli.py: parse_vocab_mappings: explicit paths, then <data-path>/{d2t,t2d}.npy
-// (files the user put there), then built from token frequencies when --draft-vocab-size asks for a
-// smaller vocabulary. Nothing is written here: a mapping built from frequencies (`built_from` names
-// its source) is written into the save path only once the job was accepted (see train), so a
-// rejected job leaves no file behind and the data directory is never changed.
+// speculators/train/cli.py: parse_vocab_mappings: explicit paths; then <data-path>/{d2t,t2d}.npy
+// (files the user put there) or, with --draft-vocab-size N, the reference's cached
+// <data-path>/{d2t,t2d}-N.npy; then, with --draft-vocab-size, built from token frequencies
+// (--token-freq-path, else <data-path>/token_freq.pt as the reference reads it, else
+// <data-path>/token_freq.npy as this project's datagen commands write it). Without any of them the
+// reference's rule holds: a warning, and the verifier's full vocabulary. Nothing is written here: a
+// mapping built from frequencies (`built_from` names its source) is written into the save path only
+// once the job was accepted (see train), so a rejected job leaves no file behind and the data
+// directory is never changed.
 VocabMapping resolve_vocab(const VocabOptions& options, const TransformerConfig& verifier, const std::string& data_path,
                            std::string& built_from) {
   const auto V = verifier.vocab_size;
   std::string d2t = options.d2t_path.value_or("");
   std::string t2d = options.t2d_path.value_or("");
   if (d2t.empty() && t2d.empty()) {
-    auto dd = fs::path(data_path) / "d2t.npy", tt = fs::path(data_path) / "t2d.npy";
-    if (fs::exists(dd) && fs::exists(tt)) d2t = dd.string(), t2d = tt.string();
+    std::vector<std::string> suffixes = {""};
+    if (options.draft_vocab_size) suffixes.push_back(cat("-", *options.draft_vocab_size));
+    for (const auto& suffix : suffixes) {
+      auto dd = fs::path(data_path) / ("d2t" + suffix + ".npy"), tt = fs::path(data_path) / ("t2d" + suffix + ".npy");
+      if (fs::exists(dd) && fs::exists(tt)) {
+        d2t = dd.string(), t2d = tt.string();
+        break;
+      }
+    }
   }
   if (!d2t.empty() || !t2d.empty()) {
     VocabMapping m = load_vocab_mapping(d2t, t2d);
@@ -72,19 +83,22 @@ VocabMapping resolve_vocab(const VocabOptions& options, const TransformerConfig&
   if (!options.draft_vocab_size || *options.draft_vocab_size == V) return {};
   const auto vd = *options.draft_vocab_size;
   if (vd <= 0 || vd > V) fail_usage(cat("--draft-vocab-size must be in [1, ", V, "], got ", vd));
-  TokenFrequencies freq;
-  std::string source;
-  if (options.token_freq_path) {
-    source = *options.token_freq_path;
-    freq = read_token_frequencies(source);
-  } else {
-    source = (fs::path(data_path) / "data.jsonl").string();
-    for (const auto& row : read_data_jsonl(source)) {
-      count_token_frequencies(torch::tensor(row.input_ids, torch::kInt64), torch::tensor(row.loss_mask, torch::kInt64),
-                              freq);
+  std::string source = options.token_freq_path.value_or("");
+  if (source.empty()) {
+    for (const char* name : {"token_freq.pt", "token_freq.npy"}) {
+      if (fs::exists(fs::path(data_path) / name)) {
+        source = (fs::path(data_path) / name).string();
+        break;
+      }
     }
   }
-  VocabMapping m = build_vocab_mapping(freq, V, vd);
+  if (source.empty()) {
+    log::warn(cat("--draft-vocab-size ", vd, ": no vocabulary mapping and no token frequencies to build one from (",
+                  data_path, "/token_freq.pt or token_freq.npy, or --token-freq-path); training with the verifier's "
+                  "full vocabulary of ", V, " tokens"));
+    return {};
+  }
+  VocabMapping m = build_vocab_mapping(read_token_frequencies(source), V, vd);
   log::info(cat("built a ", vd, "-token draft vocabulary from ", source));
   built_from = source;
   return m;

@@ -205,7 +205,16 @@ TransformerConfig TransformerConfig::from_hf_json(const Json& root, const std::s
 }
 
 TransformerConfig TransformerConfig::from_file(const std::string& path) {
-  return from_hf_json(Json::read_file(path), path);
+  Json root;
+  try {
+    root = Json::read_file(path);
+  } catch (const Error& e) {
+    // A config.json that is not JSON (or too deep, too large) is a bad input like any bad key in
+    // it: exit code 2 with the reader's message, which names the file, line and column.
+    if (e.code() != ExitCode::kFailure) throw;
+    fail_usage(e.what());
+  }
+  return from_hf_json(root, path);
 }
 
 Json TransformerConfig::to_hf_json() const {

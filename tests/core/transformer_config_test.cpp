@@ -5,7 +5,11 @@
 // create_transformer_layer_config).
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
 #include <set>
+
+#include <unistd.h>
 
 #include "io_test_util.h"
 #include "speculators/error.h"
@@ -364,4 +368,26 @@ TEST_CASE("any decoder family loads for its widths when features are pre-compute
   bad.as_object().erase("hidden_size");
   msg = error_message([&] { TransformerConfig::from_hf_json(bad, "oss/config.json", true); });
   CHECK(msg.find("hidden_size") != std::string::npos);
+}
+
+TEST_CASE("a config.json that is not JSON, or nests too deep, is a usage error naming the file", "[verifier][config]") {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("speculators_config_test_" + std::to_string(::getpid()) + ".json")).string();
+  std::ofstream(path) << "{\"a\":" << std::string(50000, '[') << std::string(50000, ']') << "}";
+  try {
+    TransformerConfig::from_file(path);
+    FAIL("a 50,000-level config.json was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::kUsage);
+    CHECK(std::string(e.what()).rfind(path + ": invalid JSON: nested deeper than ", 0) == 0);
+  }
+  std::ofstream(path) << "{\"model_type\": \"llama\",";
+  try {
+    TransformerConfig::from_file(path);
+    FAIL("a truncated config.json was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::kUsage);
+    CHECK(std::string(e.what()).rfind(path + ": invalid JSON", 0) == 0);
+  }
+  std::filesystem::remove(path);
 }

@@ -202,15 +202,26 @@ TEST_CASE("tied embeddings: no lm_head.weight in the file", "[verifier]") {
   VerifierModel loaded = load_verifier(dir.str());
   CHECK(torch::equal(loaded->lm_head->weight, m->embed_tokens->weight));
 
-  // An untied config whose file lacks the head also falls back to the embedding.
+  // An untied config whose file lacks the head is bad data (exit 4) naming the file and the key;
+  // only the vocabulary mapping's reader falls back to the embedding, as
+  // speculators/model.py: DraftVocabMixin._load_verifier_weights does.
   TempDir dir2;
   VerifierModel untied = random_verifier(tiny_config(), 10);
   save_verifier(*untied, dir2.str());
   auto all = load_safetensors((dir2.path / "model.safetensors").string());
   all.erase("lm_head.weight");
   save_safetensors((dir2.path / "model.safetensors").string(), all);
-  VerifierModel loaded2 = load_verifier(dir2.str());
-  CHECK(torch::equal(loaded2->lm_head->weight, untied->embed_tokens->weight));
+  try {
+    load_verifier(dir2.str());
+    FAIL("a verifier without lm_head.weight and without tie_word_embeddings loaded");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::kData);
+    CHECK(std::string(e.what()) == (dir2.path / "model.safetensors").string() +
+                                       ": tensor 'lm_head.weight' is missing and " +
+                                       (dir2.path / "config.json").string() +
+                                       " does not set \"tie_word_embeddings\": true (add it if this model shares "
+                                       "its embedding with the head)");
+  }
   CHECK(torch::equal(read_verifier_tensor(dir2.str(), "lm_head.weight"), untied->embed_tokens->weight));
 }
 
@@ -379,4 +390,32 @@ TEST_CASE("read_verifier_config_json uses the text_config of multimodal models",
   CHECK(got.at("model_type") == Json("qwen3"));
   CHECK(got.at("hidden_size") == Json(32));
   CHECK(got.at("architectures").as_string_list() == std::vector<std::string>{"Qwen3VLForConditionalGeneration"});
+}
+
+TEST_CASE("a verifier config too large for this machine is refused before anything is allocated", "[verifier]") {
+  TempDir dir;
+  const fs::path config = dir.path / "config.json";
+  std::ofstream(config) << "{\"model_type\": \"llama\", \"vocab_size\": 64, \"hidden_size\": 32, "
+                           "\"intermediate_size\": 64, \"num_hidden_layers\": 100000000, \"num_attention_heads\": 4, "
+                           "\"num_key_value_heads\": 2}";
+  // 100,000,000 layers of float32 weights: q and o 32 x 32, k and v 32 x 16 (2 of 4 heads of 8),
+  // MLP 3 x 32 x 64, two norms of 32; the embedding and head (2 x 64 x 32) do not change the GiB.
+  const double gib = 1e8 * (2.0 * 32 * 32 + 2.0 * 32 * 16 + 3.0 * 32 * 64 + 2 * 32) * 4 / (1024.0 * 1024 * 1024);
+  try {
+    load_verifier(dir.str());
+    FAIL("a 100,000,000-layer verifier was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::kUsage);
+    const std::string message = e.what();
+    INFO(message);
+    CHECK(message.rfind(config.string() + ": num_hidden_layers 100000000, hidden_size 32, intermediate_size 64, "
+                                           "vocab_size 64 need about " +
+                            std::to_string(static_cast<long long>(gib + 0.5)) +
+                            " GiB of float32 weights, more than this machine's ",
+                        0) == 0);
+  }
+  TransformerConfig huge = tiny_config();
+  huge.num_hidden_layers = 100000000;
+  huge.layer_types.clear();
+  CHECK_THROWS_WITH(VerifierModel(huge), Catch::Contains("verifier config: num_hidden_layers 100000000"));
 }

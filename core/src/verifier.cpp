@@ -301,9 +301,17 @@ torch::Tensor read_verifier_tensor(const std::string& dir, const std::string& lo
 
 Json read_verifier_config_json(const std::string& dir) {
   const fs::path path = fs::path(dir) / "config.json";
-  if (!fs::exists(path)) fail(cat("verifier ", dir, ": config.json does not exist"));
-  const Json root = Json::read_file(path.string());
-  if (!root.is_object()) fail(cat(path.string(), ": expected a JSON object"));
+  if (!fs::exists(path)) fail_usage(cat("verifier ", dir, ": config.json does not exist"));
+  Json root;
+  try {
+    root = Json::read_file(path.string());
+  } catch (const Error& e) {
+    // Not JSON, too deep, too large, a number out of range: a bad input like a bad key (exit 2),
+    // as TransformerConfig::from_file reports it.
+    if (e.code() != ExitCode::kFailure) throw;
+    fail_usage(e.what());
+  }
+  if (!root.is_object()) fail_usage(cat(path.string(), ": expected a JSON object"));
   if (!root.contains("text_config") || !root.at("text_config").is_object()) return root;
   // Multimodal: the text config, plus the top-level keys a decoder needs that HF keeps outside it.
   Json text = root.at("text_config");

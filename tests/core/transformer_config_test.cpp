@@ -391,3 +391,23 @@ TEST_CASE("a config.json that is not JSON, or nests too deep, is a usage error n
   }
   std::filesystem::remove(path);
 }
+
+TEST_CASE("num_hidden_layers beyond 10000 is refused before any per-layer list is built", "[verifier][config]") {
+  Json cfg = Json::object();
+  cfg["model_type"] = "llama";
+  cfg["vocab_size"] = 64;
+  cfg["hidden_size"] = 32;
+  cfg["intermediate_size"] = 64;
+  cfg["num_attention_heads"] = 4;
+  cfg["num_hidden_layers"] = 1000000;
+  try {
+    TransformerConfig::from_hf_json(cfg, "v/config.json");
+    FAIL("a 1,000,000-layer config was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::kUsage);
+    CHECK(std::string(e.what()) ==
+          "v/config.json: num_hidden_layers 1000000 is more than any decoder this trainer builds (at most 10000)");
+  }
+  cfg["num_hidden_layers"] = 10000;
+  CHECK(TransformerConfig::from_hf_json(cfg, "v/config.json").num_hidden_layers == 10000);
+}

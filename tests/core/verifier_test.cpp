@@ -392,23 +392,40 @@ TEST_CASE("read_verifier_config_json uses the text_config of multimodal models",
   CHECK(got.at("architectures").as_string_list() == std::vector<std::string>{"Qwen3VLForConditionalGeneration"});
 }
 
+TEST_CASE("read_verifier_config_json: a config.json that is not JSON or nests too deep is exit 2", "[verifier]") {
+  TempDir dir;
+  const std::string path = (dir.path / "config.json").string();
+  for (const std::string& text : {"{\"a\":" + std::string(50000, '[') + std::string(50000, ']') + "}",
+                                  std::string("{\"rms_norm_eps\": 1e400}"), std::string("{\"model_type\": ")}) {
+    std::ofstream(path) << text;
+    try {
+      read_verifier_config_json(dir.str());
+      FAIL("accepted " << text.substr(0, 20));
+    } catch (const Error& e) {
+      CHECK(e.code() == ExitCode::kUsage);
+      CHECK(std::string(e.what()).rfind(path + ": invalid JSON", 0) == 0);
+    }
+  }
+}
+
 TEST_CASE("a verifier config too large for this machine is refused before anything is allocated", "[verifier]") {
   TempDir dir;
   const fs::path config = dir.path / "config.json";
-  std::ofstream(config) << "{\"model_type\": \"llama\", \"vocab_size\": 64, \"hidden_size\": 32, "
-                           "\"intermediate_size\": 64, \"num_hidden_layers\": 100000000, \"num_attention_heads\": 4, "
-                           "\"num_key_value_heads\": 2}";
-  // 100,000,000 layers of float32 weights: q and o 32 x 32, k and v 32 x 16 (2 of 4 heads of 8),
-  // MLP 3 x 32 x 64, two norms of 32; the embedding and head (2 x 64 x 32) do not change the GiB.
-  const double gib = 1e8 * (2.0 * 32 * 32 + 2.0 * 32 * 16 + 3.0 * 32 * 64 + 2 * 32) * 4 / (1024.0 * 1024 * 1024);
+  std::ofstream(config) << "{\"model_type\": \"llama\", \"vocab_size\": 64, \"hidden_size\": 1048576, "
+                           "\"intermediate_size\": 4194304, \"num_hidden_layers\": 2, \"num_attention_heads\": 8, "
+                           "\"num_key_value_heads\": 8}";
+  // Two layers of float32 weights: q, k, v, o 2^20 x 2^20, MLP 3 x 2^20 x 2^22, two norms of
+  // 2^20; embedding and head 2 x 64 x 2^20, the final norm 2^20.
+  const double h = 1048576.0, params = 2 * (4 * h * h + 3 * h * 4194304.0 + 2 * h) + 2 * 64 * h + h;
+  const double gib = params * 4 / (1024.0 * 1024 * 1024);
   try {
     load_verifier(dir.str());
-    FAIL("a 100,000,000-layer verifier was accepted");
+    FAIL("a verifier needing terabytes was accepted");
   } catch (const Error& e) {
     CHECK(e.code() == ExitCode::kUsage);
     const std::string message = e.what();
     INFO(message);
-    CHECK(message.rfind(config.string() + ": num_hidden_layers 100000000, hidden_size 32, intermediate_size 64, "
+    CHECK(message.rfind(config.string() + ": num_hidden_layers 2, hidden_size 1048576, intermediate_size 4194304, "
                                            "vocab_size 64 need about " +
                             std::to_string(static_cast<long long>(gib + 0.5)) +
                             " GiB of float32 weights, more than this machine's ",

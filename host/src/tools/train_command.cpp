@@ -266,6 +266,7 @@ TrainingData open_training_data(const Args& args, const Algorithm& algorithm, co
   const std::string source = resolved_data_source(args);
   const std::string jsonl = (fs::path(data_path) / "data.jsonl").string();
   auto rows = read_data_jsonl(jsonl);
+  const std::size_t rows_count = rows.size();
   check_token_range(rows, ctx.verifier.vocab_size, jsonl);
   auto bad = std::make_shared<BadSampleLog>(parse_bad_sample_policy(args.get_string("on_bad_sample")));
   auto [train_idx, val_idx] = split_rows(rows.size(), args.get_double("train_data_ratio"));
@@ -282,7 +283,7 @@ TrainingData open_training_data(const Args& args, const Algorithm& algorithm, co
     verifier->to(device.device, device.hidden_states_dtype);  // features come back to host memory
     data.features = std::make_unique<OnlineFeatureSource>(
         verifier, std::move(rows), model.target_layer_ids(),
-        static_cast<std::size_t>(args.get_int("feature_cache_mb")) << 20, total_len);
+        static_cast<std::size_t>(args.get_int("feature_cache_mb")) << 20, total_len, total_len + 1);
   }
   const auto seed = static_cast<std::uint64_t>(args.get_int("seed"));
   LoaderOptions options;
@@ -294,6 +295,8 @@ TrainingData open_training_data(const Args& args, const Algorithm& algorithm, co
   data.train = std::make_unique<Loader>(*data.features, algorithm, train_idx, total_len, args.get_double("noise_std"),
                                         seed, true, options);
   data.val = std::make_unique<Loader>(*data.features, algorithm, val_idx, total_len, 0.0, seed, false, options);
+  require_training_batches(*data.train, jsonl, rows_count, train_idx.size(), args.get_double("train_data_ratio"),
+                           comm.world_size());
   log::info(cat("data: ", train_idx.size(), " train rows, ", val_idx.size(), " validation rows, ",
                 data.train->num_batches(), " packed rows of ", total_len, " tokens per epoch",
                 comm.world_size() > 1 ? " per rank" : "", " (", source, " source, ", options.num_workers,

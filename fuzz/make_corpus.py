@@ -5,9 +5,11 @@ The seeds are small valid files that cover each dtype, 0-d and empty tensors, mi
 metadata and every npy header version; the fuzzer mutates them into the malformed cases.
 Run from anywhere: python3 fuzz/make_corpus.py
 """
+import io
 import json
 import os
 import struct
+import tarfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -113,6 +115,44 @@ def tokenizer_seed(kind, text):
     return json.dumps(doc, ensure_ascii=False).encode() + b"\0" + text.encode()
 
 
+def package_archive(entries, fmt=tarfile.GNU_FORMAT):
+    """entries: (name, type, content) with type tarfile.REGTYPE/DIRTYPE/SYMTYPE; an uncompressed tar."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
+        for name, kind, content in entries:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.SYMTYPE:
+                info.linkname = content.decode()
+                content = b""
+            info.size = len(content) if kind == tarfile.REGTYPE else 0
+            tar.addfile(info, io.BytesIO(content) if kind == tarfile.REGTYPE else None)
+    return out.getvalue()
+
+
+def write_package_corpus():
+    """Seeds of the plugin package listing: the two files of a package (tar.gz layout and the
+    .deb's data.tar layout, pax and GNU formats), a long name, a link, "..", a deep path and a
+    header whose size claims 2^64 - 1 bytes."""
+    manifest = b'{"format": "speculators-plugin-manifest", "name": "x", "library": "x.so"}'
+    files = [("x.so", tarfile.REGTYPE, b"\x7fELF" + bytes(60)), ("x.manifest.json", tarfile.REGTYPE, manifest)]
+    write("package_archive", "tgz_layout.tar", package_archive(files))
+    deb = [("./", tarfile.DIRTYPE, b""), ("./usr/", tarfile.DIRTYPE, b""),
+           ("./usr/lib/speculators/plugins/x.so", tarfile.REGTYPE, b"\x7fELF"),
+           ("./usr/lib/speculators/plugins/x.manifest.json", tarfile.REGTYPE, manifest)]
+    write("package_archive", "deb_layout_pax.tar", package_archive(deb, tarfile.PAX_FORMAT))
+    write("package_archive", "long_name.tar", package_archive([("d/" * 80 + "x.so", tarfile.REGTYPE, b"1")]))
+    write("package_archive", "symlink.tar", package_archive([("x.so", tarfile.SYMTYPE, b"/etc/passwd")]))
+    write("package_archive", "dotdot.tar", package_archive([("../../x.so", tarfile.REGTYPE, b"1")]))
+    write("package_archive", "deep_path.tar", package_archive([("a/" * 3000 + "x.so", tarfile.REGTYPE, b"1")],
+                                                              tarfile.PAX_FORMAT))
+    huge = bytearray(package_archive([("x.so", tarfile.REGTYPE, b"")]))
+    huge[124:136] = b"\x80" + b"\xff" * 11
+    huge[148:156] = b"        "
+    huge[148:156] = b"%06o\0 " % sum(huge[:512])
+    write("package_archive", "huge_size.tar", bytes(huge))
+
+
 def main():
     write("safetensors", "empty.safetensors", safetensors([]))
     write("safetensors", "f32.safetensors", safetensors([("w", "F32", [2, 2])], {"format": "pt"}))
@@ -124,6 +164,14 @@ def main():
     write("safetensors", "hidden_states.safetensors",
           safetensors([("hidden_states", "BF16", [2, 3, 4]), ("token_ids", "I64", [2])], {"format": "pt"}))
 
+    # Headers that nest far past any sane depth and numbers no double or int64 holds.
+    deep_header = ('{"w":{"dtype":"F32","shape":' + "[" * 40000 + "]" * 40000 + ',"data_offsets":[0,0]}}').encode()
+    write("safetensors", "deep.safetensors", struct.pack("<Q", len(deep_header)) + deep_header)
+    huge_header = (b'{"w":{"dtype":"F32","shape":[1e400,18446744073709551617],"data_offsets":[0,1e400]},'
+                   b'"__metadata__":{"n":"1e400"}}')
+    write("safetensors", "huge_numbers.safetensors", struct.pack("<Q", len(huge_header)) + huge_header)
+    write("safetensors", "huge_length.safetensors", struct.pack("<Q", 2**64 - 1) + b"{}")
+
     write("npy", "arange_i8.npy", npy("<i8", [3], struct.pack("<3q", 0, 1, 2)))
     write("npy", "bool.npy", npy("|b1", [3], b"\x01\x00\x01"))
     write("npy", "f4_2x3.npy", npy("<f4", [2, 3], struct.pack("<6f", 1, 2, 3, 4, 5, 6)))
@@ -133,6 +181,12 @@ def main():
     write("npy", "i1_u1_i2.npy", npy("|i1", [2, 2], b"\x01\xff\x02\xfe"))
     write("npy", "v2_u1.npy", npy("|u1", [4], b"\x00\x01\x02\xff", version=(2, 0)))
     write("npy", "v3_i2.npy", npy("<i2", [2], struct.pack("<2h", -1, 7), version=(3, 0)))
+
+    deep_npy = "{'descr': '<f4', 'fortran_order': False, 'shape': " + "(" * 4000 + ")" * 4000 + ", }"
+    write("npy", "deep.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", len(deep_npy) + 1) + deep_npy.encode() + b"\n")
+    write("npy", "huge_numbers.npy", npy("<f4", [18446744073709551617, 99999999999999999999], b""))
+
+    write_package_corpus()
 
     # Text formats: valid seeds plus the two classic attacks, nesting far past any sane depth
     # (40,000 levels) and numbers no double holds (1e400).

@@ -214,8 +214,15 @@ LossSpec parse_loss_fn(const std::string& text, const std::string& where) {
   Json parsed;
   try {
     parsed = Json::parse(text, where);
-  } catch (const Error&) {
-    fail_usage(cat(where, ": unknown loss function '", text, "'; pass one of ", joined_names(),
+  } catch (const Error& e) {
+    // The value may be anything a user typed (or 80 kB of brackets): quote its start only, and
+    // say why it is not JSON when it looks like JSON.
+    const std::string shown = text.size() > 80 ? text.substr(0, 80) + "..." : text;
+    const std::string why = text.find_first_not_of(" \t") != std::string::npos &&
+                                    text[text.find_first_not_of(" \t")] == '{'
+                                ? cat(" (not a valid JSON object: ", std::string(e.what()).substr(0, 200), ")")
+                                : std::string();
+    fail_usage(cat(where, ": unknown loss function '", shown, "'", why, "; pass one of ", joined_names(),
                    " or a JSON object of name -> weight, ", example));
   }
   if (!parsed.is_object() || parsed.size() == 0) {

@@ -221,6 +221,13 @@ TransformerConfig TransformerConfig::from_hf_json(const Json& root, const std::s
                                                       : required_int(cfg, "intermediate_size", where);
   }
   c.num_hidden_layers = required_int(cfg, "num_hidden_layers", where);
+  // Per-layer lists (layer_types, the layers themselves) are sized from this before anything else
+  // can check it: a config claiming a million layers stops here, not after allocating them.
+  constexpr std::int64_t kMaxLayers = 10000;
+  if (c.num_hidden_layers > kMaxLayers) {
+    fail_usage(cat(where, ": num_hidden_layers ", c.num_hidden_layers, " is more than any decoder this trainer builds "
+                   "(at most ", kMaxLayers, ")"));
+  }
   c.num_attention_heads = required_int(cfg, "num_attention_heads", where);
   if (c.num_attention_heads <= 0) {
     fail_usage(cat(where, ": num_attention_heads must be positive, got ", c.num_attention_heads));
@@ -255,7 +262,16 @@ TransformerConfig TransformerConfig::from_hf_json(const Json& root, const std::s
 }
 
 TransformerConfig TransformerConfig::from_file(const std::string& path) {
-  return from_hf_json(Json::read_file(path), path);
+  Json root;
+  try {
+    root = Json::read_file(path);
+  } catch (const Error& e) {
+    // A config.json that is not JSON (or too deep, too large) is a bad input like any bad key in
+    // it: exit code 2 with the reader's message, which names the file, line and column.
+    if (e.code() != ExitCode::kFailure) throw;
+    fail_usage(e.what());
+  }
+  return from_hf_json(root, path);
 }
 
 Json TransformerConfig::to_hf_json() const {

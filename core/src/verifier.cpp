@@ -5,6 +5,8 @@
 // (speculators/utils/loading.py: _resolve_key).
 #include "speculators/verifier.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <optional>
@@ -20,12 +22,36 @@ namespace fs = std::filesystem;
 
 namespace {
 
-TransformerConfig validated(const TransformerConfig& config) {
+// Refuses a config whose float32 weights alone would not fit in this machine's memory (the model
+// is built in float32 on the CPU first), before anything is allocated: a config.json claiming
+// 1,000,000 layers must not make the trainer allocate until the kernel kills it.
+void check_fits_in_memory(const TransformerConfig& c, const std::string& origin) {
+  const long double h = static_cast<long double>(c.hidden_size);
+  const long double q = static_cast<long double>(c.num_attention_heads) * static_cast<long double>(c.head_dim);
+  const long double kv = static_cast<long double>(c.num_key_value_heads) * static_cast<long double>(c.head_dim);
+  const long double mlp = c.num_experts > 0
+                              ? static_cast<long double>(c.num_experts) * 3 * h * static_cast<long double>(c.moe_intermediate_size)
+                              : 3 * h * static_cast<long double>(c.intermediate_size);
+  const long double per_layer = h * q + 2 * h * kv + q * h + mlp + 2 * h;
+  const long double params = static_cast<long double>(c.num_hidden_layers) * per_layer +
+                             (c.tie_word_embeddings ? 1 : 2) * static_cast<long double>(c.vocab_size) * h + h;
+  const long double bytes = 4 * params;
+  const long double memory = static_cast<long double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<long double>(::sysconf(_SC_PAGESIZE));
+  if (memory > 0 && bytes > memory) {
+    const auto gib = [](long double b) { return static_cast<unsigned long long>(b / (1024.0L * 1024 * 1024) + 0.5L); };
+    fail_usage(cat(origin, ": num_hidden_layers ", c.num_hidden_layers, ", hidden_size ", c.hidden_size,
+                   ", intermediate_size ", c.intermediate_size, ", vocab_size ", c.vocab_size, " need about ", gib(bytes),
+                   " GiB of float32 weights, more than this machine's ", gib(memory), " GiB of memory"));
+  }
+}
+
+TransformerConfig validated(const TransformerConfig& config, const std::string& origin = "verifier config") {
   if (config.widths_only) {
     fail_usage(cat("verifier model_type '", config.model_type, "' cannot be run here (valid: llama, mistral, qwen2, "
                    "qwen3, qwen3_moe, llama4_text, gpt_oss); use pre-computed features (--data-source files)"));
   }
-  config.validate("verifier config");
+  config.validate(origin);
+  check_fits_in_memory(config, origin);
   return config;
 }
 
@@ -222,7 +248,7 @@ VerifierModelImpl::Output VerifierModelImpl::forward(const torch::Tensor& input_
 VerifierModel load_verifier(const std::string& dir) {
   const fs::path config_path = fs::path(dir) / "config.json";
   if (!fs::exists(config_path)) fail(cat("verifier ", dir, ": config.json does not exist"));
-  const TransformerConfig config = TransformerConfig::from_file(config_path.string());
+  const TransformerConfig config = validated(TransformerConfig::from_file(config_path.string()), config_path.string());
   VerifierModel model(config);
   CheckpointFiles files(dir);
 
@@ -236,9 +262,12 @@ VerifierModel load_verifier(const std::string& dir) {
     if (local == "lm_head.weight" && tie) continue;
     auto it = by_local.find(local);
     if (it == by_local.end()) {
-      if (local == "lm_head.weight") {  // no head in the file: tied embeddings
-        tie = true;
-        continue;
+      if (local == "lm_head.weight") {
+        // Without a head of its own the verifier would silently predict with its embedding: only
+        // a config that says so (tie_word_embeddings) may leave the head out.
+        fail_data(cat(files.source(), ": tensor 'lm_head.weight' is missing and ", config_path.string(),
+                      " does not set \"tie_word_embeddings\": true (add it if this model shares its embedding "
+                      "with the head)"));
       }
       fail_data(cat(files.source(), ": tensor '", hf_name(local), "' is missing (needed by the ", config.model_type,
                " verifier in ", dir, ")"));
@@ -296,9 +325,17 @@ torch::Tensor read_verifier_tensor(const std::string& dir, const std::string& lo
 
 Json read_verifier_config_json(const std::string& dir) {
   const fs::path path = fs::path(dir) / "config.json";
-  if (!fs::exists(path)) fail(cat("verifier ", dir, ": config.json does not exist"));
-  const Json root = Json::read_file(path.string());
-  if (!root.is_object()) fail(cat(path.string(), ": expected a JSON object"));
+  if (!fs::exists(path)) fail_usage(cat("verifier ", dir, ": config.json does not exist"));
+  Json root;
+  try {
+    root = Json::read_file(path.string());
+  } catch (const Error& e) {
+    // Not JSON, too deep, too large, a number out of range: a bad input like a bad key (exit 2),
+    // as TransformerConfig::from_file reports it.
+    if (e.code() != ExitCode::kFailure) throw;
+    fail_usage(e.what());
+  }
+  if (!root.is_object()) fail_usage(cat(path.string(), ": expected a JSON object"));
   if (!root.contains("text_config") || !root.at("text_config").is_object()) return root;
   // Multimodal: the text config, plus the top-level keys a decoder needs that HF keeps outside it.
   Json text = root.at("text_config");

@@ -187,6 +187,21 @@ TEST_CASE("--loss-fn parsing", "[losses]") {
   REQUIRE_THROWS_WITH(nn::parse_loss_fn("{}"), Catch::Contains("non-empty"));
   REQUIRE_THROWS_WITH(nn::parse_loss_fn("[1, 2]"), Catch::Contains("non-empty JSON object"));
   REQUIRE_THROWS_AS(nn::parse_loss_fn("kld"), Error);
+  // 40,000 levels of brackets or a weight of 1e400: a usage error in one short line that quotes
+  // only the start of the value and says why it is not a loss config.
+  for (const std::string& bad : {"{\"a\":" + std::string(40000, '[') + std::string(40000, ']') + "}",
+                                 std::string("{\"ce\": 1e400}")}) {
+    try {
+      nn::parse_loss_fn(bad, "--loss-fn");
+      FAIL("accepted " << bad.substr(0, 20));
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      CHECK(e.code() == ExitCode::kUsage);
+      CHECK(message.rfind("--loss-fn: unknown loss function '" + bad.substr(0, std::min<std::size_t>(80, bad.size())), 0) == 0);
+      CHECK(message.find("(not a valid JSON object: --loss-fn: invalid JSON") != std::string::npos);
+      CHECK(message.size() < 800);
+    }
+  }
 }
 
 TEST_CASE("shape errors name the mismatch", "[losses]") {

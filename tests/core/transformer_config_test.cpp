@@ -5,7 +5,11 @@
 // create_transformer_layer_config).
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
 #include <set>
+
+#include <unistd.h>
 
 #include "io_test_util.h"
 #include "speculators/error.h"
@@ -416,4 +420,46 @@ TEST_CASE("gpt_oss and llama4_text configs take their families' defaults", "[ver
   bad["moe_layers"] = Json(std::vector<std::int64_t>{7});
   CHECK(error_message([&] { TransformerConfig::from_hf_json(bad, "l4/config.json"); }).find("moe_layers") !=
         std::string::npos);
+}
+
+TEST_CASE("a config.json that is not JSON, or nests too deep, is a usage error naming the file", "[verifier][config]") {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("speculators_config_test_" + std::to_string(::getpid()) + ".json")).string();
+  std::ofstream(path) << "{\"a\":" << std::string(50000, '[') << std::string(50000, ']') << "}";
+  try {
+    TransformerConfig::from_file(path);
+    FAIL("a 50,000-level config.json was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::kUsage);
+    CHECK(std::string(e.what()).rfind(path + ": invalid JSON: nested deeper than ", 0) == 0);
+  }
+  std::ofstream(path) << "{\"model_type\": \"llama\",";
+  try {
+    TransformerConfig::from_file(path);
+    FAIL("a truncated config.json was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::kUsage);
+    CHECK(std::string(e.what()).rfind(path + ": invalid JSON", 0) == 0);
+  }
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("num_hidden_layers beyond 10000 is refused before any per-layer list is built", "[verifier][config]") {
+  Json cfg = Json::object();
+  cfg["model_type"] = "llama";
+  cfg["vocab_size"] = 64;
+  cfg["hidden_size"] = 32;
+  cfg["intermediate_size"] = 64;
+  cfg["num_attention_heads"] = 4;
+  cfg["num_hidden_layers"] = 1000000;
+  try {
+    TransformerConfig::from_hf_json(cfg, "v/config.json");
+    FAIL("a 1,000,000-layer config was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::kUsage);
+    CHECK(std::string(e.what()) ==
+          "v/config.json: num_hidden_layers 1000000 is more than any decoder this trainer builds (at most 10000)");
+  }
+  cfg["num_hidden_layers"] = 10000;
+  CHECK(TransformerConfig::from_hf_json(cfg, "v/config.json").num_hidden_layers == 10000);
 }

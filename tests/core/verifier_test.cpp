@@ -202,15 +202,26 @@ TEST_CASE("tied embeddings: no lm_head.weight in the file", "[verifier]") {
   VerifierModel loaded = load_verifier(dir.str());
   CHECK(torch::equal(loaded->lm_head->weight, m->embed_tokens->weight));
 
-  // An untied config whose file lacks the head also falls back to the embedding.
+  // An untied config whose file lacks the head is bad data (exit 4) naming the file and the key;
+  // only the vocabulary mapping's reader falls back to the embedding, as
+  // speculators/model.py: DraftVocabMixin._load_verifier_weights does.
   TempDir dir2;
   VerifierModel untied = random_verifier(tiny_config(), 10);
   save_verifier(*untied, dir2.str());
   auto all = load_safetensors((dir2.path / "model.safetensors").string());
   all.erase("lm_head.weight");
   save_safetensors((dir2.path / "model.safetensors").string(), all);
-  VerifierModel loaded2 = load_verifier(dir2.str());
-  CHECK(torch::equal(loaded2->lm_head->weight, untied->embed_tokens->weight));
+  try {
+    load_verifier(dir2.str());
+    FAIL("a verifier without lm_head.weight and without tie_word_embeddings loaded");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::kData);
+    CHECK(std::string(e.what()) == (dir2.path / "model.safetensors").string() +
+                                       ": tensor 'lm_head.weight' is missing and " +
+                                       (dir2.path / "config.json").string() +
+                                       " does not set \"tie_word_embeddings\": true (add it if this model shares "
+                                       "its embedding with the head)");
+  }
   CHECK(torch::equal(read_verifier_tensor(dir2.str(), "lm_head.weight"), untied->embed_tokens->weight));
 }
 
@@ -379,4 +390,49 @@ TEST_CASE("read_verifier_config_json uses the text_config of multimodal models",
   CHECK(got.at("model_type") == Json("qwen3"));
   CHECK(got.at("hidden_size") == Json(32));
   CHECK(got.at("architectures").as_string_list() == std::vector<std::string>{"Qwen3VLForConditionalGeneration"});
+}
+
+TEST_CASE("read_verifier_config_json: a config.json that is not JSON or nests too deep is exit 2", "[verifier]") {
+  TempDir dir;
+  const std::string path = (dir.path / "config.json").string();
+  for (const std::string& text : {"{\"a\":" + std::string(50000, '[') + std::string(50000, ']') + "}",
+                                  std::string("{\"rms_norm_eps\": 1e400}"), std::string("{\"model_type\": ")}) {
+    std::ofstream(path) << text;
+    try {
+      read_verifier_config_json(dir.str());
+      FAIL("accepted " << text.substr(0, 20));
+    } catch (const Error& e) {
+      CHECK(e.code() == ExitCode::kUsage);
+      CHECK(std::string(e.what()).rfind(path + ": invalid JSON", 0) == 0);
+    }
+  }
+}
+
+TEST_CASE("a verifier config too large for this machine is refused before anything is allocated", "[verifier]") {
+  TempDir dir;
+  const fs::path config = dir.path / "config.json";
+  std::ofstream(config) << "{\"model_type\": \"llama\", \"vocab_size\": 64, \"hidden_size\": 1048576, "
+                           "\"intermediate_size\": 4194304, \"num_hidden_layers\": 2, \"num_attention_heads\": 8, "
+                           "\"num_key_value_heads\": 8}";
+  // Two layers of float32 weights: q, k, v, o 2^20 x 2^20, MLP 3 x 2^20 x 2^22, two norms of
+  // 2^20; embedding and head 2 x 64 x 2^20, the final norm 2^20.
+  const double h = 1048576.0, params = 2 * (4 * h * h + 3 * h * 4194304.0 + 2 * h) + 2 * 64 * h + h;
+  const double gib = params * 4 / (1024.0 * 1024 * 1024);
+  try {
+    load_verifier(dir.str());
+    FAIL("a verifier needing terabytes was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::kUsage);
+    const std::string message = e.what();
+    INFO(message);
+    CHECK(message.rfind(config.string() + ": num_hidden_layers 2, hidden_size 1048576, intermediate_size 4194304, "
+                                           "vocab_size 64 need about " +
+                            std::to_string(static_cast<long long>(gib + 0.5)) +
+                            " GiB of float32 weights, more than this machine's ",
+                        0) == 0);
+  }
+  TransformerConfig huge = tiny_config();
+  huge.num_hidden_layers = 100000000;
+  huge.layer_types.clear();
+  CHECK_THROWS_WITH(VerifierModel(huge), Catch::Contains("verifier config: num_hidden_layers 100000000"));
 }

@@ -53,12 +53,13 @@ Sample sample_from_features(const TokenRow& row, const torch::Tensor& features) 
 
 OnlineFeatureSource::OnlineFeatureSource(VerifierModel verifier, std::vector<TokenRow> rows,
                                          std::vector<std::int64_t> aux_layer_ids, std::size_t cache_bytes,
-                                         std::int64_t max_tokens_per_call)
+                                         std::int64_t max_tokens_per_call, std::int64_t max_row_tokens)
     : verifier_(std::move(verifier)),
       rows_(std::move(rows)),
       layer_ids_(std::move(aux_layer_ids)),
       cache_bytes_(cache_bytes),
-      max_tokens_per_call_(std::max<std::int64_t>(1, max_tokens_per_call)) {
+      max_tokens_per_call_(std::max<std::int64_t>(1, max_tokens_per_call)),
+      max_row_tokens_(std::max<std::int64_t>(0, max_row_tokens)) {
   const auto n = verifier_->config().num_hidden_layers;
   for (auto id : layer_ids_) {
     if (id < 0 || id > n) fail_usage(cat("target layer id ", id, " is outside [0, ", n, "] for this verifier"));
@@ -67,6 +68,29 @@ OnlineFeatureSource::OnlineFeatureSource(VerifierModel verifier, std::vector<Tok
   check_token_range(rows_, verifier_->config().vocab_size, "data.jsonl");
   verifier_->eval();
   for (auto& p : verifier_->parameters()) p.set_requires_grad(false);
+  if (max_row_tokens_ > 0) {
+    std::size_t longer = 0, first = 0;
+    for (std::size_t i = rows_.size(); i-- > 0;) {
+      if (static_cast<std::int64_t>(rows_[i].input_ids.size()) > max_row_tokens_) ++longer, first = i;
+    }
+    if (longer > 0) {
+      log::warn(cat(longer, " data row(s) are longer than a packed row (the first: data.jsonl line ", rows_[first].line,
+                    ", ", rows_[first].input_ids.size(), " tokens); the verifier runs on their first ",
+                    max_row_tokens_, " tokens only, the rest is never trained on"));
+    }
+  }
+}
+
+// The row as the verifier sees it: clipped to max_row_tokens_ when longer.
+const TokenRow& OnlineFeatureSource::verifier_row(std::size_t index, std::vector<TokenRow>& clipped) const {
+  const TokenRow& row = rows_[index];
+  if (max_row_tokens_ == 0 || static_cast<std::int64_t>(row.input_ids.size()) <= max_row_tokens_) return row;
+  TokenRow& out = clipped.emplace_back();
+  const auto n = static_cast<std::ptrdiff_t>(max_row_tokens_);
+  out.input_ids.assign(row.input_ids.begin(), row.input_ids.begin() + n);
+  out.loss_mask.assign(row.loss_mask.begin(), row.loss_mask.begin() + std::min<std::ptrdiff_t>(n, static_cast<std::ptrdiff_t>(row.loss_mask.size())));
+  out.line = row.line;
+  return out;
 }
 
 std::int64_t OnlineFeatureSource::length(std::size_t index) const {
@@ -74,11 +98,13 @@ std::int64_t OnlineFeatureSource::length(std::size_t index) const {
 }
 
 void OnlineFeatureSource::compute(const std::vector<std::size_t>& indices) {
+  std::vector<TokenRow> clipped;
+  clipped.reserve(indices.size());  // verifier_row's references stay valid
   std::vector<const TokenRow*> rows;
-  for (auto i : indices) rows.push_back(&rows_[i]);
+  for (auto i : indices) rows.push_back(&verifier_row(i, clipped));
   auto features = verifier_features(*verifier_, rows, layer_ids_);
   for (std::size_t k = 0; k < indices.size(); ++k) {
-    Sample s = sample_from_features(rows_[indices[k]], features[k]);
+    Sample s = sample_from_features(*rows[k], features[k]);
     std::size_t bytes = 0;
     for (const auto& [key, v] : s.tensors) bytes += v.numel() * v.element_size();
     if (cached_bytes_ + bytes <= cache_bytes_) {
@@ -101,13 +127,14 @@ std::vector<Sample> OnlineFeatureSource::get(const std::vector<std::size_t>& ind
   std::vector<std::size_t> group;
   std::int64_t tokens = 0;
   for (auto i : missing) {
-    if (!group.empty() && tokens + length(i) > max_tokens_per_call_) {
+    const std::int64_t n = max_row_tokens_ > 0 ? std::min(length(i), max_row_tokens_) : length(i);
+    if (!group.empty() && tokens + n > max_tokens_per_call_) {
       compute(group);
       group.clear();
       tokens = 0;
     }
     group.push_back(i);
-    tokens += length(i);
+    tokens += n;
   }
   if (!group.empty()) compute(group);
   std::vector<Sample> out;

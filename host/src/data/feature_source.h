@@ -43,8 +43,11 @@ Sample sample_from_features(const TokenRow& row, const torch::Tensor& features);
 // get() is serialised: the verifier and the cache are shared.
 class OnlineFeatureSource : public FeatureSource {
  public:
+  // `max_row_tokens` (0: no limit) clips each row before the verifier runs: a packed row of
+  // --total-seq-len L tokens holds at most L tokens of one sample, and a preprocess that shifts by
+  // one reads one more, so the trainer passes L + 1 and a 200k-token row costs what L + 1 do.
   OnlineFeatureSource(VerifierModel verifier, std::vector<TokenRow> rows, std::vector<std::int64_t> aux_layer_ids,
-                      std::size_t cache_bytes, std::int64_t max_tokens_per_call);
+                      std::size_t cache_bytes, std::int64_t max_tokens_per_call, std::int64_t max_row_tokens = 0);
   std::size_t size() const override { return rows_.size(); }
   std::int64_t length(std::size_t index) const override;
   std::vector<Sample> get(const std::vector<std::size_t>& indices) override;
@@ -52,12 +55,14 @@ class OnlineFeatureSource : public FeatureSource {
 
  private:
   void compute(const std::vector<std::size_t>& indices);
+  const TokenRow& verifier_row(std::size_t index, std::vector<TokenRow>& clipped) const;
   VerifierModel verifier_;
   std::vector<TokenRow> rows_;
   std::vector<std::int64_t> layer_ids_;  // aux ids + the final layer
   std::size_t cache_bytes_;
   std::size_t cached_bytes_ = 0;
   std::int64_t max_tokens_per_call_;
+  std::int64_t max_row_tokens_;
   std::map<std::size_t, Sample> cache_;
   std::map<std::size_t, Sample> pending_;  // computed but over the cache budget
   std::mutex mutex_;

@@ -114,4 +114,13 @@ std::optional<Batch> Loader::next() {
   return std::nullopt;
 }
 
+void require_training_batches(const Loader& train, const std::string& jsonl, std::size_t rows,
+                              std::size_t train_rows, double train_data_ratio, int world_size) {
+  if (train.num_batches() > 0) return;
+  fail_data(cat(jsonl, ": nothing to train on: ", rows, " row(s), ", train_rows,
+                " in the training split with a supervised token (--train-data-ratio ", train_data_ratio, ")",
+                world_size > 1 ? cat(", and each of the ", world_size, " ranks needs at least one") : std::string(),
+                "; add rows or raise --train-data-ratio"));
+}
+
 }  // namespace speculators

@@ -75,4 +75,10 @@ class Loader {
   std::unique_ptr<OrderedPrefetcher> prefetcher_;
 };
 
+// Stops a run whose training split packs into no batch at all (too few rows for --train-data-ratio,
+// every row without a supervised token, fewer rows than ranks): exit code 4 naming data.jsonl and
+// the counts, before anything is trained or saved, rather than a checkpoint of untrained weights.
+void require_training_batches(const Loader& train, const std::string& jsonl, std::size_t rows,
+                              std::size_t train_rows, double train_data_ratio, int world_size);
+
 }  // namespace speculators

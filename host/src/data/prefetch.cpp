@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <system_error>
 
 #include "speculators/error.h"
 #include "speculators/log.h"
@@ -11,7 +12,21 @@ namespace speculators {
 
 OrderedPrefetcher::OrderedPrefetcher(int workers, std::size_t depth) : depth_(std::max<std::size_t>(1, depth)) {
   if (workers < 1) fail_usage(cat("num_workers must be >= 1 for a prefetcher, got ", workers));
-  for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { worker_loop(); });
+  try {
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { worker_loop(); });
+  } catch (const std::system_error& e) {
+    // The threads already started must be stopped and joined here: the destructor does not run
+    // for a constructor that throws, and a joinable std::thread would end the process.
+    const std::size_t started = threads_.size();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+    fail_usage(cat("--num-workers ", workers, ": could not start data worker thread ", started + 1, " (", e.what(),
+                   "); use fewer workers"));
+  }
 }
 
 OrderedPrefetcher::~OrderedPrefetcher() {

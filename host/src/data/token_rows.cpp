@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 
@@ -14,6 +15,15 @@
 namespace speculators {
 
 std::vector<TokenRow> read_data_jsonl(const std::string& path) {
+  // A FIFO or a device would block the open (and every read) for as long as nobody writes: only a
+  // regular file (or a link to one) is read.
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status)) {
+    fail_data(cat(path, ": not a regular file (",
+                  std::filesystem::is_directory(status) ? "a directory" : status.type() == std::filesystem::file_type::fifo ? "a FIFO" : "a device or socket",
+                  "); data.jsonl must be a file with one JSON object per line"));
+  }
   std::ifstream in(path);
   if (!in) fail_data(cat(path, ": cannot open (expected one JSON object per line with input_ids and loss_mask)"));
   std::vector<TokenRow> rows;

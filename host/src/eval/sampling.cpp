@@ -33,6 +33,11 @@ void validate_sample_options(const SampleOptions& o) {
 
 SampledSequences sample_sequences(VerifierModelImpl& verifier, const SampleOptions& o) {
   validate_sample_options(o);
+  const std::int64_t max_positions = verifier.config().max_position_embeddings;
+  if (o.seq_len > max_positions) {
+    fail_usage(cat("--seq-len ", o.seq_len, " is beyond the verifier's context: max_position_embeddings is ",
+                   max_positions, " (config.json); use at most that"));
+  }
   torch::NoGradGuard no_grad;
   const std::int64_t n = o.num_samples, t_len = o.seq_len, prompt = resolved_prompt_len(o);
   const std::int64_t vocab = verifier.config().vocab_size;

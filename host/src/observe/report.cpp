@@ -158,7 +158,12 @@ std::vector<Json> read_metrics_jsonl(const std::string& path) {
   std::string text;
   for (int number = 1; std::getline(in, text); ++number) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    Json line = Json::parse(text, cat(path, ":", number));
+    Json line;
+    try {
+      line = Json::parse(text, cat(path, ":", number));
+    } catch (const Error& e) {
+      fail_data(e.what());  // malformed, too deep, a number out of range: bad data, exit code 4
+    }
     if (!line.is_object()) fail_data(cat(path, ":", number, ": expected a JSON object per line"));
     lines.push_back(std::move(line));
   }

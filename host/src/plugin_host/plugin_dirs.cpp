@@ -61,6 +61,18 @@ std::optional<std::string> unsafe_path_reason(const std::string& path) {
   return unsafe_permissions_reason(path, info.st_mode, info.st_uid, ::geteuid(), group_private);
 }
 
+std::optional<std::string> unsafe_link_target_reason(const std::string& path) {
+  std::error_code ec;
+  const fs::path real = fs::canonical(path, ec);
+  if (ec) return std::nullopt;  // a missing file is reported by whoever opens it
+  const fs::path lexical = fs::absolute(path, ec).lexically_normal();
+  if (ec || real == lexical) return std::nullopt;
+  if (auto why = unsafe_path_reason(real.parent_path().string())) {
+    return cat(path, " (a link to ", real.string(), "): ", *why);
+  }
+  return std::nullopt;
+}
+
 std::string user_plugin_dir() {
   if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && xdg[0] == '/') {
     return (fs::path(xdg) / "speculators" / "plugins").string();

@@ -17,6 +17,11 @@ std::optional<std::string> unsafe_permissions_reason(const std::string& path, un
 // The same for a path on disk, with this process's effective uid and the group database.
 // A path that cannot be stat()ed gives a reason too.
 std::optional<std::string> unsafe_path_reason(const std::string& path);
+// For a plugin file reached through a symbolic link (the file itself, or a directory on its
+// path): the directory the link finally resolves to must pass unsafe_path_reason too, since whoever
+// can write there can replace the file. nullopt when `path` is no link or its target's directory
+// is safe.
+std::optional<std::string> unsafe_link_target_reason(const std::string& path);
 
 // The per-user plugin directory: $XDG_DATA_HOME/speculators/plugins, or
 // $HOME/.local/share/speculators/plugins; "" when neither variable is set. `plugins install`

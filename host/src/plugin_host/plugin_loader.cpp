@@ -242,6 +242,10 @@ bool PluginHost::check_before_open(const std::string& path, PluginRecord& record
     record.reason = cat("refusing to open ", *why);
     return false;
   }
+  if (auto why = unsafe_link_target_reason(path)) {
+    record.reason = cat("refusing to open ", *why);
+    return false;
+  }
   // A manifest next to the .so is checked before any of the plugin's code is mapped; a plugin
   // without one goes straight to the descriptor checks.
   const std::string manifest_path = plugin_manifest_path(path);

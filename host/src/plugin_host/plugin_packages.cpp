@@ -5,9 +5,7 @@
 #include "plugin_host/plugin_packages.h"
 
 #include <fcntl.h>
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,37 +17,17 @@
 #include <map>
 #include <system_error>
 
+#include "plugin_host/package_archive.h"
 #include "plugin_host/sha256.h"
 #include "speculators/error.h"
 #include "speculators/json.h"
 #include "speculators/log.h"
-
-extern char** environ;
 
 namespace speculators {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-// Runs argv[0] (searched in PATH) without a shell; stdout and stderr go to `log_path`.
-// Returns the exit status, or -1 when it could not be started.
-int run_quietly(const std::vector<std::string>& argv, const std::string& log_path) {
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) return -1;
-  int status = 0;
-  if (waitpid(pid, &status, 0) < 0) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 // A temporary directory removed when this goes out of scope.
 class ScratchDir {
@@ -71,45 +49,57 @@ class ScratchDir {
   fs::path path_;
 };
 
-// Unpacks a .tar.gz/.tgz (tar) or a .deb (dpkg-deb -x) into `into`.
-void extract_package(const std::string& package, const fs::path& into) {
-  const std::string log = (into.parent_path() / (into.filename().string() + ".log")).string();
-  const auto ends_with = [&](const std::string& suffix) {
-    return package.size() >= suffix.size() && package.compare(package.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  std::vector<std::string> argv;
-  if (ends_with(".deb")) {
-    argv = {"dpkg-deb", "-x", package, into.string()};
-  } else if (ends_with(".tar.gz") || ends_with(".tgz")) {
-    argv = {"tar", "-xzf", package, "-C", into.string(), "--no-same-owner", "--no-same-permissions"};
-  } else {
-    fail_usage(cat("plugin package ", package, ": expected a .tar.gz, .tgz or .deb file"));
-  }
-  const int rc = run_quietly(argv, log);
-  if (rc != 0) {
-    std::string why = rc < 0 ? cat("could not run ", argv[0]) : read_plugin_file(log);
-    std::replace(why.begin(), why.end(), '\n', ' ');
-    fail(cat("plugin package ", package, ": cannot unpack (", argv[0], "): ", why), ExitCode::kPlugin);
-  }
+constexpr std::uint64_t kMaxManifestBytes = 1 << 20;
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// The one manifest inside an unpacked package (top level for a .tar.gz, under the plugin
-// directory for a .deb).
-fs::path find_manifest(const fs::path& root, const std::string& package) {
-  std::vector<fs::path> found;
-  for (const auto& entry : fs::recursive_directory_iterator(root)) {
-    const std::string name = entry.path().filename().string();
-    // symlink_status: a link in a package is never followed out of it.
-    if (fs::is_regular_file(entry.symlink_status()) && name.size() > std::string(kManifestSuffix).size() &&
-        name.compare(name.size() - std::string(kManifestSuffix).size(), std::string::npos, kManifestSuffix) == 0) {
-      found.push_back(entry.path());
-    }
+std::string read_entry(const PackageEntry& entry, const ByteSource& content, const std::string& package) {
+  std::string text(static_cast<std::size_t>(entry.size), '\0');
+  std::size_t got = 0;
+  while (got < text.size()) {
+    const std::size_t k = content(text.data() + got, text.size() - got);
+    if (k == 0) fail(cat("plugin package ", package, ": truncated archive (in '", entry.path, "')"), ExitCode::kPlugin);
+    got += k;
   }
-  if (found.size() != 1) {
-    fail(cat("plugin package ", package, ": expected exactly one *", kManifestSuffix, ", found ", found.size()),
+  return text;
+}
+
+// First pass over the package: every entry is listed and checked (package_archive.h) and the one
+// manifest (top level for a .tar.gz, under the plugin directory for a .deb) is read into memory.
+// Nothing is written. Returns the manifest's path in the package and its bytes.
+std::pair<std::string, std::string> list_and_read_manifest(const std::string& package,
+                                                           std::vector<PackageEntry>& entries) {
+  std::vector<std::pair<std::string, std::string>> manifests;
+  entries = read_package(package, [&](const PackageEntry& entry, const ByteSource& content) {
+    const std::string file = fs::path(entry.path).filename().string();
+    if (file.size() <= std::string(kManifestSuffix).size() || !ends_with(file, kManifestSuffix)) return;
+    if (entry.size > kMaxManifestBytes) {
+      fail(cat("plugin package ", package, ": manifest '", entry.path, "' is ", entry.size, " bytes (limit ",
+               kMaxManifestBytes, ")"), ExitCode::kPlugin);
+    }
+    manifests.emplace_back(entry.path, read_entry(entry, content, package));
+  });
+  if (manifests.size() != 1) {
+    fail(cat("plugin package ", package, ": expected exactly one *", kManifestSuffix, ", found ", manifests.size()),
          ExitCode::kPlugin);
   }
-  return found.front();
+  return manifests.front();
+}
+
+// Second pass: only the entry `wanted` is written, to `to` (its size was bounded by the first).
+void extract_entry(const std::string& package, const std::string& wanted, const fs::path& to) {
+  bool written = false;
+  read_package(package, [&](const PackageEntry& entry, const ByteSource& content) {
+    if (entry.path != wanted) return;
+    std::ofstream out(to, std::ios::binary);
+    std::vector<char> buffer(1 << 16);
+    for (std::size_t k; (k = content(buffer.data(), buffer.size())) > 0;) out.write(buffer.data(), static_cast<std::streamsize>(k));
+    if (!out.flush()) fail(cat("cannot write ", to.string()), ExitCode::kPlugin);
+    written = true;
+  });
+  if (!written) fail(cat("plugin package ", package, ": '", wanted, "' changed while it was read"), ExitCode::kPlugin);
 }
 
 // Copies `from` to `to` through a temporary file in to's directory and a rename, so that a
@@ -135,31 +125,41 @@ void copy_atomically(const fs::path& from, const fs::path& to, fs::perms perms) 
 
 PluginManifest install_plugin_package(const std::string& package, const std::string& dir,
                                       const HostFingerprint& host) {
-  std::error_code ec;
-  if (!fs::is_regular_file(package, ec)) fail_usage(cat("plugin package ", package, ": no such file"));
-  const fs::path package_path = fs::absolute(package);
+  std::error_code package_ec;
+  if (!fs::is_regular_file(package, package_ec)) fail_usage(cat("plugin package ", package, ": no such file"));
+  // Everything is checked before anything is written: the listing (paths, types, sizes), then the
+  // manifest against this host, then the .so's sha256.
+  std::vector<PackageEntry> entries;
+  const auto [manifest_entry, manifest_text] = list_and_read_manifest(package, entries);
   ScratchDir scratch(fs::temp_directory_path());
-  const fs::path unpacked = scratch.path() / "unpacked";
-  fs::create_directory(unpacked);
-  extract_package(package_path.string(), unpacked);
-
-  // Everything is checked before anything is copied.
-  const fs::path manifest_file = find_manifest(unpacked, package);
+  const fs::path manifest_file = scratch.path() / fs::path(manifest_entry).filename();
+  {
+    std::ofstream out(manifest_file, std::ios::binary);
+    out << manifest_text;
+    if (!out.flush()) fail(cat("cannot write ", manifest_file.string()), ExitCode::kPlugin);
+  }
   PluginManifest manifest = read_plugin_manifest(manifest_file.string());
   if (auto why = check_manifest(manifest, host)) {
     fail(cat("plugin package ", package, " (", manifest.name, " ", manifest.version, ") does not fit this host: ", *why),
          ExitCode::kPlugin);
   }
-  const fs::path so = manifest_file.parent_path() / manifest.library;
-  if (!fs::is_regular_file(fs::symlink_status(so, ec))) {
+  const std::string parent = fs::path(manifest_entry).parent_path().string();
+  const std::string library_entry = parent.empty() ? manifest.library : parent + "/" + manifest.library;
+  const bool listed = std::any_of(entries.begin(), entries.end(), [&](const PackageEntry& e) {
+    return e.path == library_entry && !e.directory;
+  });
+  if (!listed) {
     fail(cat("plugin package ", package, ": ", manifest.library, " is missing or not a regular file"), ExitCode::kPlugin);
   }
+  const fs::path so = scratch.path() / manifest.library;
+  extract_entry(package, library_entry, so);
   if (const std::string actual = sha256_file_hex(so.string()); actual != manifest.sha256) {
     fail(cat("plugin package ", package, ": ", manifest.library, " does not match its manifest: sha256 ", actual,
              " != ", manifest.sha256, " (corrupted or altered package)"),
          ExitCode::kPlugin);
   }
 
+  std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir)) fail(cat("cannot create plugin directory ", dir, ": ", ec.message()), ExitCode::kPlugin);
   if (auto why = unsafe_path_reason(dir)) fail(cat("refusing to install into ", *why), ExitCode::kPlugin);

@@ -14,10 +14,11 @@
 namespace speculators {
 
 // Installs a package (.tar.gz/.tgz made by speculators_add_plugin(... PACKAGE), or its .deb)
-// into `dir`, creating it if needed: extracts it to a temporary directory, reads the one
-// manifest, checks it against `host` and the .so's sha256, then copies the .so and the manifest
-// in, each under a temporary name renamed into place. Nothing is written to `dir` when a check
-// fails. Throws Error(kPlugin) with a one-line reason (kUsage for a missing package file).
+// into `dir`, creating it if needed: lists the archive without unpacking it (package_archive.h:
+// only regular files and directories with relative paths, bounded count and size), reads the one
+// manifest, checks it against `host`, unpacks only the .so to a temporary directory and checks
+// its sha256, then copies the .so and the manifest in, each under a temporary name renamed into
+// place. Nothing is written to `dir` when a check fails. Throws Error(kPlugin) with a one-line reason (kUsage for a missing package file).
 PluginManifest install_plugin_package(const std::string& package, const std::string& dir,
                                       const HostFingerprint& host = HostFingerprint::current());
 

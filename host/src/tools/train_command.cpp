@@ -275,6 +275,7 @@ TrainingData open_training_data(const TrainOptions& options, const Algorithm& al
   const std::string source = resolved_data_source(opt);
   const std::string jsonl = (fs::path(data_path) / "data.jsonl").string();
   auto rows = read_data_jsonl(jsonl);
+  const std::size_t rows_count = rows.size();
   check_token_range(rows, ctx.verifier.vocab_size, jsonl);
   auto bad = std::make_shared<BadSampleLog>(parse_bad_sample_policy(opt.on_bad_sample));
   auto [train_idx, val_idx] = split_rows(rows.size(), opt.train_data_ratio);
@@ -291,7 +292,7 @@ TrainingData open_training_data(const TrainOptions& options, const Algorithm& al
     verifier->to(device.device, device.hidden_states_dtype);  // features come back to host memory
     data.features = std::make_unique<OnlineFeatureSource>(
         verifier, std::move(rows), model.target_layer_ids(),
-        static_cast<std::size_t>(opt.feature_cache_mb) << 20, total_len);
+        static_cast<std::size_t>(opt.feature_cache_mb) << 20, total_len, total_len + 1);
   }
   const auto seed = static_cast<std::uint64_t>(options.seed);
   LoaderOptions loading;
@@ -303,6 +304,8 @@ TrainingData open_training_data(const TrainOptions& options, const Algorithm& al
   data.train = std::make_unique<Loader>(*data.features, algorithm, train_idx, total_len, opt.noise_std, seed, true,
                                         loading);
   data.val = std::make_unique<Loader>(*data.features, algorithm, val_idx, total_len, 0.0, seed, false, loading);
+  require_training_batches(*data.train, jsonl, rows_count, train_idx.size(), opt.train_data_ratio,
+                           comm.world_size());
   log::info(cat("data: ", train_idx.size(), " train rows, ", val_idx.size(), " validation rows, ",
                 data.train->num_batches(), " packed rows of ", total_len, " tokens per epoch",
                 comm.world_size() > 1 ? " per rank" : "", " (", source, " source, ", loading.num_workers,

@@ -1,8 +1,13 @@
 // The host's data path: data.jsonl reading, split, collate and packing.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <set>
 
 #include "data/loader.h"
@@ -58,6 +63,24 @@ TEST_CASE("data.jsonl rows are read, and bad rows name file and line", "[data]")
   CHECK_THAT(error_of([&] { read_data_jsonl(huge); }), Catch::StartsWith(huge + ":2: invalid JSON"));
   const std::string deep = write_text("deep.jsonl", "{\"input_ids\": " + std::string(40000, '[') + std::string(40000, ']') + "}\n");
   CHECK_THAT(error_of([&] { read_data_jsonl(deep); }), Catch::StartsWith(deep + ":1: input_ids and loss_mask must be lists of integers"));
+}
+
+TEST_CASE("a data.jsonl that is a FIFO or a directory is refused at once, never waited on", "[data]") {
+  const auto dir = fs::temp_directory_path() / ("speculators_data_fifo_" + std::to_string(::getpid()));
+  fs::create_directories(dir / "data.jsonl.d");
+  const std::string fifo = (dir / "data.jsonl").string();
+  fs::remove(fifo);
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  auto result = std::async(std::launch::async, [&] { return error_of([&] { read_data_jsonl(fifo); }); });
+  if (result.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+    std::ofstream unblock(fifo);  // lets the blocked open return so the test can end
+    FAIL("read_data_jsonl waited on a FIFO");
+  }
+  CHECK(result.get() == fifo + ": not a regular file (a FIFO); data.jsonl must be a file with one JSON object per line");
+  const std::string directory = (dir / "data.jsonl.d").string();
+  CHECK(error_of([&] { read_data_jsonl(directory); }) ==
+        directory + ": not a regular file (a directory); data.jsonl must be a file with one JSON object per line");
+  fs::remove_all(dir);
 }
 
 TEST_CASE("the split is contiguous with floor(N * ratio) train rows", "[data]") {

@@ -207,3 +207,33 @@ TEST_CASE("the files and online sources give the same batches", "[datagen][files
     }
   }
 }
+
+// A row longer than the packed row is clipped before the verifier runs: its sample holds the
+// first max_row_tokens tokens, with the features the verifier gives for those tokens alone
+// (causal attention: later tokens cannot change them), computed here on the short row directly.
+TEST_CASE("online: a row longer than the packed row reaches the verifier clipped", "[data][online]") {
+  const auto f = make_fixture("online_clip");
+  TokenRow long_row;
+  for (int t = 0; t < 20000; ++t) {
+    long_row.input_ids.push_back((t * 7) % 64);
+    long_row.loss_mask.push_back(1);
+  }
+  TokenRow head = long_row;
+  head.input_ids.resize(17);
+  head.loss_mask.resize(17);
+  OnlineFeatureSource online(load_verifier(f.verifier_dir), {long_row, f.rows[0]}, {1, 2}, 1 << 20, 64, 17);
+  const auto samples = online.get({0, 1});
+  REQUIRE(samples.size() == 2);
+  CHECK(online.length(0) == 20000);  // packing still sees the row's own length
+  const auto& clipped = samples[0].tensors;
+  REQUIRE(clipped.at("input_ids").size(0) == 17);
+  CHECK(clipped.at("loss_mask").size(0) == 17);
+  CHECK(samples[1].tensors.at("input_ids").size(0) == static_cast<std::int64_t>(f.rows[0].input_ids.size()));
+
+  VerifierModel verifier = load_verifier(f.verifier_dir);
+  verifier->eval();
+  const auto direct = verifier_features(*verifier, {&head}, {1, 2, 4})[0];  // [17, 3, H]
+  CHECK(torch::equal(clipped.at("input_ids"), torch::tensor(head.input_ids, torch::kInt64)));
+  CHECK(torch::allclose(clipped.at("hidden_states"), direct.narrow(1, 0, 2).reshape({17, -1}), 1e-5, 1e-6));
+  CHECK(torch::allclose(clipped.at("verifier_last_hidden_states"), direct.select(1, 2), 1e-5, 1e-6));
+}

@@ -2,12 +2,17 @@
 // workers: the plan of every rank, and batches that are the same with and without workers, also
 // resumed mid-epoch.
 #include <catch2/catch.hpp>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <numeric>
 #include <set>
 
 #include "data/loader.h"
 #include "data/packing.h"
+#include "data/prefetch.h"
 #include "data_util.h"
 #include "speculators/error.h"
 
@@ -229,4 +234,39 @@ TEST_CASE("resharded packing: the rest of an epoch for another world size", "[da
       }
     }
   }
+}
+
+// Thread creation fails when the address space has no room for more thread stacks. In a child
+// (the limit must not reach this process) the prefetcher's constructor must throw a usage error
+// naming --num-workers, after joining the threads it did start, and never hang or terminate.
+TEST_CASE("a worker thread that cannot start is a usage error, not a hang", "[data][prefetch]") {
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::alarm(20);  // a deadlock ends as SIGALRM
+    long pages = 0;
+    if (FILE* statm = std::fopen("/proc/self/statm", "r")) {
+      if (std::fscanf(statm, "%ld", &pages) != 1) pages = 0;
+      std::fclose(statm);
+    }
+    const rlim_t room = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + (64u << 20);
+    const struct rlimit limit {room, room};
+    if (pages == 0 || ::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(10);
+    try {
+      OrderedPrefetcher prefetcher(256, 1);  // 256 stacks of 8 MiB do not fit in 64 MiB
+      ::_exit(11);
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      const bool ok = e.code() == ExitCode::kUsage && message.rfind("--num-workers 256: could not start data worker thread ", 0) == 0 &&
+                      message.find("; use fewer workers") != std::string::npos && message.find('\n') == std::string::npos;
+      ::_exit(ok ? 0 : 12);
+    } catch (...) {
+      ::_exit(13);
+    }
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  INFO("child status " << status);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }

@@ -9,6 +9,7 @@
 #include "eval/sampling.h"
 #include "speculators/error.h"
 #include "speculators/json.h"
+#include "speculators/log.h"
 #include "tools/make_verifier.h"
 
 using namespace speculators;
@@ -140,4 +141,26 @@ TEST_CASE("a made verifier is peaked and driven mostly by the last token", "[dat
       made.model->forward(s.input_ids.reshape({-1, 1}), torch::Tensor(), torch::Tensor(), {}).logits.argmax(-1).view({8, 24});
   const double agree = full.eq(alone).to(torch::kDouble).mean().item<double>();
   CHECK(agree > 0.8);
+}
+
+TEST_CASE("sample --seq-len beyond the verifier's max_position_embeddings is a usage error", "[datagen]") {
+  torch::manual_seed(4);
+  VerifierModel m(make_verifier_config(tiny_options()));
+  const std::int64_t limit = m->config().max_position_embeddings;
+  SampleOptions o;
+  o.num_samples = 1;
+  o.seq_len = 100000000;
+  o.prompt_len = 4;
+  try {
+    sample_sequences(*m, o);
+    FAIL("a 100,000,000-token sequence was started");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::kUsage);
+    CHECK(std::string(e.what()) == cat("--seq-len 100000000 is beyond the verifier's context: max_position_embeddings is ",
+                                       limit, " (config.json); use at most that"));
+  }
+  o.seq_len = limit;  // the limit itself is fine
+  o.num_samples = 1;
+  o.prompt_len = limit - 2;
+  CHECK(sample_sequences(*m, o).input_ids.size(1) == limit);
 }

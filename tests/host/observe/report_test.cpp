@@ -35,6 +35,18 @@ TEST_CASE("a malformed metrics.jsonl is reported with its file and line", "[repo
     CHECK(e.code() == ExitCode::kData);
     CHECK(std::string(e.what()).find("metrics.jsonl:3") != std::string::npos);
   }
+  // Lines that nest 50,000 levels deep or hold a number no double holds: data errors too, named.
+  for (const std::string& bad : {"{\"a\":" + std::string(50000, '[') + std::string(50000, ']') + "}",
+                                 std::string("{\"global_step\": 1e400}")}) {
+    std::ofstream(dir.file("metrics.jsonl")) << "{\"global_step\": 0}\n" << bad << "\n";
+    try {
+      write_run_report(dir.path());
+      FAIL("no error for " << bad.substr(0, 20));
+    } catch (const Error& e) {
+      CHECK(e.code() == ExitCode::kData);
+      CHECK(std::string(e.what()).rfind(dir.file("metrics.jsonl") + ":2: invalid JSON", 0) == 0);
+    }
+  }
   std::ofstream(dir.file("metrics.jsonl")) << "{\"global_step\": 0, \"train/loss\": 1.5}\n";
   CHECK(write_run_report(dir.path()) == dir.file("report.html"));
   CHECK(run_report_command({}) == static_cast<int>(ExitCode::kUsage));

@@ -177,7 +177,7 @@ TEST_CASE("packages: altered, empty or unreadable packages are refused before co
   const std::string not_gzip = temp.file("junk.tar.gz");
   e = error_of([&] { install_plugin_package(not_gzip, dir, cpu_host()); });
   CHECK(e.code() == ExitCode::kPlugin);
-  CHECK(std::string(e.what()).rfind(cat("plugin package ", not_gzip, ": cannot unpack (tar): "), 0) == 0);
+  CHECK(std::string(e.what()).rfind(cat("plugin package ", not_gzip, ": cannot unpack (gzip): "), 0) == 0);
 
   e = error_of([&] { install_plugin_package(temp.file("plugin.zip"), dir, cpu_host()); });
   CHECK(e.code() == ExitCode::kUsage);

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# End-to-end cases of inputs a careless or hostile user gives the real executables of a build
+# tree; each must end with the documented exit code and one line naming the file, key or value:
+#   hostile_inputs.sh BUILD_DIR SOURCE_DIR CASE
+#   tar_bomb           `plugins install` of a package whose header claims 2 GiB: exit 3 from the
+#                      listing, no temporary directory left, nothing installed.
+#   linked_plugin      a plugin .so linked from a directory others can write to is listed
+#                      rejected by --list-plugins; the good plugins stay ok.
+#   verifier_files     a verifier without lm_head.weight (and no tie_word_embeddings), a config.json
+#                      nested 50,000 levels deep, one claiming 1,000,000 layers: exit 4, 2
+#                      and 2 before any training step, nothing saved.
+#   data_sizes         zero training rows: exit 4 and no checkpoint; a 200,000-token row trains in
+#                      bounded time (clipped before the verifier); sample --seq-len beyond
+#                      max_position_embeddings: exit 2.
+set -euo pipefail
+BUILD=$(cd "$1" && pwd); CASE=$3
+BIN=$BUILD/bin
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/speculators-hostile-$CASE.XXXXXX")
+trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
+cd "$WORK"
+
+fail() { echo "FAIL [$CASE]: $*" >&2; exit 1; }
+expect_code() {  # expect_code CODE command...: also one error line, no backtrace
+  local want=$1; shift
+  local runner=(timeout -k 5 300)
+  [ "$(type -t "$1")" != function ] || runner=()  # train wraps its own timeout
+  set +e; "${runner[@]}" "$@" >"$WORK/out.txt" 2>"$WORK/err.txt"; local got=$?; set -e
+  if [ "$got" != "$want" ]; then
+    cat "$WORK/out.txt" "$WORK/err.txt" >&2
+    fail "expected exit $want, got $got from: $*"
+  fi
+  if grep -q -E 'Exception raised from|frame #[0-9]|terminate called' "$WORK/err.txt"; then
+    cat "$WORK/err.txt" >&2; fail "a raw exception or backtrace reached the user"
+  fi
+}
+expect_text() {  # expect_text FILE PATTERN
+  grep -q -E -- "$2" "$1" || { cat "$1" >&2; fail "no line matching '$2' in $1"; }
+}
+inputs() {
+  "$BIN/speculators-datagen" make-verifier --arch llama --hidden-size 32 --num-layers 2 --vocab-size 128 \
+    --out V --seed 0 >/dev/null
+  "$BIN/speculators-datagen" sample --verifier V --num-samples 16 --seq-len 24 --prompt-len 8 --out D \
+    --seed 0 >/dev/null
+}
+train() {  # train VERIFIER DATA SAVE args...
+  local v=$1 d=$2 s=$3; shift 3
+  timeout -k 5 300 "$BIN/speculators-train" --speculator-type myalgo --verifier-name-or-path "$v" --data-path "$d" \
+    --save-path "$s" --epochs 1 --total-seq-len 64 --num-threads 1 --logger= "$@"
+}
+PY=python3
+
+case "$CASE" in
+  tar_bomb)
+    # A ustar header claiming 2 GiB (written by Python's tarfile from a stream of zeros that is
+    # cut short: the listing must stop at the header, never read the content).
+    $PY - <<'PY'
+import gzip, io, tarfile
+info = tarfile.TarInfo("bomb.bin"); info.size = 2 << 30
+header = info.tobuf(format=tarfile.GNU_FORMAT)
+with gzip.open("bomb.tar.gz", "wb", compresslevel=1) as out:
+    out.write(header + bytes(1 << 20))
+PY
+    mkdir tmp
+    expect_code 3 env TMPDIR="$WORK/tmp" "$BIN/speculators-train" plugins install bomb.tar.gz --plugin-dir "$WORK/P"
+    expect_text "$WORK/err.txt" "plugin package bomb.tar.gz: entry 'bomb.bin' would bring the content past 1024 MiB \\(2147483648 bytes\\); refusing to unpack it"
+    [ ! -e "$WORK/P" ] || fail "the refused package created $WORK/P"
+    [ -z "$(ls -A "$WORK/tmp")" ] || fail "left behind in TMPDIR: $(ls -A "$WORK/tmp")"
+    ;;
+  linked_plugin)
+    mkdir -m 777 open; mkdir -m 755 P
+    cp "$BUILD/plugins/myalgo.so" open/; chmod 644 open/myalgo.so
+    ln -s "$WORK/open/myalgo.so" P/myalgo.so
+    expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/P" --list-plugins
+    expect_text "$WORK/out.txt" "myalgo .*$WORK/P/myalgo.so +rejected: refusing to open $WORK/P/myalgo.so \\(a link to $WORK/open/myalgo.so\\): $WORK/open is writable by"
+    expect_text "$WORK/out.txt" "eagle3 .* ok"
+    ;;
+  verifier_files)
+    inputs
+    cp -r V VN
+    $PY - VN/model.safetensors <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", raw[:8])[0]
+header = json.loads(raw[8:8 + n]); del header["lm_head.weight"]
+text = json.dumps(header).encode(); text += b" " * (-len(text) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+PY
+    expect_code 4 train VN D S1
+    expect_text "$WORK/err.txt" "VN/model.safetensors: tensor 'lm_head.weight' is missing and VN/config.json does not set \"tie_word_embeddings\": true"
+    [ ! -e S1/0 ] || fail "a checkpoint was saved"
+    cp -r V VD
+    $PY -c 'import sys; sys.stdout.write("{\"a\":" + "[" * 50000 + "]" * 50000 + "}")' > VD/config.json
+    expect_code 2 train VD D S2
+    expect_text "$WORK/err.txt" "VD/config.json: invalid JSON: nested deeper than"
+    cp -r V VL
+    sed -i 's/"num_hidden_layers": *[0-9]*/"num_hidden_layers": 1000000/' VL/config.json
+    expect_code 2 train VL D S3
+    expect_text "$WORK/err.txt" "VL/config.json: num_hidden_layers 1000000 is more than any decoder this trainer builds \\(at most 10000\\)"
+    ;;
+  data_sizes)
+    inputs
+    mkdir DZ; head -1 D/data.jsonl > DZ/data.jsonl
+    expect_code 4 train V DZ SZ
+    expect_text "$WORK/err.txt" "DZ/data.jsonl: nothing to train on: 1 row\\(s\\), 0 in the training split"
+    [ -z "$(ls SZ 2>/dev/null | grep -E '^[0-9]+$')" ] || fail "an untrained checkpoint was saved: $(ls SZ)"
+    mkdir DL
+    $PY -c 'import json; print(json.dumps({"input_ids": [i % 128 for i in range(200000)]}))' > DL/data.jsonl
+    cat D/data.jsonl >> DL/data.jsonl
+    start=$SECONDS
+    expect_code 0 train V DL SL
+    [ $((SECONDS - start)) -lt 120 ] || fail "a 200,000-token row took $((SECONDS - start)) s"
+    expect_text "$WORK/err.txt" "1 data row\\(s\\) are longer than a packed row \\(the first: data.jsonl line 1, 200000 tokens\\); the verifier runs on their first 65 tokens only"
+    expect_code 2 "$BIN/speculators-datagen" sample --verifier V --num-samples 1 --seq-len 100000000 --out DS
+    expect_text "$WORK/err.txt" "--seq-len 100000000 is beyond the verifier's context: max_position_embeddings is 4096"
+    ;;
+  *) fail "unknown case $CASE" ;;
+esac
+echo "ok [$CASE]"

@@ -17,10 +17,11 @@ BUILD=$(cd "$1" && pwd); CASE=$3
 BIN=$BUILD/bin
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/speculators-hostile-$CASE.XXXXXX")
 trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
+# shellcheck source=lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 cd "$WORK"
 
-fail() { echo "FAIL [$CASE]: $*" >&2; exit 1; }
-expect_code() {  # expect_code CODE command...: also one error line, no backtrace
+expect_code() {  # expect_code CODE command...: also one error line, no backtrace (lib.sh's, bounded)
   local want=$1; shift
   local runner=(timeout -k 5 300)
   [ "$(type -t "$1")" != function ] || runner=()  # train wraps its own timeout
@@ -32,9 +33,6 @@ expect_code() {  # expect_code CODE command...: also one error line, no backtrac
   if grep -q -E 'Exception raised from|frame #[0-9]|terminate called' "$WORK/err.txt"; then
     cat "$WORK/err.txt" >&2; fail "a raw exception or backtrace reached the user"
   fi
-}
-expect_text() {  # expect_text FILE PATTERN
-  grep -q -E -- "$2" "$1" || { cat "$1" >&2; fail "no line matching '$2' in $1"; }
 }
 inputs() {
   "$BIN/speculators-datagen" make-verifier --arch llama --hidden-size 32 --num-layers 2 --vocab-size 128 \

@@ -27,18 +27,8 @@ BIN=$BUILD/bin
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/speculators-contract-$CASE.XXXXXX")
 trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 
-fail() { echo "FAIL [$CASE]: $*" >&2; exit 1; }
-expect_code() {  # expect_code CODE command...
-  local want=$1; shift
-  set +e; "$@" >"$WORK/out.txt" 2>"$WORK/err.txt"; local got=$?; set -e
-  if [ "$got" != "$want" ]; then
-    cat "$WORK/out.txt" "$WORK/err.txt" >&2
-    fail "expected exit $want, got $got from: $*"
-  fi
-}
-expect_text() {  # expect_text FILE PATTERN
-  grep -q -E -- "$2" "$1" || { cat "$1" >&2; fail "no line matching '$2' in $1"; }
-}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # A tiny verifier (vocabulary 128) and on-policy data of our own: the case changes the data directory.
 inputs() {

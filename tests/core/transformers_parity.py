@@ -257,8 +257,10 @@ def check_logits(verifier_dir, logits_path):
 def main(argv):
     if len(argv) >= 2 and argv[0] == "make":
         out = argv[1]
-        os.makedirs(out, exist_ok=True)
         wanted = set(argv[2:])
+        if not wanted:  # every case: a case left from an earlier run of this script must not be compared
+            shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out, exist_ok=True)
         for name, (cls, kwargs, options) in cases().items():
             if not wanted or name in wanted:
                 make_case(out, name, cls, kwargs, options)

@@ -226,6 +226,11 @@ BuildContext make_build_context(const TrainOptions& options, std::string& vocab_
   ctx.verifier_name = verifier_dir;
   ctx.vocab = resolve_vocab(options.vocab, ctx.verifier, data_path, vocab_built_from);
   ctx.args = options.job;
+  // --draft-vocab-size without a mapping or frequencies fell back to the full vocabulary (see
+  // resolve_vocab): the draft is built for that vocabulary, as the reference does.
+  if (options.vocab.draft_vocab_size && ctx.vocab.empty()) {
+    ctx.args.set("draft_vocab_size", Json(static_cast<long long>(ctx.verifier.vocab_size)));
+  }
   return ctx;
 }
 

@@ -81,14 +81,16 @@ TEST_CASE("an 8B-shaped dry run writes exactly the tensor table of llama31.h", "
   write_zero_safetensors(work / "verifier" / "model.safetensors", {{"lm_head.weight", {128256, 4096}},
                                                                    {"model.embed_tokens.weight", {128256, 4096}},
                                                                    {"model.norm.weight", {4096}}});
-  // Token counts for the draft vocabulary come from data.jsonl.
   std::ofstream(work / "data" / "data.jsonl") << R"({"input_ids": [128000, 9906, 1917, 128009], "loss_mask": [0, 1, 1, 1]})"
                                               << "\n";
+  // Token counts for the draft vocabulary (a JSON object of id -> count, one of the formats
+  // --token-freq-path reads).
+  std::ofstream(work / "data" / "freq.json") << R"({"9906": 1, "1917": 1, "128009": 1})";
 
   const std::string command = std::string("\"") + SPECULATORS_TRAIN_EXE + "\" --speculator-type eagle3" +
                               " --verifier-name-or-path " + (work / "verifier").string() +
                               " --data-path " + (work / "data").string() + " --save-path " +
-                              (work / "out").string() + " --draft-vocab-size 32000 --dry-run";
+                              (work / "out").string() + " --draft-vocab-size 32000 --token-freq-path " + (work / "data" / "freq.json").string() + " --dry-run";
   INFO(command);
   REQUIRE(std::system(command.c_str()) == 0);
 

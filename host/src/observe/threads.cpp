@@ -1,6 +1,7 @@
 // See threads.h.
 #include "observe/threads.h"
 
+#include <dlfcn.h>
 #include <sched.h>
 #include <torch/torch.h>
 
@@ -8,6 +9,19 @@
 #include <thread>
 
 namespace speculators {
+
+namespace {
+
+using SetThreads = void (*)(int);
+using GetThreads = int (*)();
+
+// OpenBLAS's entry points, when the process has loaded it (through LibTorch's BLAS dependency).
+template <typename F>
+F openblas_symbol(const char* name) {
+  return reinterpret_cast<F>(::dlsym(RTLD_DEFAULT, name));
+}
+
+}  // namespace
 
 int available_cpus() {
   cpu_set_t set;
@@ -20,13 +34,33 @@ int available_cpus() {
   return hw > 0 ? static_cast<int>(hw) : 1;
 }
 
-int apply_num_threads(int requested) {
+int blas_threads() {
+  const auto get = openblas_symbol<GetThreads>("openblas_get_num_threads");
+  return get != nullptr ? get() : -1;
+}
+
+bool set_blas_threads(int n) {
+  const auto set = openblas_symbol<SetThreads>("openblas_set_num_threads");
+  if (set == nullptr) return false;
+  set(n);
+  return true;
+}
+
+int default_blas_threads(int intra_op) { return intra_op; }
+
+int apply_num_threads(int requested, int blas_requested) {
   if (requested > 0) {
     torch::set_num_threads(requested);
   } else if (std::getenv("OMP_NUM_THREADS") == nullptr) {
     torch::set_num_threads(available_cpus());
   }
-  return torch::get_num_threads();
+  const int intra_op = torch::get_num_threads();
+  if (blas_requested > 0) {
+    set_blas_threads(blas_requested);
+  } else if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr && std::getenv("GOTO_NUM_THREADS") == nullptr) {
+    set_blas_threads(default_blas_threads(intra_op));
+  }
+  return intra_op;
 }
 
 }  // namespace speculators

@@ -60,12 +60,31 @@ int run_main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--plugin-dir", plugin_dirs, "extra plugin directory (repeatable)");
+  std::string compare, python, script = SPECULATORS_BENCH_REFERENCE_SCRIPT;
+  app.add_option("--compare", compare,
+                 "reference: also time the reference's own EAGLE-3 training step (speculators' Eagle3DraftModel, "
+                 "in the test venv's Python) at the same shape, weights and row, and print the ratio")
+      ->check(CLI::IsMember({"reference"}));
+  app.add_option("--python", python,
+                 "Python with the reference installed (default: $SPECULATORS_TEST_PYTHON, $SPECULATORS_VENV/bin/python, "
+                 "~/.cache/speculators/venv/bin/python)");
+  app.add_option("--reference-script", script, "the reference step script")->capture_default_str();
   app.add_flag("--json", json, "one JSON object per result on stdout instead of the table");
   CLI11_PARSE(app, argc, argv);
   try {
     options.device = resolve_training_device(device, precision.empty() ? Json() : Json(precision), Json(), 0,
                                              cuda_info());
     apply_num_threads(threads, blas);
+    if (!compare.empty()) {
+      if (!options.device.device.is_cpu()) fail_usage("--compare reference: the reference step runs on the CPU; use --device cpu");
+      ReferenceOptions ref;
+      ref.python = python;
+      ref.script = script;
+      ref.warmup = options.warmup;
+      ref.iters = options.iters;
+      reference_python(ref);  // a missing interpreter is reported before any work
+      options.reference = ref;
+    }
     std::vector<Shape> chosen;
     for (const auto& n : shape_names) {
       auto it = std::find_if(shapes().begin(), shapes().end(), [&](const Shape& s) { return s.name == n; });

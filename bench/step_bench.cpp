@@ -163,6 +163,16 @@ Result run_step_bench(const Algorithm& algorithm, const std::string& name, const
   r.shape = shape.name;
   r.device = dev.device.str();
   r.precision = dev.bf16 ? "bf16" : "fp32";
+  if (options.reference) {
+    if (name != "eagle3") {
+      log::warn(cat("--compare reference: the reference has no step for ", name, "; only eagle3 is compared"));
+    } else {
+      ReferenceOptions ref = *options.reference;
+      ref.threads = torch::get_num_threads();
+      r.reference = run_reference_step(*model, batch, shape.ttt_steps, ref, work / ("reference_" + shape.name));
+      r.reference["speedup"] = r.reference.at("step_s").as_double() / r.step_s;
+    }
+  }
   r.threads = torch::get_num_threads();
   r.blas_threads = blas_threads();
   r.peak_rss_mib = peak_rss_mib();
@@ -204,7 +214,8 @@ Json to_json(const Result& r) {
                        {"matmul_time_share", r.matmul_time_share},
                        {"top_other_ops", top},
                        {"peak_rss_mib", r.peak_rss_mib},
-                       {"peak_device_memory_mib", r.peak_device_mib >= 0 ? Json(r.peak_device_mib) : Json()}});
+                       {"peak_device_memory_mib", r.peak_device_mib >= 0 ? Json(r.peak_device_mib) : Json()},
+                       {"reference", r.reference}});
 }
 
 void print_header(const StepBenchOptions& options, int threads, int blas) {
@@ -223,6 +234,20 @@ void print_row(const Result& r) {
               r.step.min(), r.step.max(), std::min(r.rate_before.min(), r.rate_after.min()),
               r.reference_gflops, r.rate_before.max(), r.rate_after.max());
   if (r.peak_device_mib >= 0) std::printf(", peak device memory %.0f MiB", r.peak_device_mib);
+  if (!r.reference.is_null()) {
+    const Json& ref = r.reference;
+    const double step = ref.at("step_s").as_double();
+    std::printf("\n%-8s %-9s %10.0f %9.3f %7.3f %7.3f %7.3f   <- the reference's step (torch %s, speculators %s, "
+                "attention %s, loss %s): this step is %.2fx faster",
+                "ref", r.shape.c_str(), static_cast<double>(r.tokens_per_s * r.step_s) / step, step,
+                ref.at("forward_s").as_double(), ref.at("backward_s").as_double(), ref.at("optimizer_s").as_double(),
+                ref.at("torch").as_string().c_str(), ref.at("speculators").as_string().c_str(),
+                ref.at("attention").as_string().c_str(), ref.at("loss_implementation").as_string().c_str(),
+                ref.at("speedup").as_double());
+    for (const auto& note : ref.at("attention_failed").as_array()) {
+      std::printf("\n         the reference's default attention did not run here: %s", note.as_string().c_str());
+    }
+  }
   std::printf("\n         non-matmul ops (share of op time, matrix products %.0f%%):", 100 * r.matmul_time_share);
   for (const auto& [op, share] : r.top_other_ops) std::printf(" %s %.1f%%", op.c_str(), 100 * share);
   std::printf("\n");

@@ -6,11 +6,13 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "op_profile.h"
+#include "reference_compare.h"
 #include "shapes.h"
 #include "speculators/algorithm.h"
 #include "speculators/json.h"
@@ -24,6 +26,7 @@ struct StepBenchOptions {
   int iters = 5;      // timed steps; the reported step is their median
   int rate_reps = 3;  // repetitions of the reference product before and again after the steps
   TrainingDevice device;
+  std::optional<ReferenceOptions> reference;  // --compare reference
 };
 
 struct Result {
@@ -44,6 +47,7 @@ struct Result {
   std::int64_t trainable_params = 0;
   double peak_rss_mib = 0;
   double peak_device_mib = -1;     // CUDA caching allocator peak during the timed steps; -1 on CPU
+  Json reference;                  // --compare reference: reference_step.py's result; null otherwise
 };
 
 Result run_step_bench(const Algorithm& algorithm, const std::string& name, const Shape& shape,

@@ -46,21 +46,23 @@ bool set_blas_threads(int n) {
   return true;
 }
 
-int default_blas_threads(int intra_op) { return intra_op; }
-
 int apply_num_threads(int requested, int blas_requested) {
+  const bool openblas = blas_threads() > 0;
+  const bool omp_env = std::getenv("OMP_NUM_THREADS") != nullptr;
   if (requested > 0) {
     torch::set_num_threads(requested);
-  } else if (std::getenv("OMP_NUM_THREADS") == nullptr) {
-    torch::set_num_threads(available_cpus());
+  } else if (!omp_env) {
+    torch::set_num_threads(openblas ? 1 : available_cpus());
   }
-  const int intra_op = torch::get_num_threads();
+  const bool blas_env = std::getenv("OPENBLAS_NUM_THREADS") != nullptr || std::getenv("GOTO_NUM_THREADS") != nullptr;
   if (blas_requested > 0) {
     set_blas_threads(blas_requested);
-  } else if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr && std::getenv("GOTO_NUM_THREADS") == nullptr) {
-    set_blas_threads(default_blas_threads(intra_op));
+  } else if (!blas_env && requested > 0) {
+    set_blas_threads(requested);
+  } else if (!blas_env && !omp_env) {
+    set_blas_threads(available_cpus());
   }
-  return intra_op;
+  return torch::get_num_threads();
 }
 
 }  // namespace speculators

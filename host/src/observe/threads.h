@@ -11,15 +11,16 @@ namespace speculators {
 // The CPUs this process may run on (its affinity mask), at least 1.
 int available_cpus();
 
-// Sets LibTorch's intra-op threads to `requested`, or to available_cpus() when requested <= 0,
-// unless OMP_NUM_THREADS is set (then the environment wins). Then sizes OpenBLAS's pool: to
-// `blas_requested` when > 0, else (unless OPENBLAS_NUM_THREADS or GOTO_NUM_THREADS is set) by
-// default_blas_threads(). Returns LibTorch's count in effect.
+// Sets the thread counts (docs/performance.md, "Threads", has the measurements behind the default):
+// - requested > 0: LibTorch's intra-op threads and OpenBLAS's pool both get `requested`;
+// - requested <= 0 with OMP_NUM_THREADS set: the environment decides both (OpenBLAS reads it too);
+// - requested <= 0 otherwise: with OpenBLAS loaded, LibTorch gets 1 thread and OpenBLAS
+//   available_cpus() (the matrix products use every CPU; the element-wise operators run on the
+//   calling thread, without OpenMP barriers against OpenBLAS's spinning workers); without it,
+//   LibTorch gets available_cpus().
+// `blas_requested` > 0 sets OpenBLAS's pool explicitly; OPENBLAS_NUM_THREADS or GOTO_NUM_THREADS in
+// the environment leave it alone. Returns LibTorch's count in effect.
 int apply_num_threads(int requested, int blas_requested = 0);
-
-// The OpenBLAS thread count chosen when none is requested, for `intra_op` LibTorch threads
-// (docs/performance.md, "Threads" has the measurements behind it).
-int default_blas_threads(int intra_op);
 
 // OpenBLAS's current thread count; -1 when no OpenBLAS is loaded in this process.
 int blas_threads();

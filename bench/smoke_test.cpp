@@ -1,11 +1,15 @@
-// Runs speculators-bench in its smoke mode (tiny shape, one timed step, both in-tree plugins) and
+// Runs speculators-bench in its smoke mode (tiny shape, three timed steps, both in-tree plugins) and
 // checks what it reports against an independent count: the matrix-product FLOPs of one eagle3
 // training step at the tiny shape, computed here from the cost model in docs/performance.md.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <sys/wait.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <map>
+#include <vector>
 #include <string>
 
 namespace {
@@ -38,7 +42,7 @@ double eagle3_linear_flops(double L, double H, double I, double Vd, double A, do
 
 TEST_CASE("the benchmark's smoke mode reports consistent numbers for both plugins", "[bench]") {
   const std::string out = run(std::string("\"") + SPECULATORS_BENCH_EXE +
-                              "\" --shape tiny --warmup 1 --iters 1 --num-threads 1 --json 2>/dev/null");
+                              "\" --shape tiny --warmup 1 --iters 3 --rate-reps 2 --num-threads 1 --json 2>/dev/null");
   std::map<std::string, nlohmann::json> results;
   std::size_t start = 0;
   while (start < out.size()) {
@@ -66,6 +70,23 @@ TEST_CASE("the benchmark's smoke mode reports consistent numbers for both plugin
     CHECK(r.at("fraction_of_matmul_rate").get<double>() ==
           Approx(r.at("achieved_gflops").get<double>() / r.at("reference_matmul_gflops").get<double>()));
     CHECK(r.at("peak_rss_mib").get<double>() > 0);
+    CHECK(r.at("device") == "cpu");
+    CHECK(r.at("precision") == "fp32");
+    CHECK(r.at("peak_device_memory_mib").is_null());
+    // The step is the median of the timed steps; the reference rate the best of its repetitions
+    // before and after them (2 + 2 here).
+    const auto& steps = r.at("step_s_spread").at("samples");
+    REQUIRE(steps.size() == 3);
+    std::vector<double> sorted = {steps[0].get<double>(), steps[1].get<double>(), steps[2].get<double>()};
+    std::sort(sorted.begin(), sorted.end());
+    CHECK(step == Approx(sorted[1]));
+    const auto& rates = r.at("reference_matmul_gflops_spread").at("samples");
+    REQUIRE(rates.size() == 4);
+    double best = 0;
+    for (const auto& x : rates) best = std::max(best, x.get<double>());
+    CHECK(r.at("reference_matmul_gflops").get<double>() == Approx(best));
+    CHECK(best == Approx(std::max(r.at("reference_matmul_gflops_before").get<double>(),
+                                  r.at("reference_matmul_gflops_after").get<double>())));
     CHECK(r.at("trainable_params").get<double>() > 0);
   }
   // tiny: L 512, H 64, I 192, Vd = V = 256, three aux layers, 1 KV head of 32, K = 3.
@@ -78,4 +99,18 @@ TEST_CASE("the benchmark's smoke mode reports consistent numbers for both plugin
   const double bmm = e.at("matmul_ops").at("aten::bmm").at("gflop").get<double>() * 1e9;
   CHECK(bmm > 0);
   CHECK(bmm <= 8.0 * 2 * 64 * 3 * 512 * (256 + 3));
+}
+
+TEST_CASE("a CUDA device that is not there is a usage error (exit 2) that says so", "[bench]") {
+  const std::string command = std::string("\"") + SPECULATORS_BENCH_EXE + "\" --shape tiny --device cuda:99 2>&1";
+  std::string out;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buffer[4096];
+  while (std::fgets(buffer, sizeof(buffer), pipe)) out += buffer;
+  const int status = ::pclose(pipe);
+  INFO(out);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 2);
+  CHECK(out.find("--device cuda:99") != std::string::npos);
 }

@@ -2,10 +2,14 @@
 // pass computes per-row values chunk by chunk without recording a graph; the backward pass
 // recomputes one chunk at a time under autograd and pulls its gradient out, so peak extra memory is
 // one chunk's [C, V] fp32 intermediates instead of the whole [N, V] (the reference's fused kernels
-// make the same trade: recompute in backward, never pin the softmaxes).
+// make the same trade: recompute in backward, never pin the softmaxes). KL and CE against a
+// prepared TargetDistribution run as the fused row kernels of fused_divergence.cpp instead.
 #include "speculators/nn/losses.h"
 
+#include <algorithm>
 #include <cmath>
+
+#include "fused_divergence.h"
 
 #include "speculators/error.h"
 #include "speculators/json.h"
@@ -172,6 +176,73 @@ class ChunkedDivergenceFunction : public torch::autograd::Function<ChunkedDiverg
   }
 };
 
+bool has_closed_form(Divergence kind) { return kind == Divergence::kKlDiv || kind == Divergence::kCrossEntropy; }
+
+// KL / CE rows against a prepared target side, by the fused row kernels: the forward keeps each
+// row's log-sum-exp, the backward writes (g_kl + g_ce)·q − g_kl·p − g_ce·onehot in one pass.
+class FusedDivergenceFunction : public torch::autograd::Function<FusedDivergenceFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits,
+                               const torch::Tensor& probs, const torch::Tensor& stats, const torch::Tensor& label,
+                               std::vector<std::int64_t> kind_ids, std::int64_t chunk) {
+    const std::int64_t n = logits.size(0);
+    const auto fopts = logits.options().dtype(torch::kFloat);
+    auto out = torch::empty({static_cast<std::int64_t>(kind_ids.size()), n}, fopts);
+    auto lse = torch::empty({n}, fopts);
+    torch::NoGradGuard no_grad;
+    for (std::int64_t begin = 0; begin < n; begin += chunk) {
+      const std::int64_t end = std::min(n, begin + chunk);
+      const auto x = logits.slice(0, begin, end).to(torch::kFloat).contiguous();
+      torch::Tensor kl, ce;
+      for (std::size_t t = 0; t < kind_ids.size(); ++t) {
+        auto row = out[static_cast<std::int64_t>(t)].slice(0, begin, end);
+        (static_cast<Divergence>(kind_ids[t]) == Divergence::kKlDiv ? kl : ce) = row;
+      }
+      auto lse_chunk = lse.slice(0, begin, end);
+      fused::forward_rows(x, probs.slice(0, begin, end), stats.slice(0, begin, end), label.slice(0, begin, end),
+                          lse_chunk, kl.defined() ? &kl : nullptr, ce.defined() ? &ce : nullptr);
+    }
+    // A term named twice gets its values copied from the first.
+    for (std::size_t t = 1; t < kind_ids.size(); ++t) {
+      for (std::size_t u = 0; u < t; ++u) {
+        if (kind_ids[u] == kind_ids[t]) out[static_cast<std::int64_t>(t)].copy_(out[static_cast<std::int64_t>(u)]);
+      }
+    }
+    ctx->save_for_backward({logits, probs, label, lse});
+    ctx->saved_data["kinds"] = kind_ids;
+    ctx->saved_data["chunk"] = chunk;
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& logits = saved[0];
+    const auto kind_ids = ctx->saved_data["kinds"].toIntVector();
+    const std::int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const auto grad_values = grad_outputs[0].to(torch::kFloat);  // [T, N]
+    torch::Tensor g_kl, g_ce;
+    for (std::size_t t = 0; t < kind_ids.size(); ++t) {
+      auto& g = static_cast<Divergence>(kind_ids[t]) == Divergence::kKlDiv ? g_kl : g_ce;
+      const auto row = grad_values[static_cast<std::int64_t>(t)];
+      g = g.defined() ? g + row : row;
+    }
+    const std::int64_t n = logits.size(0);
+    const bool direct = logits.scalar_type() == torch::kFloat;
+    auto grad_logits = direct ? torch::empty({n, logits.size(1)}, logits.options()) : torch::empty_like(logits);
+    for (std::int64_t begin = 0; begin < n; begin += chunk) {
+      const std::int64_t end = std::min(n, begin + chunk);
+      const auto x = logits.slice(0, begin, end).to(torch::kFloat).contiguous();
+      auto g = direct ? grad_logits.slice(0, begin, end) : torch::empty_like(x);
+      fused::backward_rows(x, saved[1].slice(0, begin, end), saved[2].slice(0, begin, end),
+                           saved[3].slice(0, begin, end), g_kl.defined() ? g_kl.slice(0, begin, end) : g_kl,
+                           g_ce.defined() ? g_ce.slice(0, begin, end) : g_ce, g);
+      if (!direct) grad_logits.slice(0, begin, end).copy_(g);
+    }
+    return {grad_logits, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 void check_pair(const torch::Tensor& logits, const torch::Tensor& target_logits, const char* what) {
   if (logits.dim() != 2 || !target_logits.defined() || target_logits.sizes() != logits.sizes()) {
     fail(cat(what, ": logits and target_logits must both be [N, V] with equal shapes; got ",
@@ -250,6 +321,55 @@ torch::Tensor rowwise_divergences(const torch::Tensor& logits, const torch::Tens
   return ChunkedDivergenceFunction::apply(logits, target_logits.detach(), ids, chunk_rows);
 }
 
+TargetDistribution TargetDistribution::slice(std::int64_t begin, std::int64_t end) const {
+  TargetDistribution out;
+  out.logits = logits.slice(0, begin, end);
+  out.label = label.slice(0, begin, end);
+  if (fused()) {
+    out.probs = probs.slice(0, begin, end);
+    out.stats = stats.slice(0, begin, end);
+  }
+  return out;
+}
+
+TargetDistribution target_distribution(const torch::Tensor& target_logits, const std::vector<Divergence>& kinds) {
+  if (target_logits.dim() != 2) {
+    fail(cat("target_distribution: target_logits must be [N, V]; got ", target_logits.sizes()));
+  }
+  TargetDistribution out;
+  out.logits = target_logits.detach();
+  torch::NoGradGuard no_grad;
+  out.label = out.logits.argmax(-1);
+  const bool fusable = !kinds.empty() && target_logits.device().is_cpu() &&
+                       std::all_of(kinds.begin(), kinds.end(), has_closed_form);
+  if (fusable) {
+    const auto t = out.logits.to(torch::kFloat).contiguous();
+    out.probs = torch::empty_like(t);
+    out.stats = torch::empty({t.size(0), 3}, t.options().dtype(torch::kDouble));
+    fused::target_rows(t, out.probs, out.stats);
+  }
+  return out;
+}
+
+TargetDistribution target_distribution(const torch::Tensor& target_logits, const LossSpec& spec) {
+  std::vector<Divergence> kinds;
+  for (const auto& term : spec.terms) kinds.push_back(term.kind);
+  return target_distribution(target_logits, kinds);
+}
+
+torch::Tensor rowwise_divergences(const torch::Tensor& logits, const TargetDistribution& targets,
+                                  const std::vector<Divergence>& kinds, std::int64_t chunk_rows) {
+  check_pair(logits, targets.logits, "rowwise_divergences");
+  if (kinds.empty()) fail("rowwise_divergences: at least one divergence is required");
+  if (chunk_rows < 1) fail(cat("rowwise_divergences: chunk_rows must be >= 1, got ", chunk_rows));
+  const bool fusable = targets.fused() && logits.device().is_cpu() &&
+                       std::all_of(kinds.begin(), kinds.end(), has_closed_form);
+  if (!fusable) return rowwise_divergences(logits, targets.logits, kinds, chunk_rows);
+  std::vector<std::int64_t> ids;
+  for (auto kind : kinds) ids.push_back(static_cast<std::int64_t>(kind));
+  return FusedDivergenceFunction::apply(logits, targets.probs, targets.stats, targets.label, ids, chunk_rows);
+}
+
 torch::Tensor reference_divergence(const torch::Tensor& logits, const torch::Tensor& target_logits,
                                    Divergence kind) {
   check_pair(logits, target_logits, "reference_divergence");
@@ -285,29 +405,51 @@ torch::Tensor reference_divergence(const torch::Tensor& logits, const torch::Ten
   fail("reference_divergence: unknown divergence");
 }
 
-MaskedLoss masked_divergence(const torch::Tensor& logits, const torch::Tensor& target_logits,
-                             const torch::Tensor& mask, const LossSpec& spec, double decay,
-                             std::int64_t chunk_rows) {
-  check_pair(logits, target_logits, "masked_divergence");
+namespace {
+
+void check_mask(const torch::Tensor& logits, const torch::Tensor& mask, const LossSpec& spec) {
   if (!mask.defined() || mask.dim() != 1 || mask.size(0) != logits.size(0)) {
     fail(cat("masked_divergence: mask must be [N] with N = ", logits.size(0), " rows"));
   }
   if (spec.terms.empty()) fail("masked_divergence: the loss spec has no terms");
+}
+
+std::vector<Divergence> spec_kinds(const LossSpec& spec) {
   std::vector<Divergence> kinds;
   for (const auto& term : spec.terms) kinds.push_back(term.kind);
-  const auto values = rowwise_divergences(logits, target_logits, kinds, chunk_rows);  // [T, N]
+  return kinds;
+}
+
+// losses/utils.py: loss_function, compound_loss: Σ mask·ℓ·γ^k / (Σ mask + 1e-5), then weighted
+// (weights not normalized). `values` [T, N].
+MaskedLoss reduce_masked(const torch::Tensor& values, const torch::Tensor& mask, const LossSpec& spec, double decay) {
   const auto weight = mask.to(torch::kFloat);
   const auto denominator = weight.sum() + kEps;
   MaskedLoss result;
-  result.loss = torch::zeros({}, logits.options().dtype(torch::kFloat));
+  result.loss = torch::zeros({}, values.options());
   for (std::size_t t = 0; t < spec.terms.size(); ++t) {
-    // losses/utils.py: loss_function, compound_loss: Σ mask·ℓ·γ^k / (Σ mask + 1e-5), then weighted
-    // (weights not normalized).
     auto term = (values[static_cast<std::int64_t>(t)] * weight * decay).sum() / denominator;
     result.loss = result.loss + spec.terms[t].weight * term;
     if (spec.reports_terms()) result.terms[spec.terms[t].name] = term.detach();
   }
   return result;
+}
+
+}  // namespace
+
+MaskedLoss masked_divergence(const torch::Tensor& logits, const torch::Tensor& target_logits,
+                             const torch::Tensor& mask, const LossSpec& spec, double decay,
+                             std::int64_t chunk_rows) {
+  check_pair(logits, target_logits, "masked_divergence");
+  check_mask(logits, mask, spec);
+  return reduce_masked(rowwise_divergences(logits, target_logits, spec_kinds(spec), chunk_rows), mask, spec, decay);
+}
+
+MaskedLoss masked_divergence(const torch::Tensor& logits, const TargetDistribution& targets, const torch::Tensor& mask,
+                             const LossSpec& spec, double decay, std::int64_t chunk_rows) {
+  check_pair(logits, targets.logits, "masked_divergence");
+  check_mask(logits, mask, spec);
+  return reduce_masked(rowwise_divergences(logits, targets, spec_kinds(spec), chunk_rows), mask, spec, decay);
 }
 
 }  // namespace nn

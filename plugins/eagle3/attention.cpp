@@ -65,10 +65,15 @@ torch::Tensor attend_chunk(const torch::Tensor& q, const torch::Tensor& k0, cons
   const auto nkv = k0.size(1);
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
   const auto qg = grouped(q, nkv);                                          // [B, nkv, r, C, hd]
-  auto scores = torch::matmul(qg, k0.to(torch::kFloat).unsqueeze(2).transpose(-1, -2)) * scale;
+  const auto B = qg.size(0), r = qg.size(2), C = qg.size(3), S = k0.size(2);
+  // The r query heads of a KV group share its keys: one [r·C, hd] x [hd, S] product per group
+  // (no broadcast operand, so forward and backward are plain batched GEMMs).
+  auto scores = torch::matmul(qg.reshape({B, nkv, r * C, q.size(3)}), k0.to(torch::kFloat).transpose(-1, -2))
+                    .reshape({B, nkv, r, C, S}) * scale;
   scores = scores.masked_fill(allowed.logical_not(), kNegInf);              // [B, nkv, r, C, S]
   const auto lse0 = torch::logsumexp(scores, -1);                           // [B, nkv, r, C]
-  auto out = torch::matmul(torch::exp(scores - lse0.unsqueeze(-1)), v0.to(torch::kFloat).unsqueeze(2));
+  auto out = torch::matmul(torch::exp(scores - lse0.unsqueeze(-1)).reshape({B, nkv, r * C, S}), v0.to(torch::kFloat))
+                 .reshape({B, nkv, r, C, q.size(3)});
   if (kd.size(0) > 0) {
     // Later blocks contribute only the diagonal score
     // q_i · k_i^(s); merge everything through one log-sum-exp.

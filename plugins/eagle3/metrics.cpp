@@ -32,10 +32,17 @@ AccuracyCounts accuracy_step(const torch::Tensor& pred, const torch::Tensor& tar
 StepOutcome step_loss_and_metrics(const torch::Tensor& logits, const torch::Tensor& targets,
                                   const torch::Tensor& loss_mask, torch::Tensor& prev_correct, std::int64_t step,
                                   double decay_base, const nn::LossSpec& spec, std::int64_t loss_chunk_rows) {
+  return step_loss_and_metrics(logits, nn::target_distribution(targets, spec), loss_mask, prev_correct, step,
+                               decay_base, spec, loss_chunk_rows);
+}
+
+StepOutcome step_loss_and_metrics(const torch::Tensor& logits, const nn::TargetDistribution& targets,
+                                  const torch::Tensor& loss_mask, torch::Tensor& prev_correct, std::int64_t step,
+                                  double decay_base, const nn::LossSpec& spec, std::int64_t loss_chunk_rows) {
   const std::int64_t L = logits.size(0);
   const std::int64_t n = std::max<std::int64_t>(L - step, 0);
   const auto s_logits = logits.slice(0, 0, n);
-  const auto s_targets = targets.slice(0, step, L);
+  const auto s_targets = targets.slice(std::min(step, L), L);
   const auto s_mask = loss_mask.defined() ? loss_mask.slice(0, step, L)
                                           : torch::ones({n}, torch::TensorOptions().dtype(torch::kLong).device(logits.device()));
   auto s_prev = prev_correct.slice(0, 0, n);  // a view: accuracy_step updates prev_correct itself
@@ -48,7 +55,7 @@ StepOutcome step_loss_and_metrics(const torch::Tensor& logits, const torch::Tens
   metrics.add_mean("loss_" + k, loss.loss);
   for (const auto& [name, value] : loss.terms) metrics.add_mean(name + "_loss_" + k, value);
   torch::NoGradGuard no_grad;
-  const auto counts = accuracy_step(s_logits.argmax(-1), s_targets.argmax(-1), s_mask, s_prev);
+  const auto counts = accuracy_step(s_logits.argmax(-1), s_targets.label, s_mask, s_prev);
   metrics.add("full_acc_" + k, counts.full_correct, counts.full_total);
   metrics.add("cond_acc_" + k, counts.cond_correct, counts.cond_total);
   out.metrics = metrics.take();

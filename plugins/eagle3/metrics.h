@@ -34,6 +34,12 @@ struct StepOutcome {
 // Step k of the chain (eagle3/metrics.py: align_for_step): logits[:L-k] against targets[k:],
 // mask[k:], prev_correct[:L-k] (a view, updated in place). logits/targets [L, Vd], loss_mask [L]
 // (undefined = all ones), prev_correct [L] bool.
+// `targets` is the target side of all L rows, prepared once per forward (nn::target_distribution)
+// and shared by the K steps.
+StepOutcome step_loss_and_metrics(const torch::Tensor& logits, const nn::TargetDistribution& targets,
+                                  const torch::Tensor& loss_mask, torch::Tensor& prev_correct, std::int64_t step,
+                                  double decay_base, const nn::LossSpec& spec, std::int64_t loss_chunk_rows);
+// The same from target logits [L, Vd].
 StepOutcome step_loss_and_metrics(const torch::Tensor& logits, const torch::Tensor& targets,
                                   const torch::Tensor& loss_mask, torch::Tensor& prev_correct, std::int64_t step,
                                   double decay_base, const nn::LossSpec& spec, std::int64_t loss_chunk_rows);

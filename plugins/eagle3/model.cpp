@@ -184,10 +184,13 @@ ForwardResult Eagle3DraftModel::run(const Batch& batch, const StepOptions& optio
   const auto verifier_last = optional_tensor(batch, "verifier_last_hidden_states");
 
   auto h = project_aux(hidden_states);  // [1, L, H]
-  torch::Tensor targets;                // [L, Vd]
+  // The target side of every row ([L, Vd] verifier logits, and for KL/CE their softmax), computed
+  // once and read by each TTT step (step k reads rows k..L).
+  nn::TargetDistribution targets;
   if (verifier_last.defined()) {
     torch::NoGradGuard no_grad;
-    targets = verifier_lm_head_(verifier_norm_(verifier_last.to(h.scalar_type())))[0];
+    targets = nn::target_distribution(verifier_lm_head_(verifier_norm_(verifier_last.to(h.scalar_type())))[0],
+                                      options.loss);
   }
   auto prev_correct = loss_mask.defined() ? loss_mask.reshape({L}).ne(0)
                                           : torch::ones({L}, torch::TensorOptions().dtype(torch::kBool).device(device));
@@ -217,7 +220,7 @@ ForwardResult Eagle3DraftModel::run(const Batch& batch, const StepOptions& optio
       logits = lm_head_(norm_(x));
       h = x;
     }
-    if (targets.defined()) {
+    if (targets.logits.defined()) {
       auto step = step_loss_and_metrics(logits[0], targets, mask_row, prev_correct, k, options.ttt_step_loss_decay,
                                         options.loss, loss_chunk_);
       total = total + step.loss;  // step losses are summed
@@ -229,7 +232,7 @@ ForwardResult Eagle3DraftModel::run(const Batch& batch, const StepOptions& optio
     const std::int64_t shift = std::min<std::int64_t>(k + 1, L);
     ids = torch::cat({input_ids.slice(1, shift, L), torch::zeros({1, shift}, input_ids.options())}, 1);
   }
-  if (targets.defined()) {
+  if (targets.logits.defined()) {
     result.loss = total;
     metrics.add_mean("loss", total);
   }

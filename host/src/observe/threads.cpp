@@ -10,6 +10,19 @@
 
 namespace speculators {
 
+namespace {
+
+using SetThreads = void (*)(int);
+using GetThreads = int (*)();
+
+// OpenBLAS's entry points, when the process has loaded it (through LibTorch's BLAS dependency).
+template <typename F>
+F openblas_symbol(const char* name) {
+  return reinterpret_cast<F>(::dlsym(RTLD_DEFAULT, name));
+}
+
+}  // namespace
+
 int available_cpus() {
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -21,27 +34,34 @@ int available_cpus() {
   return hw > 0 ? static_cast<int>(hw) : 1;
 }
 
-namespace {
-
-// LibTorch's set_num_threads does not reach OpenBLAS's own thread pool (Debian's LibTorch uses
-// libopenblas0-pthread). Left at one thread per CPU, two threads that call BLAS at once (the
-// training step and a data worker running the online verifier) can deadlock inside OpenBLAS's
-// thread server (OpenMathLib/OpenBLAS issues #660, #2126). The symbol is looked up at run time:
-// another BLAS has no such function and needs nothing.
-void apply_blas_threads(int threads) {
-  using SetThreads = void (*)(int);
-  if (auto set = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(threads);
+int blas_threads() {
+  const auto get = openblas_symbol<GetThreads>("openblas_get_num_threads");
+  return get != nullptr ? get() : -1;
 }
 
-}  // namespace
+bool set_blas_threads(int n) {
+  const auto set = openblas_symbol<SetThreads>("openblas_set_num_threads");
+  if (set == nullptr) return false;
+  set(n);
+  return true;
+}
 
-int apply_num_threads(int requested) {
+int apply_num_threads(int requested, int blas_requested) {
+  const bool openblas = blas_threads() > 0;
+  const bool omp_env = std::getenv("OMP_NUM_THREADS") != nullptr;
   if (requested > 0) {
     torch::set_num_threads(requested);
-  } else if (std::getenv("OMP_NUM_THREADS") == nullptr) {
-    torch::set_num_threads(available_cpus());
+  } else if (!omp_env) {
+    torch::set_num_threads(openblas ? 1 : available_cpus());
   }
-  if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) apply_blas_threads(torch::get_num_threads());
+  const bool blas_env = std::getenv("OPENBLAS_NUM_THREADS") != nullptr || std::getenv("GOTO_NUM_THREADS") != nullptr;
+  if (blas_requested > 0) {
+    set_blas_threads(blas_requested);
+  } else if (!blas_env && requested > 0) {
+    set_blas_threads(requested);
+  } else if (!blas_env && !omp_env) {
+    set_blas_threads(available_cpus());
+  }
   return torch::get_num_threads();
 }
 

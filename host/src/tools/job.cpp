@@ -106,8 +106,9 @@ Schema host_schema() {
       opt_string("precision", Json(), "bf16: forward and loss under bf16 autocast, fp32 master weights, optimizer "
                  "state and gradient all-reduce; fp32: everything fp32 (default bf16 on CUDA, fp32 on CPU)",
                  "trainer", {"bf16", "fp32"}),
-      opt_int("num_threads", 0, "CPU threads for LibTorch (0 = every CPU the process may use; OMP_NUM_THREADS "
-              "overrides)", "trainer")
+      opt_int("num_threads", 0, "CPU threads (N: LibTorch and OpenBLAS both N; 0 = with OpenBLAS, its matrix "
+              "products on every CPU the process may use and LibTorch's other operators on one thread, else "
+              "LibTorch on every CPU; docs/performance.md; OMP_NUM_THREADS overrides)", "trainer")
           .at_least(0).at_most(4096),
       opt_int("nproc_per_node", 1, "Start this many ranks on this machine (each gets RANK, WORLD_SIZE, LOCAL_RANK, "
               "MASTER_ADDR, MASTER_PORT, as torchrun sets them). Ignored inside a launched rank", "distributed")

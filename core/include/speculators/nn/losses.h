@@ -49,10 +49,33 @@ struct LossSpec {
 // offending text, term or weight.
 LossSpec parse_loss_fn(const std::string& text, const std::string& where = "loss_fn");
 
+// The target side of the divergences for N rows, computed once and reused by every call that reads
+// the rows (EAGLE-3's TTT steps read row i + k at step k). When every term has a closed-form
+// gradient (kl_div, ce) and the tensors are on the CPU, it holds the fp32 softmax of each row and
+// three sums per row, and the divergences run as fused row kernels (one pass over a row of draft
+// logits for the values, one for the gradient); otherwise only the logits, for the general path.
+struct TargetDistribution {
+  torch::Tensor logits;       // [N, V] as given, detached
+  torch::Tensor probs;        // [N, V] fp32 softmax(logits); fused path only
+  torch::Tensor stats;        // [N, 3] fp64 (log Σ exp(logits), Σ p·logits, Σ p); fused path only
+  torch::Tensor label;        // [N] int64 argmax(logits)
+  bool fused() const { return probs.defined(); }
+  std::int64_t rows() const { return logits.size(0); }
+  // Rows [begin, end) as views.
+  TargetDistribution slice(std::int64_t begin, std::int64_t end) const;
+};
+
+// Builds the target side for the loss terms `kinds` (the fused form when all of them allow it).
+TargetDistribution target_distribution(const torch::Tensor& target_logits, const std::vector<Divergence>& kinds);
+TargetDistribution target_distribution(const torch::Tensor& target_logits, const LossSpec& spec);
+
 // Per-row divergences [T, N] in fp32 for T = kinds.size() terms, over logits/targets [N, V].
 // Differentiable w.r.t. `logits` only; the forward keeps no [N, V] intermediate and the backward
 // recomputes one chunk of `chunk_rows` rows at a time.
 torch::Tensor rowwise_divergences(const torch::Tensor& logits, const torch::Tensor& target_logits,
+                                  const std::vector<Divergence>& kinds, std::int64_t chunk_rows = 1024);
+// The same against a prepared target side (fused row kernels when `targets.fused()`).
+torch::Tensor rowwise_divergences(const torch::Tensor& logits, const TargetDistribution& targets,
                                   const std::vector<Divergence>& kinds, std::int64_t chunk_rows = 1024);
 
 // The same values by the textbook formulas on the whole [N, V] at once (tests, small inputs).
@@ -68,6 +91,9 @@ struct MaskedLoss {
 // decay / (Σ_i mask_i + 1e-5), loss = Σ w · term. logits/targets [N, V], mask [N] (any numeric or
 // bool type); decay is γ^k for TTT step k.
 MaskedLoss masked_divergence(const torch::Tensor& logits, const torch::Tensor& target_logits,
+                             const torch::Tensor& mask, const LossSpec& spec, double decay = 1.0,
+                             std::int64_t chunk_rows = 1024);
+MaskedLoss masked_divergence(const torch::Tensor& logits, const TargetDistribution& targets,
                              const torch::Tensor& mask, const LossSpec& spec, double decay = 1.0,
                              std::int64_t chunk_rows = 1024);
 

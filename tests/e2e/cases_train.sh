@@ -351,3 +351,51 @@ case_eagle3_train() {
     --data-path "$DATA" --save-path "$WORK/again" --epochs 1 --total-seq-len 256 --from-pretrained "$WORK/ckpt/1"
   expect_text "$WORK/err.txt" "loaded draft weights from $WORK/ckpt/1"
 }
+
+case_save_and_log_freq() {
+  # --checkpoint-freq 2 over 5 epochs saves epoch 0, every second epoch and the last (0, 1, 3, 4);
+  # --log-freq 3 writes a training line at every third global step (0, 3, 6, ...).
+  tiny_inputs
+  expect_code 0 "$BIN/speculators-train" --speculator-type myalgo --verifier-name-or-path "$VERIFIER" \
+    --data-path "$DATA" --save-path "$WORK/run" --epochs 5 --total-seq-len 128 --num-threads 1 --logger= \
+    --checkpoint-freq 2 --log-freq 3
+  [ "$(ls -d "$WORK/run"/[0-9]* | xargs -n1 basename | sort -n | tr '\n' ' ')" = "0 1 3 4 " ] ||
+    fail "--checkpoint-freq 2 saved epochs $(ls -d "$WORK/run"/[0-9]* | xargs -n1 basename | sort -n | tr '\n' ' ')"
+  python3 - "$WORK/run/metrics.jsonl" <<'PY' || fail "--log-freq 3 did not log every third step"
+import json, sys
+lines = [json.loads(line) for line in open(sys.argv[1])]
+steps = [j["global_step"] for j in lines if "train/loss" in j]
+total = max(j["global_step"] for j in lines if "val/loss_epoch" in j)  # after the last step: the step count
+assert total > 6 and steps == list(range(0, total, 3)), (total, steps)
+PY
+}
+
+case_reference_flags_refused() {
+  # Flags of the reference's trainer that this project does not implement (docs/compatibility.md,
+  # "Reference flags") are refused by name with exit 2, never silently accepted.
+  tiny_inputs
+  while read -r flag value; do
+    expect_code 2 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path "$VERIFIER" \
+      --data-path "$DATA" --save-path "$WORK/refused" "$flag" ${value:+"$value"}
+    expect_text "$WORK/err.txt" "unknown flag $flag"
+    [ ! -e "$WORK/refused" ] || fail "$flag: the refused job wrote $WORK/refused"
+  done <<'FLAGS'
+--deterministic-cuda
+--trust-remote-code
+--draft-config draft.json
+--draft-mrope-full-head-hack
+--draft-attn-impl sdpa
+--hidden-states-path hs
+--mooncake-master localhost:50051
+--vllm-endpoint http://localhost:8000
+--on-generate delete
+--request-timeout 30
+--max-retries 3
+--generation-validation-retries 2
+--max-consecutive-generation-failures 5
+--loss-implementation eager
+--gradient-checkpointing
+--block-size 8
+--max-anchors 4
+FLAGS
+}

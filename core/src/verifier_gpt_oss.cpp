@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config_fields.h"
+#include "document_mask.h"
 #include "speculators/error.h"
 
 namespace speculators {
@@ -26,19 +27,15 @@ torch::Tensor sink_attention(const torch::Tensor& q, const torch::Tensor& k, con
   constexpr std::int64_t kBlock = 512;
   const std::int64_t b = q.size(0), nh = q.size(1), l = q.size(2), hd = q.size(3), rep = nh / k.size(1);
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  const auto longs = torch::TensorOptions().dtype(torch::kLong).device(q.device());
   const torch::Tensor doc = documents.to(q.device(), torch::kLong);
   const torch::Tensor sink = sinks.to(q.scalar_type()).view({1, nh, 1, 1});
   std::vector<torch::Tensor> outputs;
   for (std::int64_t q0 = 0; q0 < l; q0 += kBlock) {
     const std::int64_t q1 = std::min(l, q0 + kBlock);
-    const torch::Tensor qi = torch::arange(q0, q1, longs).unsqueeze(1);
-    const torch::Tensor ki = torch::arange(0, q1, longs).unsqueeze(0);
-    const torch::Tensor qd = doc.slice(0, q0, q1).unsqueeze(1);
-    const torch::Tensor kd = doc.slice(0, 0, q1).unsqueeze(0);
-    torch::Tensor allowed = (ki <= qi).logical_and(qd != -1).logical_and(qd == kd);
-    if (window) allowed = allowed.logical_and(ki > qi - *window);
-    allowed = allowed.logical_or(ki == qi);  // a padding query sees itself, never nothing
+    const BlockMask m = causal_document_block(doc, q0, q1);
+    torch::Tensor allowed = m.allowed;
+    if (window) allowed = allowed.logical_and(m.ki > m.qi - *window);
+    allowed = allowed.logical_or(m.ki == m.qi);  // a padding query sees itself, never nothing
     const torch::Tensor kr = k.slice(2, 0, q1).repeat_interleave(rep, 1);
     const torch::Tensor vr = v.slice(2, 0, q1).repeat_interleave(rep, 1);
     torch::Tensor scores = torch::matmul(q.slice(2, q0, q1), kr.transpose(2, 3)) * scale;

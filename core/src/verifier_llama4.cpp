@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "config_fields.h"
+#include "document_mask.h"
 #include "speculators/error.h"
 
 namespace speculators {
@@ -103,23 +104,19 @@ torch::Tensor chunked_document_attention(const torch::Tensor& q, const torch::Te
                                          const Llama4Inputs& in, std::int64_t chunk) {
   constexpr std::int64_t kBlock = 512;
   const std::int64_t l = q.size(2);
-  const auto longs = torch::TensorOptions().dtype(torch::kLong).device(q.device());
   const torch::Tensor doc = in.documents.to(q.device(), torch::kLong);
   const torch::Tensor pos = in.positions.to(q.device(), torch::kLong);
   std::vector<torch::Tensor> outputs;
   for (std::int64_t q0 = 0; q0 < l; q0 += kBlock) {
     const std::int64_t q1 = std::min(l, q0 + kBlock);
-    const torch::Tensor qi = torch::arange(q0, q1, longs).unsqueeze(1);
-    const torch::Tensor ki = torch::arange(0, q1, longs).unsqueeze(0);
-    const torch::Tensor qd = doc.slice(0, q0, q1).unsqueeze(1);
-    const torch::Tensor kd = doc.slice(0, 0, q1).unsqueeze(0);
-    torch::Tensor allowed = (ki <= qi).logical_and(qd != -1).logical_and(qd == kd);  // [Lq, S]
+    const BlockMask m = causal_document_block(doc, q0, q1);
+    torch::Tensor allowed = m.allowed;  // [Lq, S]
     if (chunk > 0) {
       const torch::Tensor qc = pos.slice(1, q0, q1).div(chunk, "floor").unsqueeze(2);  // [B, Lq, 1]
       const torch::Tensor kc = pos.slice(1, 0, q1).div(chunk, "floor").unsqueeze(1);   // [B, 1, S]
       allowed = allowed.unsqueeze(0).logical_and(qc == kc).unsqueeze(1);              // [B, 1, Lq, S]
     }
-    allowed = allowed.logical_or(ki == qi);  // a padding query sees itself, never nothing
+    allowed = allowed.logical_or(m.ki == m.qi);  // a padding query sees itself, never nothing
     outputs.push_back(nn::dense_attention(q.slice(2, q0, q1), k.slice(2, 0, q1), v.slice(2, 0, q1), allowed));
   }
   return outputs.size() == 1 ? outputs.front() : torch::cat(outputs, 2);

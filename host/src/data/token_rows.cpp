@@ -7,12 +7,37 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <numeric>
 
 #include "speculators/error.h"
 #include "speculators/log.h"
 
 namespace speculators {
+
+namespace {
+
+// input_ids / loss_mask: a list of JSON integers that an int64 holds. A fraction (3.5), a number
+// written with an exponent (1e200) or one past 2^63 - 1 is refused, never truncated or wrapped.
+std::vector<std::int64_t> integer_list(const nlohmann::json& list, const std::string& where) {
+  // What was found, without dumping a nested value (a row may nest thousands of levels).
+  const auto refuse = [&](const nlohmann::json& got) {
+    const std::string what = got.is_array() ? "a list" : got.is_object() ? "an object" : got.dump().substr(0, 60);
+    fail_data(cat(where, ": input_ids and loss_mask must be lists of integers (got ", what, ")"));
+  };
+  if (!list.is_array()) refuse(list);
+  std::vector<std::int64_t> out;
+  out.reserve(list.size());
+  for (const auto& v : list) {
+    const bool too_large = v.is_number_unsigned() &&
+                           v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    if (!v.is_number_integer() || too_large) refuse(v);
+    out.push_back(v.get<std::int64_t>());
+  }
+  return out;
+}
+
+}  // namespace
 
 std::vector<TokenRow> read_data_jsonl(const std::string& path) {
   // A FIFO or a device would block the open (and every read) for as long as nobody writes: only a
@@ -43,15 +68,11 @@ std::vector<TokenRow> read_data_jsonl(const std::string& path) {
     if (!j.is_object() || !j.contains("input_ids")) fail_data(cat(where, ": row has no \"input_ids\""));
     TokenRow row;
     row.line = line_no;
-    try {
-      row.input_ids = j.at("input_ids").get<std::vector<std::int64_t>>();
-      if (j.contains("loss_mask")) {
-        row.loss_mask = j.at("loss_mask").get<std::vector<std::int64_t>>();
-      } else {
-        row.loss_mask.assign(row.input_ids.size(), 1);
-      }
-    } catch (const nlohmann::json::exception& e) {
-      fail_data(cat(where, ": input_ids and loss_mask must be lists of integers (", e.what(), ")"));
+    row.input_ids = integer_list(j.at("input_ids"), where);
+    if (j.contains("loss_mask")) {
+      row.loss_mask = integer_list(j.at("loss_mask"), where);
+    } else {
+      row.loss_mask.assign(row.input_ids.size(), 1);
     }
     if (row.input_ids.size() != row.loss_mask.size()) {
       fail_data(cat(where, ": input_ids has ", row.input_ids.size(), " tokens but loss_mask has ",

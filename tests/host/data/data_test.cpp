@@ -63,6 +63,15 @@ TEST_CASE("data.jsonl rows are read, and bad rows name file and line", "[data]")
   CHECK_THAT(error_of([&] { read_data_jsonl(huge); }), Catch::StartsWith(huge + ":2: invalid JSON"));
   const std::string deep = write_text("deep.jsonl", "{\"input_ids\": " + std::string(40000, '[') + std::string(40000, ']') + "}\n");
   CHECK_THAT(error_of([&] { read_data_jsonl(deep); }), Catch::StartsWith(deep + ":1: input_ids and loss_mask must be lists of integers"));
+  // Numbers that are not int64 integers are refused, never truncated or wrapped (1e200 converted to
+  // an integer is undefined behaviour; 2^64 does not fit; 3.5 is not a token id).
+  for (const std::string bad : {"1e200", "18446744073709551616", "9223372036854775808", "3.5"}) {
+    const std::string path = write_text("number.jsonl", "{\"input_ids\": [1, " + bad + "], \"loss_mask\": [1, 1]}\n");
+    CHECK_THAT(error_of([&] { read_data_jsonl(path); }),
+               Catch::StartsWith(path + ":1: input_ids and loss_mask must be lists of integers (got "));
+  }
+  const std::string mask = write_text("fmask.jsonl", "{\"input_ids\": [1, 2], \"loss_mask\": [1.0, 1]}\n");
+  CHECK_THAT(error_of([&] { read_data_jsonl(mask); }), Catch::Contains("must be lists of integers (got 1.0)"));
 }
 
 TEST_CASE("a data.jsonl that is a FIFO or a directory is refused at once, never waited on", "[data]") {

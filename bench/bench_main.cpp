@@ -71,49 +71,44 @@ int run_main(int argc, char** argv) {
   app.add_option("--reference-script", script, "the reference step script")->capture_default_str();
   app.add_flag("--json", json, "one JSON object per result on stdout instead of the table");
   CLI11_PARSE(app, argc, argv);
-  try {
-    options.device = resolve_training_device(device, precision.empty() ? Json() : Json(precision), Json(), 0,
-                                             cuda_info());
-    apply_num_threads(threads, blas);
-    if (!compare.empty()) {
-      if (!options.device.device.is_cpu()) fail_usage("--compare reference: the reference step runs on the CPU; use --device cpu");
-      ReferenceOptions ref;
-      ref.python = python;
-      ref.script = script;
-      ref.warmup = options.warmup;
-      ref.iters = options.iters;
-      reference_python(ref);  // a missing interpreter is reported before any work
-      options.reference = ref;
-    }
-    std::vector<Shape> chosen;
-    for (const auto& n : shape_names) {
-      auto it = std::find_if(shapes().begin(), shapes().end(), [&](const Shape& s) { return s.name == n; });
-      if (it == shapes().end()) fail_usage(cat("--shape ", n, ": unknown; valid: tiny, small, 8b-slice"));
-      chosen.push_back(*it);
-    }
-    Registry registry;
-    PluginHost plugins(registry);
-    const auto candidates = discover_plugins(plugin_search_path(plugin_search_inputs(plugin_dirs)));
-    const fs::path work = fs::temp_directory_path() / ("speculators_bench_" + std::to_string(::getpid()));
-    fs::create_directories(work);
-    if (!json) print_header(options, torch::get_num_threads(), blas_threads());
-    for (const auto& name : algorithms) {
-      const Algorithm& algorithm = *plugins.load_for_algorithm(name, candidates).algorithm;
-      for (const auto& shape : chosen) {
-        const Result r = run_step_bench(algorithm, name, shape, options, work);
-        if (json) {
-          std::cout << to_json(r).dump() << std::endl;
-        } else {
-          print_row(r);
-          std::fflush(stdout);
-        }
+  options.device = resolve_training_device(device, precision.empty() ? Json() : Json(precision), Json(), 0,
+                                           cuda_info());
+  apply_num_threads(threads, blas);
+  if (!compare.empty()) {
+    if (!options.device.device.is_cpu()) fail_usage("--compare reference: the reference step runs on the CPU; use --device cpu");
+    ReferenceOptions ref;
+    ref.python = python;
+    ref.script = script;
+    ref.warmup = options.warmup;
+    ref.iters = options.iters;
+    reference_python(ref);  // a missing interpreter is reported before any work
+    options.reference = ref;
+  }
+  std::vector<Shape> chosen;
+  for (const auto& n : shape_names) {
+    auto it = std::find_if(shapes().begin(), shapes().end(), [&](const Shape& s) { return s.name == n; });
+    if (it == shapes().end()) fail_usage(cat("--shape ", n, ": unknown; valid: tiny, small, 8b-slice"));
+    chosen.push_back(*it);
+  }
+  Registry registry;
+  PluginHost plugins(registry);
+  const auto candidates = discover_plugins(plugin_search_path(plugin_search_inputs(plugin_dirs)));
+  const fs::path work = fs::temp_directory_path() / ("speculators_bench_" + std::to_string(::getpid()));
+  fs::create_directories(work);
+  if (!json) print_header(options, torch::get_num_threads(), blas_threads());
+  for (const auto& name : algorithms) {
+    const Algorithm& algorithm = *plugins.load_for_algorithm(name, candidates).algorithm;
+    for (const auto& shape : chosen) {
+      const Result r = run_step_bench(algorithm, name, shape, options, work);
+      if (json) {
+        std::cout << to_json(r).dump() << std::endl;
+      } else {
+        print_row(r);
+        std::fflush(stdout);
       }
     }
-    fs::remove_all(work);
-  } catch (const Error& e) {
-    log::error(e.what());
-    return static_cast<int>(e.code());
   }
+  fs::remove_all(work);
   return 0;
 }
 

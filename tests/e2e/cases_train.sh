@@ -136,11 +136,7 @@ case_interrupt_resume() {
   tiny_inputs
   expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/base")
   "$BIN/speculators-train" $(train_args "$WORK/run") >"$WORK/out.txt" 2>"$WORK/err.txt" &
-  pid=$!
-  wait_lines "$WORK/run/metrics.jsonl" 8 "$pid"
-  kill -INT "$pid"
-  set +e; wait "$pid"; code=$?; set -e
-  [ "$code" = 130 ] || { cat "$WORK/err.txt" >&2; fail "SIGINT: expected exit 130, got $code"; }
+  interrupt_at "$WORK/run/metrics.jsonl" 8 $! "$WORK/err.txt"
   expect_text "$WORK/err.txt" 'interrupted by SIGINT at step [0-9]+: wrote a resumable checkpoint'
   ls "$WORK/run" | grep -q -E '^epoch[0-9]+_step[0-9]+$' || fail "no mid-epoch checkpoint after SIGINT"
   expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/run")

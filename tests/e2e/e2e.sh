@@ -50,6 +50,14 @@ wait_lines() {
     sleep 0.01
   done
 }
+# interrupt_at METRICS LINES PID LOG: SIGINT to PID once METRICS has LINES lines; it must exit 130
+# (LOG is shown when it does not).
+interrupt_at() {
+  wait_lines "$1" "$2" "$3"
+  kill -INT "$3"
+  set +e; wait "$3"; local code=$?; set -e
+  [ "$code" = 130 ] || { cat "$4" >&2; fail "SIGINT: expected exit 130, got $code"; }
+}
 # same_run BASE OTHER: identical losses, metrics and final weights/optimizer state.
 same_run() {
   stable_metrics "$1/metrics.jsonl" >"$WORK/a.jsonl"; stable_metrics "$2/metrics.jsonl" >"$WORK/b.jsonl"

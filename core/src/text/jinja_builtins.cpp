@@ -9,6 +9,7 @@
 #include <ctime>
 #include <stdexcept>
 
+#include "speculators/text/html.h"
 #include "text/jinja_eval.h"
 #include "text/jinja_strings.h"
 
@@ -247,7 +248,7 @@ Value apply_filter(const std::string& name, const Value& target, Args& args) {
   if (name == "length" || name == "count") return length_of(target);
   if (name == "string") return Value::string(to_str(target));
   if (name == "safe" || name == "e" || name == "escape" || name == "forceescape")
-    return name == "safe" ? target : Value::string(html_escape(to_str(target)));
+    return name == "safe" ? target : Value::string(text::html_escape(to_str(target)));
   if (name == "default" || name == "d") {
     const bool boolean = truthy(args.get(1, "boolean"));
     const bool use_default = boolean ? !truthy(target) : target.is_undefined();

@@ -20,6 +20,5 @@ std::string str_title(const std::string& s);
 std::string str_replace(const std::string& s, const std::string& old, const std::string& replacement, std::int64_t count);
 // str.split(sep, maxsplit); `sep` undefined or None splits on runs of whitespace.
 std::vector<std::string> str_split(const std::string& s, const Value& sep, std::int64_t maxsplit);
-std::string html_escape(const std::string& s);
 
 }  // namespace speculators::text::jinja

@@ -10,6 +10,7 @@
 
 #include "speculators/error.h"
 #include "speculators/log.h"
+#include "speculators/text/html.h"
 
 namespace fs = std::filesystem;
 
@@ -89,20 +90,6 @@ h1 { font-size: 1.3em; } h2 { font-size: 1.05em; margin: 1.2em 0 0.3em; }
 .series { stroke-width: 1.5; } table { border-collapse: collapse; } td { padding: 2px 10px 2px 0; }
 )CSS";
 
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
 // JSON inside <script type="application/json">: only "</" could end the element early.
 std::string script_safe(const std::string& json) {
   std::string out;
@@ -140,7 +127,7 @@ std::string summary_rows(const std::vector<Json>& lines, const std::vector<Measu
   }
   for (const auto& m : measured) {
     const Json& e = m.eval;
-    rows += cat("<tr class=\"measured\"><td>measured acceptance length &tau; of checkpoint ", html_escape(m.checkpoint),
+    rows += cat("<tr class=\"measured\"><td>measured acceptance length &tau; of checkpoint ", text::html_escape(m.checkpoint),
                 " (speculators-eval: ", e.get("prompts", Json(0)).as_int(), " prompts, k = ",
                 e.get("speculative_tokens", Json(0)).as_int(), ", ",
                 e.get("exact_prompts", Json(0)).as_int() == e.get("prompts", Json(-1)).as_int() ? "exact" : "NOT exact",
@@ -206,8 +193,8 @@ std::string render_report_html(const std::vector<Json>& lines, const std::string
   std::time_t now = std::time(nullptr);
   char stamp[32];
   std::strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&now));
-  return cat("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>", html_escape(title),
-             "</title>\n<style>", kStyle, "</style></head>\n<body>\n<h1>", html_escape(title), "</h1>\n<p>", lines.size(),
+  return cat("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>", text::html_escape(title),
+             "</title>\n<style>", kStyle, "</style></head>\n<body>\n<h1>", text::html_escape(title), "</h1>\n<p>", lines.size(),
              " metric lines; written ", stamp, ".</p>\n<table>", summary_rows(lines, measured), "</table>\n<div id=\"charts\"></div>\n",
              "<script type=\"application/json\" id=\"metrics\">", script_safe(array.dump()), "</script>\n<script>",
              kScript, "</script>\n</body></html>\n");

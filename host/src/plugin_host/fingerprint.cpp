@@ -65,6 +65,17 @@ HostFingerprint HostFingerprint::current() {
   return host;
 }
 
+HostFingerprint HostFingerprint::of(const speculators_plugin_descriptor& d) {
+  HostFingerprint plugin;
+  plugin.abi_major = d.abi_major;
+  plugin.abi_minor = d.abi_minor;
+  plugin.torch_major = d.torch_major;
+  plugin.torch_minor = d.torch_minor;
+  plugin.cxx11_abi = d.cxx11_abi;
+  plugin.cuda = d.cuda;
+  return plugin;
+}
+
 std::optional<std::string> check_fingerprint(const HostFingerprint& d, const HostFingerprint& host) {
   if (d.abi_major != host.abi_major) return cat("plugin ABI major ", d.abi_major, " != host ", host.abi_major);
   // A newer minor may rely on tier-1 additions this host lacks; an older one only misses them.

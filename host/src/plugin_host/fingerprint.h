@@ -22,6 +22,8 @@ struct HostFingerprint {
   std::uint32_t cuda = 0;  // 1 if the host can run CUDA plugins
   // This executable's own values (torch/version.h, _GLIBCXX_USE_CXX11_ABI, SPECULATORS_WITH_CUDA).
   static HostFingerprint current();
+  // The fingerprint a plugin's descriptor declares.
+  static HostFingerprint of(const speculators_plugin_descriptor& d);
 };
 
 // The fingerprint checks (docs/plugins.md) shared by descriptors and manifests, in order: ABI major

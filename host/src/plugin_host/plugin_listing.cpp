@@ -108,8 +108,9 @@ std::string serialize_plugin_record(const PluginRecord& r) {
   out << "ok\t" << (r.ok ? 1 : 0) << "\nname\t" << flat(r.name) << "\nversion\t" << flat(r.version)
       << "\nreason\t" << flat(r.reason) << "\nmanifest\t" << flat(r.manifest_path)
       << "\nhas_descriptor\t" << (r.has_descriptor ? 1 : 0) << "\nstruct_size\t" << r.struct_size
-      << "\nabi\t" << r.abi_major << "." << r.abi_minor << "\ntorch\t" << r.torch_major << "." << r.torch_minor
-      << "\ncxx11\t" << r.cxx11_abi << "\ncuda\t" << r.cuda << "\nbuild_info\t" << flat(r.build_info) << "\n";
+      << "\nabi\t" << r.fingerprint.abi_major << "." << r.fingerprint.abi_minor << "\ntorch\t"
+      << r.fingerprint.torch_major << "." << r.fingerprint.torch_minor << "\ncxx11\t" << r.fingerprint.cxx11_abi
+      << "\ncuda\t" << r.fingerprint.cuda << "\nbuild_info\t" << flat(r.build_info) << "\n";
   for (const auto& name : r.algorithms) out << "algorithm\t" << flat(name) << "\n";
   return out.str();
 }
@@ -132,10 +133,10 @@ PluginRecord parse_plugin_record(const std::string& text) {
     else if (key == "manifest") r.manifest_path = value;
     else if (key == "has_descriptor") r.has_descriptor = value == "1";
     else if (key == "struct_size") r.struct_size = to_u32(value);
-    else if (key == "abi") r.abi_major = to_u32(first), r.abi_minor = to_u32(second);
-    else if (key == "torch") r.torch_major = to_u32(first), r.torch_minor = to_u32(second);
-    else if (key == "cxx11") r.cxx11_abi = to_u32(value);
-    else if (key == "cuda") r.cuda = to_u32(value);
+    else if (key == "abi") r.fingerprint.abi_major = to_u32(first), r.fingerprint.abi_minor = to_u32(second);
+    else if (key == "torch") r.fingerprint.torch_major = to_u32(first), r.fingerprint.torch_minor = to_u32(second);
+    else if (key == "cxx11") r.fingerprint.cxx11_abi = to_u32(value);
+    else if (key == "cuda") r.fingerprint.cuda = to_u32(value);
     else if (key == "build_info") r.build_info = value;
     else if (key == "algorithm") r.algorithms.push_back(value);
   }

@@ -121,12 +121,7 @@ void add_executable_relative(const std::string& exe_dir_text, SearchPathBuilder&
 
 void copy_descriptor_fields(const speculators_plugin_descriptor& d, PluginRecord& record) {
   record.has_descriptor = true;
-  record.abi_major = d.abi_major;
-  record.abi_minor = d.abi_minor;
-  record.torch_major = d.torch_major;
-  record.torch_minor = d.torch_minor;
-  record.cxx11_abi = d.cxx11_abi;
-  record.cuda = d.cuda;
+  record.fingerprint = HostFingerprint::of(d);
   if (d.name != nullptr) record.name = d.name;
   record.version = d.version != nullptr ? d.version : "";
   record.build_info = d.build_info != nullptr ? d.build_info : "";
@@ -200,14 +195,7 @@ std::optional<std::string> check_descriptor(const speculators_plugin_descriptor&
   if (d.struct_size < kDescriptorBytesRead) {
     return cat("descriptor struct_size ", d.struct_size, " < ", kDescriptorBytesRead, " bytes this host reads");
   }
-  HostFingerprint plugin;
-  plugin.abi_major = d.abi_major;
-  plugin.abi_minor = d.abi_minor;
-  plugin.torch_major = d.torch_major;
-  plugin.torch_minor = d.torch_minor;
-  plugin.cxx11_abi = d.cxx11_abi;
-  plugin.cuda = d.cuda;
-  if (auto why = check_fingerprint(plugin, host)) return why;
+  if (auto why = check_fingerprint(HostFingerprint::of(d), host)) return why;
   if (d.name == nullptr) return std::string("descriptor name is null");
   if (file_stem != d.name) return cat("name \"", d.name, "\" does not match file stem \"", file_stem, "\"");
   if (d.register_fn == nullptr) return std::string("descriptor has no register function");

@@ -95,10 +95,7 @@ struct PluginRecord {
   // Descriptor fields, valid when has_descriptor (the entry point returned a large enough struct).
   bool has_descriptor = false;
   std::uint32_t struct_size = 0;
-  std::uint32_t abi_major = 0, abi_minor = 0;
-  std::uint32_t torch_major = 0, torch_minor = 0;
-  std::uint32_t cxx11_abi = 0;
-  std::uint32_t cuda = 0;
+  HostFingerprint fingerprint;  // plugin ABI, LibTorch, C++11 ABI and CUDA it declares
   std::string build_info;
   std::vector<std::string> algorithms;  // what it registered (only when ok)
 };

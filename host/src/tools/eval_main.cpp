@@ -40,34 +40,29 @@ int run_main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--json", json, "print the result as JSON instead of the table");
   CLI11_PARSE(app, argc, argv);
-  try {
-    apply_num_threads(threads);
-    const EvalReport report = run_eval(o);
-    const Json j = eval_report_json(report);
-    const std::filesystem::path draft(o.draft);
-    write_file_atomic((draft / "eval.json").string(), j.dump_python() + "\n");
-    // The run's report shows the measured tau next to the training estimate: refresh it.
-    const std::filesystem::path run_dir = run_dir_of(o.draft);
-    if (!run_dir.empty() && std::filesystem::exists(run_dir / "metrics.jsonl")) {
-      try {
-        log::info(cat("updated the run report ", write_run_report(run_dir.string())));
-      } catch (const Error& e) {
-        log::warn(cat("could not update the run report in ", run_dir.string(), ": ", e.what()));
-      }
+  apply_num_threads(threads);
+  const EvalReport report = run_eval(o);
+  const Json j = eval_report_json(report);
+  const std::filesystem::path draft(o.draft);
+  write_file_atomic((draft / "eval.json").string(), j.dump_python() + "\n");
+  // The run's report shows the measured tau next to the training estimate: refresh it.
+  const std::filesystem::path run_dir = run_dir_of(o.draft);
+  if (!run_dir.empty() && std::filesystem::exists(run_dir / "metrics.jsonl")) {
+    try {
+      log::info(cat("updated the run report ", write_run_report(run_dir.string())));
+    } catch (const Error& e) {
+      log::warn(cat("could not update the run report in ", run_dir.string(), ": ", e.what()));
     }
-    if (json) {
-      std::cout << j.dump() << std::endl;
-    } else {
-      std::cout << format_eval_report(report);
-    }
-    if (report.exact_prompts != report.prompts) {
-      log::error(cat(report.prompts - report.exact_prompts, " of ", report.prompts,
-                     " speculative outputs differ from greedy decoding"));
-      return 1;
-    }
-  } catch (const Error& e) {
-    log::error(e.what());
-    return static_cast<int>(e.code());
+  }
+  if (json) {
+    std::cout << j.dump() << std::endl;
+  } else {
+    std::cout << format_eval_report(report);
+  }
+  if (report.exact_prompts != report.prompts) {
+    log::error(cat(report.prompts - report.exact_prompts, " of ", report.prompts,
+                   " speculative outputs differ from greedy decoding"));
+    return 1;
   }
   return 0;
 }

@@ -111,7 +111,8 @@ bool plugin_abi_at_least(const PluginHost& plugins, const std::string& algorithm
   for (const auto& record : plugins.records()) {
     if (!record.ok) continue;
     if (std::find(record.algorithms.begin(), record.algorithms.end(), algorithm) == record.algorithms.end()) continue;
-    return record.abi_major > major || (record.abi_major == major && record.abi_minor >= minor);
+    const HostFingerprint& f = record.fingerprint;
+    return f.abi_major > major || (f.abi_major == major && f.abi_minor >= minor);
   }
   return false;
 }

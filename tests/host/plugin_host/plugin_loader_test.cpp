@@ -108,8 +108,8 @@ TEST_CASE("a rejected plugin still reports the descriptor fields it could read",
   CHECK(torch.has_descriptor);
   CHECK(torch.name == "bad_torch");
   CHECK(torch.version == "1.0.0");
-  CHECK(torch.torch_major == TORCH_VERSION_MAJOR);
-  CHECK(torch.torch_minor == TORCH_VERSION_MINOR + 1);
+  CHECK(torch.fingerprint.torch_major == TORCH_VERSION_MAJOR);
+  CHECK(torch.fingerprint.torch_minor == TORCH_VERSION_MINOR + 1);
   const PluginRecord renamed = plugins.load(SPECULATORS_FIXTURE_BAD_NAME);
   CHECK(renamed.name == "other_name");  // what the plugin claims, shown next to its path
   // Nothing past a too small struct_size is read.
@@ -134,8 +134,8 @@ TEST_CASE("good fixtures load and their algorithms are usable from the host", "[
   CHECK(a.name == "good_a");
   CHECK(a.version == "1.0.0");
   CHECK(a.build_info == "fixture build");
-  CHECK(a.abi_major == SPECULATORS_PLUGIN_ABI_MAJOR);
-  CHECK(a.torch_minor == TORCH_VERSION_MINOR);
+  CHECK(a.fingerprint.abi_major == SPECULATORS_PLUGIN_ABI_MAJOR);
+  CHECK(a.fingerprint.torch_minor == TORCH_VERSION_MINOR);
   CHECK(a.algorithms == std::vector<std::string>{"good_a"});
 
   const PluginRecord b = plugins.load(SPECULATORS_FIXTURE_GOOD_B);
@@ -175,8 +175,8 @@ TEST_CASE("a plugin written with the SPECULATORS_PLUGIN macro loads with this bu
   CHECK(record.version == "2.3.4");
   CHECK(record.build_info == SPECULATORS_BUILD_INFO);
   CHECK(record.struct_size == sizeof(speculators_plugin_descriptor));
-  CHECK(record.cuda == SPECULATORS_WITH_CUDA);
-  CHECK(record.cxx11_abi == _GLIBCXX_USE_CXX11_ABI);
+  CHECK(record.fingerprint.cuda == SPECULATORS_WITH_CUDA);
+  CHECK(record.fingerprint.cxx11_abi == _GLIBCXX_USE_CXX11_ABI);
   CHECK(registry.get("macro_good").algorithm->name() == "macro_good");
 }
 

@@ -97,7 +97,7 @@ TEST_CASE("a descriptor rejection reads the same with and without the probe", "[
     CHECK_FALSE(a.reason.empty());
     CHECK(a.reason == b.reason);
     CHECK(a.version == b.version);
-    CHECK(a.abi_major == b.abi_major);
+    CHECK(a.fingerprint.abi_major == b.fingerprint.abi_major);
   }
 }
 
@@ -137,12 +137,12 @@ TEST_CASE("a record survives its text form", "[probe]") {
   record.reason = "two\nlines";
   record.has_descriptor = true;
   record.struct_size = 88;
-  record.abi_major = 2;
-  record.abi_minor = 1;
-  record.torch_major = 1;
-  record.torch_minor = 13;
-  record.cxx11_abi = 1;
-  record.cuda = 1;
+  record.fingerprint.abi_major = 2;
+  record.fingerprint.abi_minor = 1;
+  record.fingerprint.torch_major = 1;
+  record.fingerprint.torch_minor = 13;
+  record.fingerprint.cxx11_abi = 1;
+  record.fingerprint.cuda = 1;
   record.build_info = "gcc 12";
   record.algorithms = {"a", "b"};
   const PluginRecord back = parse_plugin_record(serialize_plugin_record(record));
@@ -151,8 +151,8 @@ TEST_CASE("a record survives its text form", "[probe]") {
   CHECK(back.reason == "two lines");
   CHECK(back.has_descriptor);
   CHECK(back.struct_size == 88);
-  CHECK((back.abi_major == 2 && back.abi_minor == 1 && back.torch_major == 1 && back.torch_minor == 13));
-  CHECK((back.cxx11_abi == 1 && back.cuda == 1));
+  CHECK((back.fingerprint.abi_major == 2 && back.fingerprint.abi_minor == 1 && back.fingerprint.torch_major == 1 && back.fingerprint.torch_minor == 13));
+  CHECK((back.fingerprint.cxx11_abi == 1 && back.fingerprint.cuda == 1));
   CHECK(back.build_info == "gcc 12");
   CHECK(back.algorithms == std::vector<std::string>({"a", "b"}));
 }

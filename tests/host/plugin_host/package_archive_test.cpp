@@ -60,7 +60,7 @@ void write_tgz(const fs::path& path, const std::string& tar) {
 
 Error install_error(const std::string& package, const std::string& dir) {
   try {
-    install_plugin_package(package, dir, test::cpu_host());
+    install_plugin_package(package, dir, test::this_host());
   } catch (const Error& e) {
     return e;
   }
@@ -152,7 +152,7 @@ TEST_CASE("packages: the listing reads GNU tar's long names and directories", "[
 TEST_CASE("packages: the fixture package still installs through the listing", "[packages][archive]") {
   test::TempDir temp("pkg_listing_ok");
   const std::string dir = (temp.path() / "plugins").string();
-  const PluginManifest m = install_plugin_package(SPECULATORS_FIXTURE_PACKAGE_GOOD_A, dir, test::cpu_host());
+  const PluginManifest m = install_plugin_package(SPECULATORS_FIXTURE_PACKAGE_GOOD_A, dir, test::this_host());
   CHECK(m.name == "good_a");
   CHECK(fs::file_size(fs::path(dir) / "good_a.so") == fs::file_size(SPECULATORS_FIXTURE_GOOD_A));
 }
@@ -166,7 +166,7 @@ TEST_CASE("loader: a plugin linked from a directory others can write to is not o
   const fs::path link = fs::path(safe) / "good_a.so";
   fs::create_symlink(fs::path(open_dir) / "good_a.so", link);
   Registry registry;
-  PluginHost plugins(registry, test::cpu_host());
+  PluginHost plugins(registry, test::this_host());
   const PluginRecord record = plugins.load(link.string());
   CHECK_FALSE(record.ok);
   // "group and others", or "others" where the directory's group is this user's private group.
@@ -180,6 +180,6 @@ TEST_CASE("loader: a plugin linked from a directory others can write to is not o
   const fs::path safe_link = fs::path(temp.dir("safe2")) / "good_a.so";
   fs::create_symlink(fs::path(good) / "good_a.so", safe_link);
   Registry registry2;
-  PluginHost plugins2(registry2, test::cpu_host());
+  PluginHost plugins2(registry2, test::this_host());
   CHECK(plugins2.load(safe_link.string()).ok);
 }

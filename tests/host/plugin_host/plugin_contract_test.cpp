@@ -13,11 +13,11 @@
 #include "speculators/log.h"
 
 using namespace speculators;
-using speculators::test::cpu_host;
+using speculators::test::this_host;
 
 TEST_CASE("a plugin without an algorithm of its own name is refused when it is listed", "[plugins]") {
   Registry registry;
-  PluginHost plugins(registry, cpu_host());
+  PluginHost plugins(registry, this_host());
   const PluginRecord record = plugins.load(SPECULATORS_FIXTURE_NAME_MISMATCH);
   CHECK_FALSE(record.ok);
   CHECK(record.reason ==
@@ -30,7 +30,7 @@ TEST_CASE("a plugin without an algorithm of its own name is refused when it is l
   // Training with --speculator-type name_mismatch says why, not "unknown algorithm".
   const auto candidates = discover_plugins({PluginDir{SPECULATORS_FIXTURE_DIR, "test"}});
   Registry fresh;
-  PluginHost host(fresh, cpu_host());
+  PluginHost host(fresh, this_host());
   try {
     host.load_for_algorithm("name_mismatch", candidates);
     FAIL("a plugin without its own algorithm was used");
@@ -42,7 +42,7 @@ TEST_CASE("a plugin without an algorithm of its own name is refused when it is l
 
 TEST_CASE("the plugin version is the one given to speculators_add_plugin, written once", "[plugins]") {
   Registry registry;
-  PluginHost plugins(registry, cpu_host());
+  PluginHost plugins(registry, this_host());
   const PluginRecord record = plugins.load(SPECULATORS_FIXTURE_VERSIONED);
   REQUIRE(record.ok);
   // The CMake call says VERSION 9.8.7; the manifest and the descriptor must both say so.

@@ -25,9 +25,10 @@ namespace fs = std::filesystem;
 namespace {
 
 using test::cpu_host;
+using test::this_host;
 
 // Loads `path` into a fresh registry, checks that it was rejected cleanly, returns the reason.
-std::string rejection_of(const std::string& path, HostFingerprint host = cpu_host()) {
+std::string rejection_of(const std::string& path, HostFingerprint host = this_host()) {
   Registry registry;
   PluginHost plugins(registry, host);
   const PluginRecord record = plugins.load(path);
@@ -63,7 +64,6 @@ TEST_CASE("each broken fixture is rejected with one line naming both values", "[
       {SPECULATORS_FIXTURE_BAD_TORCH_MAJOR,
        cat("LibTorch ", torch_major + 1, ".", torch_minor, " != host ", torch_major, ".", torch_minor)},
       {SPECULATORS_FIXTURE_BAD_CXX11, cat("C++11 ABI ", cxx11 ? 0 : 1, " != host ", cxx11)},
-      {SPECULATORS_FIXTURE_CUDA_PLUGIN, "CUDA plugin (cuda 1) != host 0 (this host is CPU-only)"},
       {SPECULATORS_FIXTURE_BAD_NAME, "name \"other_name\" does not match file stem \"bad_name\""},
       {SPECULATORS_FIXTURE_NO_ENTRY, "no entry point " + kEntry + " (not a speculators plugin?)"},
       {SPECULATORS_FIXTURE_NULL_DESCRIPTOR, "entry point " + kEntry + " returned null"},
@@ -72,10 +72,12 @@ TEST_CASE("each broken fixture is rejected with one line naming both values", "[
     INFO(path);
     CHECK(rejection_of(path) == expected);
   }
+  CHECK(rejection_of(SPECULATORS_FIXTURE_CUDA_PLUGIN, cpu_host()) ==
+        "CUDA plugin (cuda 1) != host 0 (this host is CPU-only)");
 }
 
 TEST_CASE("descriptor checks refuse a null name and a missing register function", "[plugins]") {
-  const HostFingerprint host = cpu_host();
+  const HostFingerprint host = this_host();
   speculators_plugin_descriptor d = {};
   d.struct_size = sizeof d;
   d.abi_major = host.abi_major;
@@ -103,7 +105,7 @@ TEST_CASE("a text file named .so is rejected by dlopen with its error", "[plugin
 
 TEST_CASE("a rejected plugin still reports the descriptor fields it could read", "[plugins]") {
   Registry registry;
-  PluginHost plugins(registry, cpu_host());
+  PluginHost plugins(registry, this_host());
   const PluginRecord torch = plugins.load(SPECULATORS_FIXTURE_BAD_TORCH);
   CHECK(torch.has_descriptor);
   CHECK(torch.name == "bad_torch");
@@ -126,7 +128,7 @@ TEST_CASE("a rejected plugin still reports the descriptor fields it could read",
 
 TEST_CASE("good fixtures load and their algorithms are usable from the host", "[plugins]") {
   Registry registry;
-  PluginHost plugins(registry, cpu_host());
+  PluginHost plugins(registry, this_host());
   const PluginRecord a = plugins.load(SPECULATORS_FIXTURE_GOOD_A);
   REQUIRE(a.ok);
   CHECK(a.status == PluginStatus::kOk);
@@ -192,7 +194,7 @@ TEST_CASE("a failing register function leaves nothing registered", "[plugins]") 
 
   // The host keeps working after a plugin threw through the C boundary.
   Registry registry;
-  PluginHost plugins(registry, cpu_host());
+  PluginHost plugins(registry, this_host());
   CHECK_FALSE(plugins.load(SPECULATORS_FIXTURE_REG_THROWS).ok);
   CHECK(plugins.load(SPECULATORS_FIXTURE_GOOD_A).ok);
   CHECK(registry.names() == std::vector<std::string>{"good_a"});
@@ -200,7 +202,7 @@ TEST_CASE("a failing register function leaves nothing registered", "[plugins]") 
 
 TEST_CASE("a duplicate algorithm name is rejected naming both plugins", "[plugins]") {
   Registry registry;
-  PluginHost plugins(registry, cpu_host());
+  PluginHost plugins(registry, this_host());
   REQUIRE(plugins.load(SPECULATORS_FIXTURE_GOOD_A).ok);
   const PluginRecord dup = plugins.load(SPECULATORS_FIXTURE_REG_DUPLICATE);
   CHECK_FALSE(dup.ok);
@@ -217,7 +219,7 @@ TEST_CASE("a plugin whose name is already registered is rejected before register
   const fs::path copy = fs::path(temp.dir("other")) / "good_a.so";
   fs::copy_file(SPECULATORS_FIXTURE_GOOD_A, copy);
   Registry registry;
-  PluginHost plugins(registry, cpu_host());
+  PluginHost plugins(registry, this_host());
   REQUIRE(plugins.load(SPECULATORS_FIXTURE_GOOD_A).ok);
   const PluginRecord second = plugins.load(copy.string());
   CHECK_FALSE(second.ok);
@@ -227,7 +229,7 @@ TEST_CASE("a plugin whose name is already registered is rejected before register
 
 TEST_CASE("loading the same plugin twice returns the first record", "[plugins]") {
   Registry registry;
-  PluginHost plugins(registry, cpu_host());
+  PluginHost plugins(registry, this_host());
   REQUIRE(plugins.load(SPECULATORS_FIXTURE_GOOD_A).ok);
   const std::string other_spelling = std::string(SPECULATORS_FIXTURE_DIR) + "/./good_a.so";
   const PluginRecord again = plugins.load(other_spelling);
@@ -238,14 +240,14 @@ TEST_CASE("loading the same plugin twice returns the first record", "[plugins]")
 }
 
 TEST_CASE("CUDA and ABI-minor compatibility go one way only", "[plugins]") {
-  HostFingerprint cuda_host = cpu_host();
+  HostFingerprint cuda_host = this_host();
   cuda_host.cuda = 1;
   Registry registry;
   PluginHost on_cuda(registry, cuda_host);
   CHECK(on_cuda.load(SPECULATORS_FIXTURE_CUDA_PLUGIN).ok);  // CUDA plugin on a CUDA host
   CHECK(on_cuda.load(SPECULATORS_FIXTURE_GOOD_A).ok);       // CPU plugin on a CUDA host
 
-  HostFingerprint newer_host = cpu_host();
+  HostFingerprint newer_host = this_host();
   newer_host.abi_minor = SPECULATORS_PLUGIN_ABI_MINOR + 1;
   Registry newer_registry;
   PluginHost newer(newer_registry, newer_host);
@@ -262,7 +264,7 @@ TEST_CASE("a directory mixing good and bad plugins loads the good ones and lists
   REQUIRE(candidates.size() == files.size());
 
   Registry registry;
-  PluginHost plugins(registry, cpu_host());
+  PluginHost plugins(registry, this_host());
   plugins.set_probe_timeout(std::chrono::seconds(2));  // reg_hang never returns
   plugins.load_all(candidates);
   REQUIRE(plugins.records().size() == files.size());
@@ -287,19 +289,19 @@ TEST_CASE("load_for_algorithm loads the named plugin and explains failures", "[p
   const auto candidates = discover_plugins({PluginDir{SPECULATORS_FIXTURE_DIR, "test"}});
   {
     Registry registry;
-    PluginHost plugins(registry, cpu_host());
+    PluginHost plugins(registry, this_host());
     CHECK(plugins.load_for_algorithm("good_a", candidates).plugin == "good_a");
     CHECK(plugins.records().size() == 1);  // only good_a.so was opened
   }
   {
     // good_b_extra lives in good_b.so: the host has to open every plugin to find it.
     Registry registry;
-    PluginHost plugins(registry, cpu_host());
+    PluginHost plugins(registry, this_host());
     CHECK(plugins.load_for_algorithm("good_b_extra", candidates).plugin == "good_b");
   }
   {
     Registry registry;
-    PluginHost plugins(registry, cpu_host());
+    PluginHost plugins(registry, this_host());
     try {
       plugins.load_for_algorithm("bad_cxx11", candidates);
       FAIL("rejected plugin used");
@@ -312,7 +314,7 @@ TEST_CASE("load_for_algorithm loads the named plugin and explains failures", "[p
   }
   {
     Registry registry;
-    PluginHost plugins(registry, cpu_host());
+    PluginHost plugins(registry, this_host());
     try {
       plugins.load_for_algorithm("nonesuch", candidates);
       FAIL("unknown algorithm found");

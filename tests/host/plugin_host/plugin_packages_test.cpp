@@ -19,6 +19,7 @@
 #include "plugin_host/plugin_loader.h"
 #include "plugin_host/plugin_packages.h"
 #include "plugin_test_util.h"
+#include "speculators/build_config.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
 
@@ -27,7 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using test::cpu_host;
+using test::this_host;
 
 std::string read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -78,7 +79,7 @@ const std::string kHostTorch = cat(TORCH_VERSION_MAJOR, ".", TORCH_VERSION_MINOR
 TEST_CASE("packages: one built for another LibTorch minor is refused at install time, one line", "[packages]") {
   test::TempDir temp("pkg_torch");
   const fs::path dir = temp.path() / "fresh";
-  const Error e = error_of([&] { install_plugin_package(SPECULATORS_FIXTURE_PACKAGE_BAD_TORCH, dir.string(), cpu_host()); });
+  const Error e = error_of([&] { install_plugin_package(SPECULATORS_FIXTURE_PACKAGE_BAD_TORCH, dir.string(), this_host()); });
   CHECK(e.code() == ExitCode::kPlugin);
   CHECK(std::string(e.what()) == cat("plugin package ", SPECULATORS_FIXTURE_PACKAGE_BAD_TORCH,
                                      " (bad_torch 0.0.1) does not fit this host: LibTorch ", TORCH_VERSION_MAJOR, ".",
@@ -106,20 +107,20 @@ TEST_CASE("packages: the built package holds the .so and a manifest with its sha
   CHECK(m.fingerprint.torch_minor == TORCH_VERSION_MINOR);
   CHECK(m.torch_version.rfind(kHostTorch + ".", 0) == 0);
   CHECK(m.fingerprint.cxx11_abi == _GLIBCXX_USE_CXX11_ABI);
-  CHECK(m.fingerprint.cuda == 0);
+  CHECK(m.fingerprint.cuda == SPECULATORS_WITH_CUDA);
 }
 
 TEST_CASE("packages: install into a fresh directory, list, load, remove", "[packages]") {
   test::TempDir temp("pkg_install");
   const std::string dir = (temp.path() / "plugins").string();
-  const PluginManifest m = install_plugin_package(SPECULATORS_FIXTURE_PACKAGE_GOOD_A, dir, cpu_host());
+  const PluginManifest m = install_plugin_package(SPECULATORS_FIXTURE_PACKAGE_GOOD_A, dir, this_host());
   CHECK(m.name == "good_a");
   CHECK(read_bytes(fs::path(dir) / "good_a.so") == read_bytes(SPECULATORS_FIXTURE_GOOD_A));
   CHECK(fs::exists(fs::path(dir) / "good_a.manifest.json"));
   // Only the two files: no temporary left behind.
   CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 2);
 
-  const auto listed = list_installed_plugins(dir, cpu_host());
+  const auto listed = list_installed_plugins(dir, this_host());
   REQUIRE(listed.size() == 1);
   CHECK(listed[0].name == "good_a");
   CHECK(listed[0].status == "ok");
@@ -130,7 +131,7 @@ TEST_CASE("packages: install into a fresh directory, list, load, remove", "[pack
   CHECK(text.find(cat("LibTorch ", kHostTorch)) != std::string::npos);
 
   Registry registry;
-  PluginHost plugins(registry, cpu_host());
+  PluginHost plugins(registry, this_host());
   const PluginRecord record = plugins.load((fs::path(dir) / "good_a.so").string());
   CHECK(record.ok);
   CHECK(record.manifest_path == (fs::path(dir) / "good_a.manifest.json").string());
@@ -148,9 +149,9 @@ TEST_CASE("packages: the .deb installs the same files", "[packages]") {
   if (deb.empty()) return;  // no dpkg-deb on this machine: no .deb was built
   test::TempDir temp("pkg_deb");
   const std::string dir = (temp.path() / "plugins").string();
-  install_plugin_package(deb, dir, cpu_host());
+  install_plugin_package(deb, dir, this_host());
   CHECK(read_bytes(fs::path(dir) / "good_a.so") == read_bytes(SPECULATORS_FIXTURE_GOOD_A));
-  CHECK(list_installed_plugins(dir, cpu_host()).at(0).status == "ok");
+  CHECK(list_installed_plugins(dir, this_host()).at(0).status == "ok");
 }
 
 TEST_CASE("packages: altered, empty or unreadable packages are refused before copying", "[packages]") {
@@ -162,7 +163,7 @@ TEST_CASE("packages: altered, empty or unreadable packages are refused before co
   std::ofstream(stage / "good_a.so", std::ios::app | std::ios::binary) << "tampered";
   const std::string altered = (temp.path() / "altered.tar.gz").string();
   REQUIRE(std::system(cat("tar -czf '", altered, "' -C '", stage.string(), "' good_a.so good_a.manifest.json").c_str()) == 0);
-  Error e = error_of([&] { install_plugin_package(altered, dir, cpu_host()); });
+  Error e = error_of([&] { install_plugin_package(altered, dir, this_host()); });
   CHECK(e.code() == ExitCode::kPlugin);
   CHECK(std::string(e.what()) == cat("plugin package ", altered, ": good_a.so does not match its manifest: sha256 ",
                                      sha256sum(stage / "good_a.so"), " != ", manifest_sha,
@@ -171,19 +172,19 @@ TEST_CASE("packages: altered, empty or unreadable packages are refused before co
 
   const std::string no_manifest = (temp.path() / "no_manifest.tar.gz").string();
   REQUIRE(std::system(cat("tar -czf '", no_manifest, "' -C '", stage.string(), "' good_a.so").c_str()) == 0);
-  e = error_of([&] { install_plugin_package(no_manifest, dir, cpu_host()); });
+  e = error_of([&] { install_plugin_package(no_manifest, dir, this_host()); });
   CHECK(std::string(e.what()) == cat("plugin package ", no_manifest, ": expected exactly one *.manifest.json, found 0"));
 
   const std::string not_gzip = temp.file("junk.tar.gz");
-  e = error_of([&] { install_plugin_package(not_gzip, dir, cpu_host()); });
+  e = error_of([&] { install_plugin_package(not_gzip, dir, this_host()); });
   CHECK(e.code() == ExitCode::kPlugin);
   CHECK(std::string(e.what()).rfind(cat("plugin package ", not_gzip, ": cannot unpack (gzip): "), 0) == 0);
 
-  e = error_of([&] { install_plugin_package(temp.file("plugin.zip"), dir, cpu_host()); });
+  e = error_of([&] { install_plugin_package(temp.file("plugin.zip"), dir, this_host()); });
   CHECK(e.code() == ExitCode::kUsage);
   CHECK(std::string(e.what()).find("expected a .tar.gz, .tgz or .deb file") != std::string::npos);
   const std::string missing = (temp.path() / "missing.tar.gz").string();
-  e = error_of([&] { install_plugin_package(missing, dir, cpu_host()); });
+  e = error_of([&] { install_plugin_package(missing, dir, this_host()); });
   CHECK(e.code() == ExitCode::kUsage);
   CHECK(std::string(e.what()) == cat("plugin package ", missing, ": no such file"));
 }
@@ -229,7 +230,7 @@ TEST_CASE("loader: a manifest for another LibTorch rejects the .so without openi
   fs::copy_file(SPECULATORS_FIXTURE_GOOD_A, so);
   std::ofstream(temp.path() / "good_a.manifest.json") << manifest_text("good_a", sha256sum(so), TORCH_VERSION_MINOR + 1);
   Registry registry;
-  PluginHost plugins(registry, cpu_host());
+  PluginHost plugins(registry, this_host());
   const PluginRecord record = plugins.load(so.string());
   CHECK_FALSE(record.ok);
   CHECK(record.reason == cat("manifest ", (temp.path() / "good_a.manifest.json").string(), ": LibTorch ",
@@ -248,7 +249,7 @@ TEST_CASE("loader: a .so whose sha256 disagrees with its manifest is refused uno
   std::ofstream(manifest) << manifest_text("good_a", recorded, TORCH_VERSION_MINOR);
   std::ofstream(so, std::ios::app | std::ios::binary) << "x";  // changed after the manifest was written
   Registry registry;
-  PluginHost plugins(registry, cpu_host());
+  PluginHost plugins(registry, this_host());
   const PluginRecord record = plugins.load(so.string());
   CHECK_FALSE(record.ok);
   CHECK(record.reason == cat("sha256 of ", so.string(), " is ", sha256sum(so), " but its manifest ", manifest, " says ",
@@ -308,7 +309,7 @@ TEST_CASE("plugin directories writable by others, or owned by another user, are 
   fs::copy_file(SPECULATORS_FIXTURE_GOOD_A, so);
   fs::permissions(so, fs::perms(0666));
   Registry registry;
-  PluginHost plugins(registry, cpu_host());
+  PluginHost plugins(registry, this_host());
   const PluginRecord record = plugins.load(so.string());
   CHECK_FALSE(record.ok);
   // "group and others", or "others" where the file's group is this user's private group.
@@ -318,7 +319,7 @@ TEST_CASE("plugin directories writable by others, or owned by another user, are 
   CHECK_FALSE(is_mapped(so.string()));
 
   // Installing into such a directory is refused too, before anything is copied.
-  e = error_of([&] { install_plugin_package(SPECULATORS_FIXTURE_PACKAGE_GOOD_A, open_dir, cpu_host()); });
+  e = error_of([&] { install_plugin_package(SPECULATORS_FIXTURE_PACKAGE_GOOD_A, open_dir, this_host()); });
   CHECK(std::string(e.what()) == "refusing to install into " + *unsafe_permissions_reason(open_dir, 040757, me, me));
   CHECK(fs::is_empty(open_dir));
 }

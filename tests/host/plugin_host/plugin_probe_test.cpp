@@ -42,7 +42,7 @@ TEST_CASE("a plugin that crashes, aborts or hangs in registration is rejected wi
   for (const auto& [path, expected] : cases) {
     INFO(path);
     Registry registry;
-    PluginHost plugins(registry, test::cpu_host());
+    PluginHost plugins(registry, test::this_host());
     plugins.set_probe_timeout(std::chrono::milliseconds(1500));
     const auto start = Clock::now();
     const PluginRecord record = plugins.load(path);
@@ -63,7 +63,7 @@ TEST_CASE("good plugins load beside crashing, aborting and hanging ones", "[plug
     fs::copy_file(path, fs::path(plugins_dir) / fs::path(path).filename());
   }
   Registry registry;
-  PluginHost plugins(registry, test::cpu_host());
+  PluginHost plugins(registry, test::this_host());
   plugins.set_probe_timeout(std::chrono::seconds(2));
   const auto start = Clock::now();
   plugins.load_all(discover_plugins({PluginDir{plugins_dir, "test"}}));
@@ -87,8 +87,8 @@ TEST_CASE("a descriptor rejection reads the same with and without the probe", "[
   for (const char* path : {SPECULATORS_FIXTURE_BAD_ABI_MAJOR, SPECULATORS_FIXTURE_REG_FAILS, SPECULATORS_FIXTURE_GARBAGE}) {
     INFO(path);
     Registry in_child_registry, in_process_registry;
-    PluginHost in_child(in_child_registry, test::cpu_host());
-    PluginHost in_process(in_process_registry, test::cpu_host());
+    PluginHost in_child(in_child_registry, test::this_host());
+    PluginHost in_process(in_process_registry, test::this_host());
     in_process.set_probe(false);
     const PluginRecord a = in_child.load(path);
     const PluginRecord b = in_process.load(path);

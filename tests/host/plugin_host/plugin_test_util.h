@@ -46,7 +46,11 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// This host's fingerprint with the CUDA flag off, as the CPU fixtures are built.
+// This build's fingerprint: the one the fixtures, the macro plugins and the packages are built
+// with (the CUDA flag is on in a build against a CUDA LibTorch).
+inline HostFingerprint this_host() { return HostFingerprint::current(); }
+
+// This build's fingerprint with the CUDA flag off: a CPU-only host.
 inline HostFingerprint cpu_host() {
   HostFingerprint host = HostFingerprint::current();
   host.cuda = 0;

@@ -55,7 +55,7 @@ int run_main(int argc, char** argv) {
                  "repetitions of the reference matrix product before and again after the timed steps")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--num-threads", threads, "LibTorch CPU threads (0 = all cores)")->capture_default_str();
+  app.add_option("--num-threads", threads, "CPU threads, as speculators-train --num-threads (N: LibTorch and OpenBLAS both N; 0 = OpenBLAS on every CPU, LibTorch on one)")->capture_default_str();
   app.add_option("--blas-threads", blas, "OpenBLAS threads (0 = as speculators train chooses)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

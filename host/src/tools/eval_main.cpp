@@ -36,7 +36,7 @@ int run_main(int argc, char** argv) {
   app.add_option("--prompt-len", o.prompt_len, "prompt tokens per row (0: up to the first supervised token)")
       ->capture_default_str();
   app.add_option("--plugin-dir", o.plugin_dirs, "extra plugin directory (repeatable)");
-  app.add_option("--num-threads", threads, "LibTorch CPU threads (0 = every CPU the process may use)")
+  app.add_option("--num-threads", threads, "CPU threads, as speculators-train --num-threads (N: LibTorch and OpenBLAS both N; 0 = OpenBLAS on every CPU, LibTorch on one)")
       ->capture_default_str();
   app.add_flag("--json", json, "print the result as JSON instead of the table");
   CLI11_PARSE(app, argc, argv);

@@ -2,7 +2,8 @@
 # Checks the shape of a source tree (default host/src): no include cycle, no source file at its
 # top level (every unit lives in a stage folder), no file over 500 lines. A unit is a path without
 # its extension (x.h and x.cpp are one unit); unit a depends on unit b when a file of a includes a
-# header of b (a quoted include is resolved against the including file's folder, then the root).
+# header of b (a quoted include is resolved against the including file's folder, then the root, then
+# any include directories given after the root).
 # A cycle is a strongly connected component of more than one unit. Exits 1 on any finding.
 import os
 import re
@@ -11,7 +12,7 @@ import sys
 MAX_LINES = 500
 
 
-def units_and_edges(root):
+def units_and_edges(root, include_dirs=()):
     edges = {}
     for folder, _, files in os.walk(root):
         for name in files:
@@ -23,7 +24,7 @@ def units_and_edges(root):
             with open(path, encoding="utf-8") as f:
                 text = f.read()
             for m in re.finditer(r'^#include "([^"]+)"', text, re.M):
-                for base in (folder, root):
+                for base in (folder, root, *include_dirs):
                     target = os.path.normpath(os.path.join(base, m.group(1)))
                     if os.path.exists(target) and target.startswith(os.path.normpath(root) + os.sep):
                         other = os.path.splitext(os.path.relpath(target, root))[0]
@@ -76,10 +77,11 @@ def cycles(edges):
 
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else "host/src"
+    include_dirs = sys.argv[2:]
     if not os.path.isdir(root):
         print(f"{root}: not a directory")
         return 2
-    edges = units_and_edges(root)
+    edges = units_and_edges(root, include_dirs)
     problems = []
     for component in cycles(edges):
         problems.append("include cycle: " + " <-> ".join(component))

@@ -2,7 +2,6 @@
 // forcing (speculators/models/eagle3/core.py: Eagle3DraftModel.forward), vocab mapping and
 // verifier weights (speculators/model.py: DraftVocabMixin).
 #include "model.h"
-#include "proposer.h"
 
 #include <limits>
 #include <map>
@@ -310,8 +309,6 @@ void Eagle3DraftModel::after_load(const BuildContext& ctx) {
   load_verifier_weights(ctx.verifier_path, ctx.verifier.hidden_size);
   check_loaded();
 }
-
-std::unique_ptr<Proposer> Eagle3DraftModel::make_proposer() { return std::make_unique<Eagle3Proposer>(*this); }
 
 }  // namespace eagle3
 }  // namespace speculators

@@ -80,5 +80,8 @@ std::vector<std::int64_t> Eagle3Proposer::propose(std::int64_t k) {
   return out;
 }
 
+// Declared with the model (algorithm.h's DraftModel contract), defined here next to the proposer.
+std::unique_ptr<Proposer> Eagle3DraftModel::make_proposer() { return std::make_unique<Eagle3Proposer>(*this); }
+
 }  // namespace eagle3
 }  // namespace speculators

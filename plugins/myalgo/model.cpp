@@ -1,6 +1,5 @@
 // The myalgo draft model (model.h): construction, the verifier's frozen pieces, forward.
 #include "model.h"
-#include "proposer.h"
 
 #include <limits>
 #include <utility>
@@ -190,8 +189,6 @@ ForwardResult MyAlgoModel::forward(const Batch& batch, const Json& call_args) {
   }
   return result;
 }
-
-std::unique_ptr<Proposer> MyAlgoModel::make_proposer() { return std::make_unique<MyAlgoProposer>(*this); }
 
 }  // namespace myalgo
 }  // namespace speculators

@@ -54,5 +54,8 @@ std::vector<std::int64_t> MyAlgoProposer::propose(std::int64_t k) {
   return out;
 }
 
+// Declared with the model (algorithm.h's DraftModel contract), defined here next to the proposer.
+std::unique_ptr<Proposer> MyAlgoModel::make_proposer() { return std::make_unique<MyAlgoProposer>(*this); }
+
 }  // namespace myalgo
 }  // namespace speculators

@@ -12,45 +12,39 @@
 
 namespace speculators::text::jinja {
 
-Value Value::undefined(std::string name) {
+namespace {
+
+// A value of `kind` whose payload `fill` sets.
+template <typename Fill>
+Value made(Value::Kind kind, Fill fill) {
   Value v;
-  v.s = std::move(name);
+  v.kind = kind;
+  fill(v);
   return v;
+}
+
+}  // namespace
+
+Value Value::undefined(std::string name) {
+  return made(Kind::kUndefined, [&](Value& v) { v.s = std::move(name); });
 }
 Value Value::none() {
-  Value v;
-  v.kind = Kind::kNone;
-  return v;
+  return made(Kind::kNone, [](Value&) {});
 }
 Value Value::boolean(bool x) {
-  Value v;
-  v.kind = Kind::kBool;
-  v.b = x;
-  return v;
+  return made(Kind::kBool, [&](Value& v) { v.b = x; });
 }
 Value Value::integer(std::int64_t x) {
-  Value v;
-  v.kind = Kind::kInt;
-  v.i = x;
-  return v;
+  return made(Kind::kInt, [&](Value& v) { v.i = x; });
 }
 Value Value::real(double x) {
-  Value v;
-  v.kind = Kind::kFloat;
-  v.f = x;
-  return v;
+  return made(Kind::kFloat, [&](Value& v) { v.f = x; });
 }
 Value Value::string(std::string x) {
-  Value v;
-  v.kind = Kind::kString;
-  v.s = std::move(x);
-  return v;
+  return made(Kind::kString, [&](Value& v) { v.s = std::move(x); });
 }
 Value Value::make_list(List x) {
-  Value v;
-  v.kind = Kind::kList;
-  v.list = std::make_shared<List>(std::move(x));
-  return v;
+  return made(Kind::kList, [&](Value& v) { v.list = std::make_shared<List>(std::move(x)); });
 }
 Value Value::make_tuple(List x) {
   Value v = make_list(std::move(x));
@@ -58,10 +52,7 @@ Value Value::make_tuple(List x) {
   return v;
 }
 Value Value::make_dict(Dict x) {
-  Value v;
-  v.kind = Kind::kDict;
-  v.dict = std::make_shared<Dict>(std::move(x));
-  return v;
+  return made(Kind::kDict, [&](Value& v) { v.dict = std::make_shared<Dict>(std::move(x)); });
 }
 Value Value::make_namespace(Dict x) {
   Value v = make_dict(std::move(x));
@@ -69,10 +60,7 @@ Value Value::make_namespace(Dict x) {
   return v;
 }
 Value Value::callable(Function f) {
-  Value v;
-  v.kind = Kind::kCallable;
-  v.fn = std::make_shared<Function>(std::move(f));
-  return v;
+  return made(Kind::kCallable, [&](Value& v) { v.fn = std::make_shared<Function>(std::move(f)); });
 }
 
 const Value* Value::find(const std::string& key) const {

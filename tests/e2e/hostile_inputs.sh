@@ -8,7 +8,8 @@
 #                      rejected by --list-plugins; the good plugins stay ok.
 #   verifier_files     a verifier without lm_head.weight (and no tie_word_embeddings), a config.json
 #                      nested 50,000 levels deep, one claiming 1,000,000 layers: exit 4, 2
-#                      and 2 before any training step, nothing saved.
+#                      and 2 before any training step, nothing saved; widths whose draft cannot
+#                      be allocated: exit 1 naming the config and its widths.
 #   data_sizes         zero training rows: exit 4 and no checkpoint; a 200,000-token row trains in
 #                      bounded time (clipped before the verifier); sample --seq-len beyond
 #                      max_position_embeddings: exit 2.
@@ -93,6 +94,22 @@ PY
     sed -i 's/"num_hidden_layers": *[0-9]*/"num_hidden_layers": 1000000/' VL/config.json
     expect_code 2 train VL D S3
     expect_text "$WORK/err.txt" "VL/config.json: num_hidden_layers 1000000 is more than any decoder this trainer builds \\(at most 10000\\)"
+    # Widths whose verifier fits in memory (head_dim 8) but whose draft cannot (fc alone is 4 TiB):
+    # the allocation failure names what sized it. (Needs the kernel to refuse a 4 TiB allocation,
+    # as its default overcommit heuristic does.)
+    cp -r V VH
+    $PY - VH/config.json <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1])); config.update(hidden_size=1 << 20, head_dim=8)
+json.dump(config, open(sys.argv[1], "w"))
+PY
+    if [ "$(cat /proc/sys/vm/overcommit_memory 2>/dev/null)" = 0 ]; then
+      expect_code 1 train VH D S4
+      expect_text "$WORK/err.txt" "algorithm myalgo \\(build\\): out of memory: LibTorch: .*; the draft takes its widths from VH/config.json: hidden_size 1048576, intermediate_size 96, vocab_size 128"
+      [ ! -e S4/0 ] || fail "a checkpoint was saved"
+    else
+      echo "skipped the draft-allocation case: vm.overcommit_memory is not 0"
+    fi
     ;;
   data_sizes)
     inputs

@@ -2,12 +2,15 @@
 // (speculators::Error, c10::Error, any std::exception, anything else) comes back as one
 // speculators::Error line naming the algorithm and the phase ("forward", "build", "save", ...),
 // exit code 3 (a plugin misbehaved). An Error the plugin raised with another exit code keeps it
-// (a plugin's own usage or data error stays exit 2 or 4). LibTorch's backtrace is dropped.
+// (a plugin's own usage or data error stays exit 2 or 4). Running out of memory is not the
+// plugin's fault: it reads "out of memory: ..." with exit code 1 (kFailure), so that the caller can
+// say what sized the allocation. LibTorch's backtrace is dropped.
 #pragma once
 
 #include <c10/util/Exception.h>
 
 #include <exception>
+#include <new>
 #include <string>
 #include <utility>
 
@@ -26,7 +29,18 @@ inline std::string first_line(const std::string& text) {
 inline std::string prefix(const std::string& algorithm, const char* phase) {
   return cat("algorithm ", algorithm, " (", phase, "): ");
 }
+// LibTorch's allocators say so in their message: "DefaultCPUAllocator: can't allocate memory",
+// "DefaultCPUAllocator: not enough memory", "CUDA out of memory".
+inline bool is_out_of_memory(const std::string& message) {
+  for (const char* marker : {"can't allocate memory", "not enough memory", "out of memory"}) {
+    if (message.find(marker) != std::string::npos) return true;
+  }
+  return false;
+}
 }  // namespace plugin_call_detail
+
+// The marker call_plugin puts after the phase when an allocation failed.
+inline constexpr const char* kOutOfMemory = "out of memory: ";
 
 template <typename Fn>
 decltype(auto) call_plugin(const std::string& algorithm, const char* phase, Fn&& fn) {
@@ -44,7 +58,13 @@ decltype(auto) call_plugin(const std::string& algorithm, const char* phase, Fn&&
     const ExitCode code = e.code() == ExitCode::kFailure ? ExitCode::kPlugin : e.code();
     throw Error(prefix(algorithm, phase) + first_line(what), code);
   } catch (const c10::Error& e) {
-    throw Error(prefix(algorithm, phase) + "LibTorch: " + first_line(e.what_without_backtrace()), ExitCode::kPlugin);
+    const std::string what = first_line(e.what_without_backtrace());
+    if (plugin_call_detail::is_out_of_memory(what)) {
+      throw Error(prefix(algorithm, phase) + kOutOfMemory + "LibTorch: " + what, ExitCode::kFailure);
+    }
+    throw Error(prefix(algorithm, phase) + "LibTorch: " + what, ExitCode::kPlugin);
+  } catch (const std::bad_alloc& e) {
+    throw Error(prefix(algorithm, phase) + kOutOfMemory + e.what(), ExitCode::kFailure);
   } catch (const std::exception& e) {
     throw Error(prefix(algorithm, phase) + first_line(e.what()), ExitCode::kPlugin);
   } catch (...) {

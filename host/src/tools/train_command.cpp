@@ -260,7 +260,16 @@ std::shared_ptr<DraftModel> build_draft(const ResolvedJob& job, const BuildConte
     const Json saved = Json::read_file((fs::path(from) / "config.json").string());
     model = call_plugin(job.type, "load", [&] { return load_saved_draft(*job.algorithm, saved, from, ctx, false); });
   } else {
-    model = call_plugin(job.type, "build", [&] { return job.algorithm->from_training_args(ctx); });
+    try {
+      model = call_plugin(job.type, "build", [&] { return job.algorithm->from_training_args(ctx); });
+    } catch (const Error& e) {
+      // The draft's widths come from the verifier's config: name what sized the allocation.
+      if (std::string(e.what()).find(kOutOfMemory) == std::string::npos) throw;
+      fail(cat(e.what(), "; the draft takes its widths from ", (fs::path(ctx.verifier_path) / "config.json").string(),
+               ": hidden_size ", ctx.verifier.hidden_size, ", intermediate_size ", ctx.verifier.intermediate_size,
+               ", vocab_size ", ctx.verifier.vocab_size),
+           ExitCode::kFailure);
+    }
   }
   if (!model) fail(cat("algorithm ", job.type, ": the factory returned no model"), ExitCode::kPlugin);
   call_plugin(job.type, "build", [&] { check_draft_model(*model, job.type); });

@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 
+#include <cstdint>
+#include <new>
 #include <stdexcept>
 #include <vector>
 
@@ -56,4 +58,17 @@ TEST_CASE("call_plugin names the algorithm and the phase of every kind of except
   } catch (const Error& inner) {
     CHECK(std::string(inner.what()) == "algorithm algo (load): x");
   }
+}
+
+TEST_CASE("call_plugin reports an allocation failure as out of memory, exit 1", "[plugin_call]") {
+  // A real failed allocation: LibTorch's CPU allocator refuses 2^62 bytes.
+  Error e = caught([] { (void)torch::empty({std::int64_t{1} << 60}, torch::kFloat); });
+  std::string what = e.what();
+  CHECK(what.rfind(std::string("algorithm algo (forward): ") + kOutOfMemory + "LibTorch: ", 0) == 0);
+  CHECK(what.find('\n') == std::string::npos);
+  CHECK(e.code() == ExitCode::kFailure);
+
+  e = caught([] { throw std::bad_alloc(); });
+  CHECK(std::string(e.what()) == std::string("algorithm algo (forward): ") + kOutOfMemory + "std::bad_alloc");
+  CHECK(e.code() == ExitCode::kFailure);
 }

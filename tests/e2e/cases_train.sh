@@ -281,6 +281,10 @@ case_save_path_safety() {
   expect_code 4 "$BIN/speculators-train" $(train_args "$WORK/neg") --epochs 2
   expect_text "$WORK/err.txt" 'neg/0/trainer_state.json: "epoch" is -3, must be >= 0'
   [ ! -e "$WORK/neg/-2" ] || fail "a directory -2 was made"
+  # A checkpoint of another draft shape in the save path is a data error naming the tensor.
+  expect_code 0 "$BIN/speculators-train" $(train_args "$WORK/shape") --epochs 1 --num-layers 1
+  expect_code 4 "$BIN/speculators-train" $(train_args "$WORK/shape") --epochs 2 --num-layers 2
+  expect_text "$WORK/err.txt" 'shape/0/optimizer_state.safetensors: tensor "model/layers.1.[a-z_.]*" is missing'
   # Weights that overflow to inf are never saved as "the last good state".
   expect_code 1 "$BIN/speculators-train" $(train_args "$WORK/inf") --optimizer adamw --lr 1e308 \
     --scheduler-type none --max-bad-steps 2

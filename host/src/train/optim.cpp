@@ -13,10 +13,10 @@ namespace {
 const torch::Tensor& require(const NamedTensors& in, const std::string& key, const torch::Tensor& like,
                              const std::string& origin) {
   auto it = in.find(key);
-  if (it == in.end()) fail(cat(origin, ": optimizer state \"", key, "\" is missing"));
+  if (it == in.end()) fail_data(cat(origin, ": optimizer state \"", key, "\" is missing"));
   if (like.defined() && it->second.sizes() != like.sizes()) {
-    fail(cat(origin, ": optimizer state \"", key, "\" has shape ", it->second.sizes(), ", the parameter has ",
-             like.sizes()));
+    fail_data(cat(origin, ": optimizer state \"", key, "\" has shape ", it->second.sizes(), ", the parameter has ",
+                  like.sizes()));
   }
   return it->second;
 }

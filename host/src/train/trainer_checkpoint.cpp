@@ -208,11 +208,11 @@ void Trainer::restore_model_tensors(const NamedTensors& tensors, const std::stri
     auto it = tensors.find("model/" + name);
     if (it == tensors.end()) {
       if (ignored.count(name)) return;  // frozen verifier tensors: rebuilt from the verifier
-      fail(cat(tensor_path, ": tensor \"model/", name, "\" is missing"));
+      fail_data(cat(tensor_path, ": tensor \"model/", name, "\" is missing"));
     }
     if (it->second.sizes() != target.sizes()) {
-      fail(cat(tensor_path, ": tensor \"model/", name, "\" has shape ", it->second.sizes(), ", the model has ",
-               target.sizes()));
+      fail_data(cat(tensor_path, ": tensor \"model/", name, "\" has shape ", it->second.sizes(), ", the model has ",
+                    target.sizes()));
     }
     target.copy_(it->second.to(target.dtype()));
   };
@@ -295,7 +295,7 @@ void Trainer::resume_if_possible() {
   optim_->load_state(tensors, tensor_path);
   // This rank's RNG state, or rank 0's when the checkpoint had fewer ranks.
   const std::string rng = tensors.count(rng_key(dp_->rank())) ? rng_key(dp_->rank()) : rng_key(0);
-  if (!tensors.count(rng)) fail(cat(tensor_path, ": the RNG state \"", rng, "\" is missing"));
+  if (!tensors.count(rng)) fail_data(cat(tensor_path, ": the RNG state \"", rng, "\" is missing"));
   set_cpu_rng_state(tensors.at(rng));
 
   const auto epoch = state.at("epoch").as_int();

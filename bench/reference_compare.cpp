@@ -14,13 +14,13 @@ namespace speculators::bench {
 
 namespace fs = std::filesystem;
 
-namespace {
-
 std::string quoted(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
 }
+
+namespace {
 
 std::string read_text(const fs::path& path) {
   std::ifstream in(path);
@@ -55,6 +55,29 @@ std::string reference_python(const ReferenceOptions& options) {
   return python;
 }
 
+Json run_python_json(const std::string& python, const std::string& script, const std::string& arguments,
+                     const fs::path& err) {
+  const std::string command = cat(quoted(python), " ", quoted(script), arguments, " 2>", quoted(err.string()));
+  log::info(cat("reference run: ", command));
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) fail(cat("--compare reference: could not start ", python));
+  std::string out;
+  char buffer[4096];
+  while (std::fgets(buffer, sizeof(buffer), pipe) != nullptr) out += buffer;
+  const int status = ::pclose(pipe);
+  if (status != 0) {
+    std::string tail = read_text(err);
+    if (tail.size() > 3000) tail = "..." + tail.substr(tail.size() - 3000);
+    fail(cat("--compare reference: ", script, " failed (status ", status, "):\n", tail));
+  }
+  // The script prints one JSON object, on its last line.
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  const auto start = out.rfind('\n');
+  const std::string line = start == std::string::npos ? out : out.substr(start + 1);
+  if (line.empty() || line[0] != '{') fail(cat("--compare reference: no JSON result from ", script, ": ", out));
+  return Json::parse(line, fs::path(script).filename().string() + " output");
+}
+
 Json run_reference_step(DraftModel& model, const Batch& batch, std::int64_t ttt_steps, const ReferenceOptions& options,
                         const fs::path& dir) {
   const std::string python = reference_python(options);
@@ -72,28 +95,10 @@ Json run_reference_step(DraftModel& model, const Batch& batch, std::int64_t ttt_
     if (t.defined()) row[key] = t.detach().cpu();
   }
   save_safetensors((dir / "batch.safetensors").string(), row);
-  const fs::path err = dir / "stderr.txt";
-  const std::string command = cat(quoted(python), " ", quoted(options.script), " --case ", quoted(dir.string()),
-                                  " --threads ", options.threads, " --ttt-steps ", ttt_steps, " --warmup ",
-                                  options.warmup, " --iters ", options.iters, " 2>", quoted(err.string()));
-  log::info(cat("reference step: ", command));
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) fail(cat("--compare reference: could not start ", python));
-  std::string out;
-  char buffer[4096];
-  while (std::fgets(buffer, sizeof(buffer), pipe) != nullptr) out += buffer;
-  const int status = ::pclose(pipe);
-  if (status != 0) {
-    std::string tail = read_text(err);
-    if (tail.size() > 3000) tail = "..." + tail.substr(tail.size() - 3000);
-    fail(cat("--compare reference: ", options.script, " failed (status ", status, "):\n", tail));
-  }
-  // The script prints one JSON object, on its last line.
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  const auto start = out.rfind('\n');
-  const std::string line = start == std::string::npos ? out : out.substr(start + 1);
-  if (line.empty() || line[0] != '{') fail(cat("--compare reference: no JSON result from ", options.script, ": ", out));
-  return Json::parse(line, "reference_step.py output");
+  return run_python_json(python, options.script,
+                         cat(" --case ", quoted(dir.string()), " --threads ", options.threads, " --ttt-steps ", ttt_steps,
+                             " --warmup ", options.warmup, " --iters ", options.iters),
+                         dir / "stderr.txt");
 }
 
 }  // namespace speculators::bench

@@ -18,6 +18,15 @@ struct ReferenceOptions {
   int warmup = 1, iters = 3, threads = 1;
 };
 
+// `s` in single quotes for the shell.
+std::string quoted(const std::string& s);
+
+// Runs `python script arguments` (arguments start with a space and are already quoted), stderr to
+// `err`, and returns the JSON object the script prints on its last line of stdout. Throws Error
+// with the tail of `err` when the script fails.
+Json run_python_json(const std::string& python, const std::string& script, const std::string& arguments,
+                     const std::filesystem::path& err);
+
 // The interpreter to run, or throws a usage error that says how to provide it.
 std::string reference_python(const ReferenceOptions& options);
 

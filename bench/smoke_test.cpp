@@ -114,3 +114,20 @@ TEST_CASE("a CUDA device that is not there is a usage error (exit 2) that says s
   CHECK(WEXITSTATUS(status) == 2);
   CHECK(out.find("--device cuda:99") != std::string::npos);
 }
+
+TEST_CASE("--compare reference times the reference's step and transformers' verifier on the same inputs", "[bench]") {
+  // The reference (speculators) and transformers run in the test venv's Python.
+  const std::string out =
+      run(std::string("\"") + SPECULATORS_BENCH_EXE + "\" --shape tiny --algorithm eagle3 --warmup 0 --iters 1 " +
+          "--rate-reps 1 --num-threads 1 --compare reference --python \"" + SPECULATORS_BENCH_PYTHON + "\" --json 2>/dev/null");
+  const auto r = nlohmann::json::parse(out.substr(0, out.find('\n')));
+  const auto& ref = r.at("reference");
+  CHECK(ref.at("step_s").get<double>() > 0);
+  CHECK(ref.at("speedup").get<double>() == Approx(ref.at("step_s").get<double>() / r.at("step_s").get<double>()));
+  const auto& vf = ref.at("verifier_forward");
+  CHECK(vf.at("tokens").get<int>() == 512);
+  CHECK(vf.at("this_s").get<double>() > 0);
+  CHECK(vf.at("transformers").at("forward_s").get<double>() > 0);
+  // Both sides ran the same model on the same tokens: transformers' logits equal this project's.
+  CHECK(vf.at("transformers").at("max_abs_logit_diff").get<double>() < 1e-4);
+}

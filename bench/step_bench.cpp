@@ -18,6 +18,7 @@
 #include "speculators/verifier.h"
 #include "speculators/vocab.h"
 #include "tools/job.h"
+#include "verifier_compare.h"
 #include "verifier_stub.h"
 
 namespace speculators::bench {
@@ -171,6 +172,10 @@ Result run_step_bench(const Algorithm& algorithm, const std::string& name, const
       ref.threads = torch::get_num_threads();
       r.reference = run_reference_step(*model, batch, shape.ttt_steps, ref, work / ("reference_" + shape.name));
       r.reference["speedup"] = r.reference.at("step_s").as_double() / r.step_s;
+      // The verifier forward against transformers', which runs at torch's own default threads.
+      ReferenceOptions verifier_ref = *options.reference;
+      verifier_ref.threads = 0;
+      r.reference["verifier_forward"] = run_verifier_compare(shape, verifier_ref, work / ("verifier_compare_" + shape.name));
     }
   }
   r.threads = torch::get_num_threads();
@@ -247,6 +252,15 @@ void print_row(const Result& r) {
     for (const auto& note : ref.at("attention_failed").as_array()) {
       std::printf("\n         the reference's default attention did not run here: %s", note.as_string().c_str());
     }
+    const Json& vf = ref.at("verifier_forward");
+    const Json& tf = vf.at("transformers");
+    std::printf("\n         verifier forward (%lld tokens, logits and hidden states, no gradient): %.3f s here, %.3f s in "
+                "transformers %s (torch %s, %lld threads, attention %s): %.2fx; logits agree to %.1e",
+                static_cast<long long>(vf.at("tokens").as_int()), vf.at("this_s").as_double(),
+                tf.at("forward_s").as_double(), tf.at("transformers").as_string().c_str(),
+                tf.at("torch").as_string().c_str(), static_cast<long long>(tf.at("threads").as_int()),
+                tf.at("attention").as_string().c_str(), vf.at("speedup").as_double(),
+                tf.at("max_abs_logit_diff").as_double());
   }
   std::printf("\n         non-matmul ops (share of op time, matrix products %.0f%%):", 100 * r.matmul_time_share);
   for (const auto& [op, share] : r.top_other_ops) std::printf(" %s %.1f%%", op.c_str(), 100 * share);

@@ -247,7 +247,7 @@ VerifierModelImpl::Output VerifierModelImpl::forward(const torch::Tensor& input_
 
 VerifierModel load_verifier(const std::string& dir) {
   const fs::path config_path = fs::path(dir) / "config.json";
-  if (!fs::exists(config_path)) fail(cat("verifier ", dir, ": config.json does not exist"));
+  if (!fs::exists(config_path)) fail_usage(cat("verifier ", dir, ": config.json does not exist"));
   const TransformerConfig config = validated(TransformerConfig::from_file(config_path.string()), config_path.string());
   VerifierModel model(config);
   CheckpointFiles files(dir);

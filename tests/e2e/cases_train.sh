@@ -34,6 +34,12 @@ case_exit_codes() {
   expect_code 4 "$BIN/speculators-train" --speculator-type myalgo --verifier-name-or-path "$VERIFIER" \
     --data-path "$WORK/bad" --save-path "$WORK/out" --epochs 1
   expect_text "$WORK/err.txt" 'data.jsonl:1'
+  # Paths that do not exist are usage errors naming the flag or the file.
+  expect_code 2 "$BIN/speculators-train" --speculator-type myalgo --verifier-name-or-path "$VERIFIER" \
+    --data-path "$DATA" --save-path "$WORK/fp" --from-pretrained "$WORK/nope" --logger=
+  expect_text "$WORK/err.txt" "--from-pretrained $WORK/nope: no config.json \\(expected a checkpoint directory\\)"
+  expect_code 2 "$BIN/speculators-datagen" sample --verifier "$WORK/nope" --num-samples 2 --seq-len 8 --out "$WORK/s"
+  expect_text "$WORK/err.txt" "verifier $WORK/nope: config.json does not exist"
   expect_code 0 "$BIN/speculators-train" --help
   expect_text "$WORK/out.txt" '--verifier-name-or-path'
   expect_code 0 "$BIN/speculators-train" --speculator-type myalgo --dump-config --epochs 4

@@ -192,28 +192,20 @@ int run_main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : static_cast<int>(ExitCode::kUsage);
   }
-  try {
-    if (make_cmd->parsed()) run_make_verifier(make, make_out, make_tokenizer);
-    if (prep_cmd->parsed()) {
-      if (prep_cmd->count("--max-samples") > 0) prep.max_samples = prep_max;
-      prep.on_bad_sample = parse_bad_sample_policy(prep_bad);
-      run_prepare(prep);
-    }
-    if (sample_cmd->parsed()) run_sample(sample_verifier, sample, sample_out);
-    if (regen_cmd->parsed()) {
-      regen.on_bad_sample = parse_bad_sample_policy(regen_bad);
-      run_regenerate(regen);
-    }
-    if (hs_cmd->parsed()) {
-      if (hs_cmd->count("--draft-vocab-size") > 0) hs.draft_vocab_size = hs_vocab;
-      run_hidden_states(hs);
-    }
-  } catch (const Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return static_cast<int>(e.code());
-  } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return static_cast<int>(ExitCode::kFailure);
+  if (make_cmd->parsed()) run_make_verifier(make, make_out, make_tokenizer);
+  if (prep_cmd->parsed()) {
+    if (prep_cmd->count("--max-samples") > 0) prep.max_samples = prep_max;
+    prep.on_bad_sample = parse_bad_sample_policy(prep_bad);
+    run_prepare(prep);
+  }
+  if (sample_cmd->parsed()) run_sample(sample_verifier, sample, sample_out);
+  if (regen_cmd->parsed()) {
+    regen.on_bad_sample = parse_bad_sample_policy(regen_bad);
+    run_regenerate(regen);
+  }
+  if (hs_cmd->parsed()) {
+    if (hs_cmd->count("--draft-vocab-size") > 0) hs.draft_vocab_size = hs_vocab;
+    run_hidden_states(hs);
   }
   return 0;
 }

@@ -63,7 +63,8 @@ int run_main(int argc, char** argv) {
   std::string compare, python, script = SPECULATORS_BENCH_REFERENCE_SCRIPT;
   app.add_option("--compare", compare,
                  "reference: also time the reference's own EAGLE-3 training step (speculators' Eagle3DraftModel, "
-                 "in the test venv's Python) at the same shape, weights and row, and print the ratio")
+                 "in the test venv's Python) at the same shape, weights and row, and transformers' forward of a "
+                 "verifier of the shape's widths against this project's on the same tokens; print the ratios")
       ->check(CLI::IsMember({"reference"}));
   app.add_option("--python", python,
                  "Python with the reference installed (default: $SPECULATORS_TEST_PYTHON, $SPECULATORS_VENV/bin/python, "

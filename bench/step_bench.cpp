@@ -175,7 +175,8 @@ Result run_step_bench(const Algorithm& algorithm, const std::string& name, const
       // The verifier forward against transformers', which runs at torch's own default threads.
       ReferenceOptions verifier_ref = *options.reference;
       verifier_ref.threads = 0;
-      r.reference["verifier_forward"] = run_verifier_compare(shape, verifier_ref, work / ("verifier_compare_" + shape.name));
+      r.reference["verifier_forward"] = run_verifier_compare(shape, model->target_layer_ids(), verifier_ref,
+                                                             work / ("verifier_compare_" + shape.name));
     }
   }
   r.threads = torch::get_num_threads();

@@ -12,44 +12,23 @@
 #include "speculators/tensor_io.h"
 #include "speculators/verifier.h"
 #include "timing.h"
+#include "verifier_stub.h"
 
 namespace speculators::bench {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-TransformerConfig llama_config(const Shape& shape) {
-  TransformerConfig c;
-  c.model_type = "llama";
-  c.architectures = {"LlamaForCausalLM"};
-  c.vocab_size = shape.vocab;
-  c.hidden_size = shape.hidden;
-  c.intermediate_size = shape.intermediate;
-  c.num_hidden_layers = shape.verifier_layers;
-  c.num_attention_heads = shape.heads;
-  c.num_key_value_heads = shape.kv_heads;
-  c.head_dim = shape.hidden / shape.heads;
-  c.max_position_embeddings = std::max<std::int64_t>(4096, shape.doc_len);
-  c.rms_norm_eps = 1e-5;
-  return c;
-}
-
-}  // namespace
-
-Json run_verifier_compare(const Shape& shape, const ReferenceOptions& options, const fs::path& dir) {
+Json run_verifier_compare(const Shape& shape, const std::vector<std::int64_t>& layer_ids, const ReferenceOptions& options,
+                          const fs::path& dir) {
   const std::string python = reference_python(options);
   const fs::path script = fs::path(options.script).parent_path() / "verifier_forward.py";
   if (!fs::exists(script)) fail_usage(cat("--compare reference: ", script.string(), " does not exist"));
   fs::create_directories(dir);
+  torch::NoGradGuard no_grad;
   torch::manual_seed(0);
-  VerifierModel verifier(llama_config(shape));
-  for (auto& p : verifier->parameters()) p.set_requires_grad(false);
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& p : verifier->parameters()) {
-      if (p.dim() >= 2) p.normal_(0.0, 0.02);  // as transformers' initializer_range
-    }
+  VerifierModel verifier(TransformerConfig::from_hf_json(verifier_config_json(shape), "the bench's verifier config"));
+  for (auto& p : verifier->parameters()) {
+    if (p.dim() >= 2) p.normal_(0.0, 0.02);  // as transformers' initializer_range
   }
   save_verifier(*verifier, (dir / "verifier").string());
   verifier->eval();
@@ -58,11 +37,8 @@ Json run_verifier_compare(const Shape& shape, const ReferenceOptions& options, c
   const std::int64_t rows = std::max<std::int64_t>(1, shape.seq_len / shape.doc_len);
   const torch::Tensor input_ids = torch::randint(shape.vocab, {rows, shape.doc_len}, torch::kLong);
   const torch::Tensor position_ids = torch::arange(shape.doc_len, torch::kLong).unsqueeze(0).expand({rows, shape.doc_len});
-  const std::int64_t n = shape.verifier_layers;
-  const std::vector<std::int64_t> layer_ids = {2, n / 2, n - 3};  // the default aux layers of an EAGLE-3 job
 
   Spread times;
-  torch::NoGradGuard no_grad;
   torch::Tensor logits;
   for (int i = 0; i < options.warmup + options.iters; ++i) {
     const auto t0 = std::chrono::steady_clock::now();

@@ -4,7 +4,9 @@
 // weights on the same tokens, timed by bench/verifier_forward.py in the test venv's Python.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <vector>
 
 #include "reference_compare.h"
 #include "shapes.h"
@@ -13,8 +15,10 @@
 namespace speculators::bench {
 
 // Builds a Llama verifier of `shape`'s widths with random weights in `dir`, times its forward on
-// one batch of documents (shape.seq_len tokens as rows of shape.doc_len) here and in transformers,
-// and returns both timings: {"this_s", "this_s_samples", "transformers": {...}, "speedup"}.
-Json run_verifier_compare(const Shape& shape, const ReferenceOptions& options, const std::filesystem::path& dir);
+// one batch of documents (shape.seq_len tokens as rows of shape.doc_len), returning the hidden
+// states after `layer_ids` (the draft's target layers), here and in transformers, and returns both
+// timings: {"this_s", "this_s_samples", "transformers": {...}, "speedup"}.
+Json run_verifier_compare(const Shape& shape, const std::vector<std::int64_t>& layer_ids,
+                          const ReferenceOptions& options, const std::filesystem::path& dir);
 
 }  // namespace speculators::bench

@@ -14,9 +14,8 @@ namespace speculators::bench {
 
 namespace fs = std::filesystem;
 
-void write_verifier_stub(const fs::path& dir, const Shape& shape) {
-  fs::create_directories(dir);
-  const Json config = Json::object({
+Json verifier_config_json(const Shape& shape) {
+  return Json::object({
       {"architectures", Json(std::vector<std::string>{"LlamaForCausalLM"})},
       {"model_type", "llama"},
       {"hidden_size", shape.hidden},
@@ -32,7 +31,11 @@ void write_verifier_stub(const fs::path& dir, const Shape& shape) {
       {"tie_word_embeddings", false},
       {"torch_dtype", "bfloat16"},
   });
-  write_file_atomic((dir / "config.json").string(), config.dump() + "\n");
+}
+
+void write_verifier_stub(const fs::path& dir, const Shape& shape) {
+  fs::create_directories(dir);
+  write_file_atomic((dir / "config.json").string(), verifier_config_json(shape).dump() + "\n");
 
   const std::vector<std::pair<std::string, std::vector<std::int64_t>>> tensors = {
       {"lm_head.weight", {shape.vocab, shape.hidden}},

@@ -7,8 +7,13 @@
 
 #include "shapes.h"
 #include "speculators/algorithm.h"
+#include "speculators/json.h"
 
 namespace speculators::bench {
+
+// The Llama config.json of a verifier of `shape`'s widths (the stub's, and the verifier the
+// --compare reference forward builds).
+Json verifier_config_json(const Shape& shape);
 
 void write_verifier_stub(const std::filesystem::path& dir, const Shape& shape);
 

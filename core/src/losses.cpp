@@ -180,12 +180,15 @@ bool has_closed_form(Divergence kind) { return kind == Divergence::kKlDiv || kin
 
 // KL / CE rows against a prepared target side, by the fused row kernels: the forward keeps each
 // row's log-sum-exp, the backward writes (g_kl + g_ce)·q − g_kl·p − g_ce·onehot in one pass.
+// `logits` may have more rows than the targets: only the first probs.size(0) are scored, and the
+// backward writes the whole gradient itself (zero past them) instead of leaving autograd to build
+// a zero [M, V] tensor and copy a slice into it.
 class FusedDivergenceFunction : public torch::autograd::Function<FusedDivergenceFunction> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits,
                                const torch::Tensor& probs, const torch::Tensor& stats, const torch::Tensor& label,
                                std::vector<std::int64_t> kind_ids, std::int64_t chunk) {
-    const std::int64_t n = logits.size(0);
+    const std::int64_t n = probs.size(0);
     const auto fopts = logits.options().dtype(torch::kFloat);
     auto out = torch::empty({static_cast<std::int64_t>(kind_ids.size()), n}, fopts);
     auto lse = torch::empty({n}, fopts);
@@ -227,9 +230,10 @@ class FusedDivergenceFunction : public torch::autograd::Function<FusedDivergence
       const auto row = grad_values[static_cast<std::int64_t>(t)];
       g = g.defined() ? g + row : row;
     }
-    const std::int64_t n = logits.size(0);
+    const std::int64_t n = saved[1].size(0);
     const bool direct = logits.scalar_type() == torch::kFloat;
-    auto grad_logits = direct ? torch::empty({n, logits.size(1)}, logits.options()) : torch::empty_like(logits);
+    auto grad_logits = torch::empty({logits.size(0), logits.size(1)}, logits.options());
+    grad_logits.slice(0, n, logits.size(0)).zero_();
     for (std::int64_t begin = 0; begin < n; begin += chunk) {
       const std::int64_t end = std::min(n, begin + chunk);
       const auto x = logits.slice(0, begin, end).to(torch::kFloat).contiguous();
@@ -357,17 +361,36 @@ TargetDistribution target_distribution(const torch::Tensor& target_logits, const
   return target_distribution(target_logits, kinds);
 }
 
-torch::Tensor rowwise_divergences(const torch::Tensor& logits, const TargetDistribution& targets,
-                                  const std::vector<Divergence>& kinds, std::int64_t chunk_rows) {
-  check_pair(logits, targets.logits, "rowwise_divergences");
+namespace {
+
+// rowwise_divergences of the first targets.rows() rows of `logits` (shapes checked by the callers).
+torch::Tensor scored_prefix_divergences(const torch::Tensor& logits, const TargetDistribution& targets,
+                                        const std::vector<Divergence>& kinds, std::int64_t chunk_rows) {
   if (kinds.empty()) fail("rowwise_divergences: at least one divergence is required");
   if (chunk_rows < 1) fail(cat("rowwise_divergences: chunk_rows must be >= 1, got ", chunk_rows));
   const bool fusable = targets.fused() && logits.device().is_cpu() &&
                        std::all_of(kinds.begin(), kinds.end(), has_closed_form);
-  if (!fusable) return rowwise_divergences(logits, targets.logits, kinds, chunk_rows);
+  if (!fusable) return rowwise_divergences(logits.slice(0, 0, targets.rows()), targets.logits, kinds, chunk_rows);
   std::vector<std::int64_t> ids;
   for (auto kind : kinds) ids.push_back(static_cast<std::int64_t>(kind));
   return FusedDivergenceFunction::apply(logits, targets.probs, targets.stats, targets.label, ids, chunk_rows);
+}
+
+// logits [M, V] with M >= the targets' N rows and the same V.
+void check_prefix(const torch::Tensor& logits, const TargetDistribution& targets, const char* what) {
+  if (logits.dim() != 2 || !targets.logits.defined() || logits.size(1) != targets.logits.size(1) ||
+      logits.size(0) < targets.rows()) {
+    fail(cat(what, ": logits must be [M, V] with at least the targets' rows and their V; got ", logits.sizes(),
+             " and targets ", targets.logits.defined() ? targets.logits.sizes() : c10::IntArrayRef{}));
+  }
+}
+
+}  // namespace
+
+torch::Tensor rowwise_divergences(const torch::Tensor& logits, const TargetDistribution& targets,
+                                  const std::vector<Divergence>& kinds, std::int64_t chunk_rows) {
+  check_pair(logits, targets.logits, "rowwise_divergences");
+  return scored_prefix_divergences(logits, targets, kinds, chunk_rows);
 }
 
 torch::Tensor reference_divergence(const torch::Tensor& logits, const torch::Tensor& target_logits,
@@ -450,6 +473,14 @@ MaskedLoss masked_divergence(const torch::Tensor& logits, const TargetDistributi
   check_pair(logits, targets.logits, "masked_divergence");
   check_mask(logits, mask, spec);
   return reduce_masked(rowwise_divergences(logits, targets, spec_kinds(spec), chunk_rows), mask, spec, decay);
+}
+
+MaskedLoss masked_prefix_divergence(const torch::Tensor& logits, const TargetDistribution& targets,
+                                    const torch::Tensor& mask, const LossSpec& spec, double decay,
+                                    std::int64_t chunk_rows) {
+  check_prefix(logits, targets, "masked_prefix_divergence");
+  check_mask(targets.logits, mask, spec);
+  return reduce_masked(scored_prefix_divergences(logits, targets, spec_kinds(spec), chunk_rows), mask, spec, decay);
 }
 
 }  // namespace nn

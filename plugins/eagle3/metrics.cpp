@@ -41,13 +41,14 @@ StepOutcome step_loss_and_metrics(const torch::Tensor& logits, const nn::TargetD
                                   double decay_base, const nn::LossSpec& spec, std::int64_t loss_chunk_rows) {
   const std::int64_t L = logits.size(0);
   const std::int64_t n = std::max<std::int64_t>(L - step, 0);
-  const auto s_logits = logits.slice(0, 0, n);
   const auto s_targets = targets.slice(std::min(step, L), L);
   const auto s_mask = loss_mask.defined() ? loss_mask.slice(0, step, L)
                                           : torch::ones({n}, torch::TensorOptions().dtype(torch::kLong).device(logits.device()));
   auto s_prev = prev_correct.slice(0, 0, n);  // a view: accuracy_step updates prev_correct itself
   // losses/utils.py: exp_loss_decay(pos = k) = γ^k.
-  const auto loss = nn::masked_divergence(s_logits, s_targets, s_mask, spec, std::pow(decay_base, step), loss_chunk_rows);
+  // Rows n..L of the logits have no target this step; they get a zero gradient.
+  const auto loss =
+      nn::masked_prefix_divergence(logits, s_targets, s_mask, spec, std::pow(decay_base, step), loss_chunk_rows);
   StepOutcome out;
   out.loss = loss.loss;
   const std::string k = std::to_string(step);
@@ -55,7 +56,8 @@ StepOutcome step_loss_and_metrics(const torch::Tensor& logits, const nn::TargetD
   metrics.add_mean("loss_" + k, loss.loss);
   for (const auto& [name, value] : loss.terms) metrics.add_mean(name + "_loss_" + k, value);
   torch::NoGradGuard no_grad;
-  const auto counts = accuracy_step(s_logits.argmax(-1), s_targets.label, s_mask, s_prev);
+  out.predicted = logits.argmax(-1);
+  const auto counts = accuracy_step(out.predicted.slice(0, 0, n), s_targets.label, s_mask, s_prev);
   metrics.add("full_acc_" + k, counts.full_correct, counts.full_total);
   metrics.add("cond_acc_" + k, counts.cond_correct, counts.cond_total);
   out.metrics = metrics.take();

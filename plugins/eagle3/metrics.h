@@ -27,8 +27,9 @@ AccuracyCounts accuracy_step(const torch::Tensor& pred, const torch::Tensor& tar
                              torch::Tensor prev_correct);
 
 struct StepOutcome {
-  torch::Tensor loss;  // scalar with grad
-  TensorMap metrics;   // loss_{k}_sum/_total, {name}_loss_{k}_*, full_acc_{k}_*, cond_acc_{k}_*
+  torch::Tensor loss;       // scalar with grad
+  TensorMap metrics;        // loss_{k}_sum/_total, {name}_loss_{k}_*, full_acc_{k}_*, cond_acc_{k}_*
+  torch::Tensor predicted;  // [L] int64 argmax of every row of the logits (the step's proposals)
 };
 
 // Step k of the chain (eagle3/metrics.py: align_for_step): logits[:L-k] against targets[k:],

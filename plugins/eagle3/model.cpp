@@ -219,14 +219,19 @@ ForwardResult Eagle3DraftModel::run(const Batch& batch, const StepOptions& optio
       logits = lm_head_(norm_(x));
       h = x;
     }
+    torch::Tensor predicted;
     if (targets.logits.defined()) {
-      auto step = step_loss_and_metrics(logits[0], targets, mask_row, prev_correct, k, options.ttt_step_loss_decay,
-                                        options.loss, loss_chunk_);
+      // squeeze, not logits[0]: the gradient of a select is a zeroed [1, L, Vd] copy.
+      auto step = step_loss_and_metrics(logits.squeeze(0), targets, mask_row, prev_correct, k,
+                                        options.ttt_step_loss_decay, options.loss, loss_chunk_);
       total = total + step.loss;  // step losses are summed
       metrics.add_all(step.metrics);
+      predicted = step.predicted.unsqueeze(0);
+    } else {
+      predicted = logits.argmax(-1).detach();
     }
     if (step_logits_sink_ != nullptr) step_logits_sink_->push_back(logits.detach());
-    result.output.push_back(logits.argmax(-1).detach());
+    result.output.push_back(predicted);
     // Teacher forcing: step k+1 reads the ground-truth token k+1 places ahead.
     const std::int64_t shift = std::min<std::int64_t>(k + 1, L);
     ids = torch::cat({input_ids.slice(1, shift, L), torch::zeros({1, shift}, input_ids.options())}, 1);

@@ -134,6 +134,38 @@ TEST_CASE("a target side computed once serves row slices (TTT steps) like the sl
   }
 }
 
+TEST_CASE("a scored prefix of the logits: the unfused loss of the sliced rows, zero gradient past them",
+          "[losses][fused]") {
+  torch::manual_seed(15);
+  const std::int64_t L = 19, V = 31;
+  const auto targets = torch::randn({L, V});
+  const auto mask = (torch::rand({L}) > 0.3).to(torch::kLong);
+  for (const char* loss : {"kl_div", "{\"kl_div\": 0.5, \"ce\": 2.0}", "{\"kl_div\": 1.0, \"tv\": 1.0}"}) {
+    const auto spec = nn::parse_loss_fn(loss, "--loss-fn");
+    const auto all = nn::target_distribution(targets, spec);
+    for (std::int64_t k = 0; k < 3; ++k) {
+      INFO("loss " << loss << ", step " << k);
+      auto logits = (2 * torch::randn({L, V})).requires_grad_(true);
+      auto again = logits.detach().clone().requires_grad_(true);
+      const auto prefix = nn::masked_prefix_divergence(logits, all.slice(k, L), mask.slice(0, k, L), spec, 0.8, 5);
+      const auto plain = nn::masked_divergence(again.slice(0, 0, L - k), targets.slice(0, k, L), mask.slice(0, k, L),
+                                               spec, 0.8, 5);
+      REQUIRE(prefix.loss.item<double>() == Approx(plain.loss.item<double>()).epsilon(1e-5));
+      prefix.loss.backward();
+      plain.loss.backward();
+      REQUIRE(logits.grad().sizes() == again.grad().sizes());
+      REQUIRE(torch::allclose(logits.grad(), again.grad(), 1e-4, 1e-7));
+      REQUIRE(torch::equal(logits.grad().slice(0, L - k, L), torch::zeros({k, V})));
+    }
+  }
+  const auto spec = nn::parse_loss_fn("kl_div");
+  const auto all = nn::target_distribution(targets, spec);
+  REQUIRE_THROWS_WITH(nn::masked_prefix_divergence(torch::randn({L - 1, V}), all, mask, spec),
+                      Catch::Contains("at least the targets' rows"));
+  REQUIRE_THROWS_WITH(nn::masked_prefix_divergence(torch::randn({L, V + 1}), all, mask, spec),
+                      Catch::Contains("at least the targets' rows"));
+}
+
 TEST_CASE("terms without a closed form keep the general path", "[losses][fused]") {
   torch::manual_seed(14);
   const auto targets = torch::randn({7, 9});

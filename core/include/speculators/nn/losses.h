@@ -96,6 +96,12 @@ MaskedLoss masked_divergence(const torch::Tensor& logits, const torch::Tensor& t
 MaskedLoss masked_divergence(const torch::Tensor& logits, const TargetDistribution& targets,
                              const torch::Tensor& mask, const LossSpec& spec, double decay = 1.0,
                              std::int64_t chunk_rows = 1024);
+// The same loss over the first N = targets.rows() rows of `logits` [M, V] (M >= N; mask [N]): the
+// other rows are not scored and their gradient is zero. A TTT step scores a prefix of its logits;
+// slicing before the call would have autograd build a zeroed [M, V] gradient and copy into it.
+MaskedLoss masked_prefix_divergence(const torch::Tensor& logits, const TargetDistribution& targets,
+                                    const torch::Tensor& mask, const LossSpec& spec, double decay = 1.0,
+                                    std::int64_t chunk_rows = 1024);
 
 }  // namespace nn
 }  // namespace speculators

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <unistd.h>
 
+#include "observe/allocator.h"
 #include "observe/threads.h"
 #include "plugin_host/plugin_loader.h"
 #include "shapes.h"
@@ -75,6 +76,7 @@ int run_main(int argc, char** argv) {
   options.device = resolve_training_device(device, precision.empty() ? Json() : Json(precision), Json(), 0,
                                            cuda_info());
   apply_num_threads(threads, blas);
+  options.allocator = keep_large_allocations_on_heap();
   if (!compare.empty()) {
     if (!options.device.device.is_cpu()) fail_usage("--compare reference: the reference step runs on the CPU; use --device cpu");
     ReferenceOptions ref;

@@ -164,6 +164,7 @@ Result run_step_bench(const Algorithm& algorithm, const std::string& name, const
   r.shape = shape.name;
   r.device = dev.device.str();
   r.precision = dev.bf16 ? "bf16" : "fp32";
+  r.allocator = options.allocator;
   if (options.reference) {
     if (name != "eagle3") {
       log::warn(cat("--compare reference: the reference has no step for ", name, "; only eagle3 is compared"));
@@ -203,6 +204,7 @@ Json to_json(const Result& r) {
                        {"precision", r.precision},
                        {"threads", r.threads},
                        {"blas_threads", r.blas_threads},
+                       {"allocator", r.allocator},
                        {"trainable_params", r.trainable_params},
                        {"step_s", r.step_s},
                        {"step_s_spread", r.step.to_json()},
@@ -225,9 +227,10 @@ Json to_json(const Result& r) {
 }
 
 void print_header(const StepBenchOptions& options, int threads, int blas) {
-  std::printf("device %s, %s, threads %d, BLAS threads %s; step = median of %d, mm = best of %d before + %d after\n",
+  std::printf("device %s, %s, threads %d, BLAS threads %s, %s; step = median of %d, mm = best of %d before + %d after\n",
               options.device.device.str().c_str(), options.device.bf16 ? "bf16 autocast" : "fp32", threads,
-              blas > 0 ? std::to_string(blas).c_str() : "n/a", options.iters, options.rate_reps, options.rate_reps);
+              blas > 0 ? std::to_string(blas).c_str() : "n/a", options.allocator.c_str(), options.iters,
+              options.rate_reps, options.rate_reps);
   std::printf("%-8s %-9s %10s %9s %7s %7s %7s %9s %9s %9s %7s %9s\n", "algo", "shape", "tokens/s", "step s", "fwd s",
               "bwd s", "opt s", "GFLOP", "GFLOP/s", "mm GF/s", "of mm", "RSS MiB");
 }

@@ -27,10 +27,11 @@ struct StepBenchOptions {
   int rate_reps = 3;  // repetitions of the reference product before and again after the steps
   TrainingDevice device;
   std::optional<ReferenceOptions> reference;  // --compare reference
+  std::string allocator;  // what keep_large_allocations_on_heap did (host/src/observe/allocator.h)
 };
 
 struct Result {
-  std::string algorithm, shape, device, precision;
+  std::string algorithm, shape, device, precision, allocator;
   int threads = 0, blas_threads = 0;
   Spread step;                     // seconds per step, one sample per timed step
   double step_s = 0;               // the median step ...

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "observe/report.h"
+#include "observe/allocator.h"
 #include "observe/threads.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
@@ -41,6 +42,7 @@ int run_main(int argc, char** argv) {
   app.add_flag("--json", json, "print the result as JSON instead of the table");
   CLI11_PARSE(app, argc, argv);
   apply_num_threads(threads);
+  keep_large_allocations_on_heap();
   const EvalReport report = run_eval(o);
   const Json j = eval_report_json(report);
   const std::filesystem::path draft(o.draft);

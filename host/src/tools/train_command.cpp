@@ -15,6 +15,7 @@
 #include "data/loader.h"
 #include "data/token_rows.h"
 #include "observe/host_info.h"
+#include "observe/allocator.h"
 #include "observe/threads.h"
 #include "plugin_host/plugin_call.h"
 #include "plugin_host/plugin_loader.h"
@@ -360,6 +361,7 @@ int train(const CommandLine& cmd, const std::vector<std::string>& argv) {
   std::unique_ptr<Communicator> comm = join_job(options.distributed, rank_info, device);
   const bool main_rank = comm->rank() == 0;
   apply_num_threads(options.device.num_threads);
+  log::info(cat("allocator: ", keep_large_allocations_on_heap()));
   torch::manual_seed(static_cast<std::uint64_t>(options.seed));
   std::string vocab_built_from;
   const BuildContext ctx = make_build_context(options, vocab_built_from);

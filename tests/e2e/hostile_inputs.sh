@@ -13,6 +13,8 @@
 #   data_sizes         zero training rows: exit 4 and no checkpoint; a 200,000-token row trains in
 #                      bounded time (clipped before the verifier); sample --seq-len beyond
 #                      max_position_embeddings: exit 2.
+#   option_ranges      option values outside their declared ranges, NaN and infinities: exit 2
+#                      with one line naming the option, its range and the value; nothing saved.
 set -euo pipefail
 BUILD=$(cd "$1" && pwd); CASE=$3
 BIN=$BUILD/bin
@@ -47,6 +49,7 @@ train() {  # train VERIFIER DATA SAVE args...
     --save-path "$s" --epochs 1 --total-seq-len 64 --num-threads 1 --logger= "$@"
 }
 PY=python3
+E='^\[[0-9:]+ E\] '  # how an error line starts
 
 case "$CASE" in
   tar_bomb)
@@ -126,6 +129,36 @@ PY
     expect_text "$WORK/err.txt" "1 data row\\(s\\) are longer than a packed row \\(the first: data.jsonl line 1, 200000 tokens\\); the verifier runs on their first 65 tokens only"
     expect_code 2 "$BIN/speculators-datagen" sample --verifier V --num-samples 1 --seq-len 100000000 --out DS
     expect_text "$WORK/err.txt" "--seq-len 100000000 is beyond the verifier's context: max_position_embeddings is 4096"
+    ;;
+  option_ranges)
+    inputs
+    # FLAG VALUE MESSAGE: each job is refused before it starts, with exactly one line on stderr.
+    while read -r flag value message; do
+      expect_code 2 train V D S "$flag" "$value"
+      [ "$(wc -l <"$WORK/err.txt")" = 1 ] || { cat "$WORK/err.txt" >&2; fail "$flag $value: not one line"; }
+      expect_text "$WORK/err.txt" "${E}flag $flag: $message\$"
+      [ ! -e S ] || fail "$flag $value: the refused job wrote S"
+    done <<'CASES'
+--epochs 0 --epochs must be >= 1 and <= 1000000, got 0
+--epochs -1 --epochs must be >= 1 and <= 1000000, got -1
+--epochs 99999999999 --epochs must be >= 1 and <= 1000000, got 99999999999
+--lr nan --lr must be a finite number, got NaN
+--lr inf --lr must be a finite number, got Infinity
+--lr -1 --lr must be > 0, got -1.0
+--noise-std nan --noise-std must be a finite number, got NaN
+--max-grad-norm nan --max-grad-norm must be a finite number, got NaN
+--max-grad-norm -1 --max-grad-norm must be > 0, got -1.0
+--log-freq 0 --log-freq must be >= 1, got 0
+--num-layers 100000 --num-layers must be >= 1 and <= 256, got 100000
+--muon-ns-steps 1e9 expected an integer for --muon-ns-steps, got "1e9"
+--muon-ns-steps 101 --muon-ns-steps must be >= 1 and <= 100, got 101
+--num-workers 100000 --num-workers must be >= 0 and <= 256, got 100000
+CASES
+    # The same range for eagle3, whose schema restates --num-layers.
+    expect_code 2 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path V \
+      --data-path D --save-path S --num-layers 100000
+    expect_text "$WORK/err.txt" "${E}flag --num-layers: --num-layers must be >= 1 and <= 256, got 100000\$"
+    [ ! -e S ] || fail "the refused eagle3 job wrote S"
     ;;
   *) fail "unknown case $CASE" ;;
 esac

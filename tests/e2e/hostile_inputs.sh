@@ -13,6 +13,8 @@
 #   data_sizes         zero training rows: exit 4 and no checkpoint; a 200,000-token row trains in
 #                      bounded time (clipped before the verifier); sample --seq-len beyond
 #                      max_position_embeddings: exit 2.
+#   draft_config       a draft config.json (--from-pretrained, speculators-eval --draft) nested
+#                      50,000 levels deep, with 1e400, or a directory: exit 2 naming the file.
 #   option_ranges      option values outside their declared ranges, NaN and infinities: exit 2
 #                      with one line naming the option, its range and the value; nothing saved.
 set -euo pipefail
@@ -50,6 +52,7 @@ train() {  # train VERIFIER DATA SAVE args...
 }
 PY=python3
 E='^\[[0-9:]+ E\] '  # how an error line starts
+deep_json() { $PY -c 'import sys; sys.stdout.write("{\"a\":" + "[" * 50000 + "]" * 50000 + "}")'; }
 
 case "$CASE" in
   tar_bomb)
@@ -129,6 +132,38 @@ PY
     expect_text "$WORK/err.txt" "1 data row\\(s\\) are longer than a packed row \\(the first: data.jsonl line 1, 200000 tokens\\); the verifier runs on their first 65 tokens only"
     expect_code 2 "$BIN/speculators-datagen" sample --verifier V --num-samples 1 --seq-len 100000000 --out DS
     expect_text "$WORK/err.txt" "--seq-len 100000000 is beyond the verifier's context: max_position_embeddings is 4096"
+    ;;
+  draft_config)
+    inputs
+    expect_code 0 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path V --data-path D \
+      --save-path K --dry-run --logger= --target-layer-ids 0 1
+    cp -r K KD; deep_json > KD/config.json
+    cp -r K KE; sed -i 's/"hidden_size": *[0-9]*/"hidden_size": 1e400/' KE/config.json
+    grep -q 1e400 KE/config.json || fail "no hidden_size in K/config.json"
+    cp -r K KF; rm KF/config.json; mkdir KF/config.json
+    for k in KD KE KF; do
+      case $k in
+        KD) message="$WORK/KD/config.json: invalid JSON: nested deeper than 256 levels" ;;
+        KE) message="$WORK/KE/config.json: invalid JSON: .*1e400" ;;
+        KF) message="$WORK/KF/config.json: cannot open: not a regular file" ;;
+      esac
+      expect_code 2 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path V --data-path D \
+        --save-path "S$k" --epochs 1 --logger= --from-pretrained "$WORK/$k"
+      expect_text "$WORK/err.txt" "$E$message"
+      [ ! -e "S$k/0" ] || fail "$k: a checkpoint was saved"
+      expect_code 2 "$BIN/speculators-eval" --verifier V --data D --draft "$WORK/$k" --num-prompts 1 --max-new-tokens 2
+      expect_text "$WORK/err.txt" "$E$message"
+    done
+    # A speculative_tokens that is not a whole number of tokens: the plugin's usage error.
+    cp -r K KT
+    $PY - KT/config.json <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["speculators_config"]["proposal_methods"][0]["speculative_tokens"] = 3.5
+json.dump(config, open(sys.argv[1], "w"))
+PY
+    expect_code 2 "$BIN/speculators-eval" --verifier V --data D --draft "$WORK/KT" --num-prompts 1 --max-new-tokens 2
+    expect_text "$WORK/err.txt" "${E}algorithm eagle3 \\(load\\): .*speculative_tokens must be an integer, got 3.5\$"
     ;;
   option_ranges)
     inputs

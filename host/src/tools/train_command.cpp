@@ -257,10 +257,7 @@ std::shared_ptr<DraftModel> build_draft(const ResolvedJob& job, const BuildConte
   std::shared_ptr<DraftModel> model;
   const std::string& from = job.options.from_pretrained;
   if (!from.empty()) {
-    if (!fs::is_regular_file(fs::path(from) / "config.json")) {
-      fail_usage(cat("--from-pretrained ", from, ": no config.json (expected a checkpoint directory)"));
-    }
-    const Json saved = Json::read_file((fs::path(from) / "config.json").string());
+    const Json saved = read_draft_config_json(from, "--from-pretrained");
     model = call_plugin(job.type, "load", [&] { return load_saved_draft(*job.algorithm, saved, from, ctx, false); });
   } else {
     try {

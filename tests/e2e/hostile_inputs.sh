@@ -15,6 +15,10 @@
 #                      max_position_embeddings: exit 2.
 #   draft_config       a draft config.json (--from-pretrained, speculators-eval --draft) nested
 #                      50,000 levels deep, with 1e400, or a directory: exit 2 naming the file.
+#   plugin_manifests   a plugin manifest nested 50,000 levels deep or with 1e400: --list-plugins
+#                      lists that plugin rejected (exit 0), training with it exits 3, and `plugins
+#                      install` of a package holding it exits 3 naming the package, leaving
+#                      nothing in TMPDIR.
 #   option_ranges      option values outside their declared ranges, NaN and infinities: exit 2
 #                      with one line naming the option, its range and the value; nothing saved.
 set -euo pipefail
@@ -164,6 +168,29 @@ json.dump(config, open(sys.argv[1], "w"))
 PY
     expect_code 2 "$BIN/speculators-eval" --verifier V --data D --draft "$WORK/KT" --num-prompts 1 --max-new-tokens 2
     expect_text "$WORK/err.txt" "${E}algorithm eagle3 \\(load\\): .*speculative_tokens must be an integer, got 3.5\$"
+    ;;
+  plugin_manifests)
+    inputs
+    mkdir -m 755 P PE
+    cp "$BUILD/plugins/myalgo.so" P/; cp "$BUILD/plugins/myalgo.so" PE/
+    deep_json > P/myalgo.manifest.json
+    sed 's/"cuda": *[0-9]*/"cuda": 1e400/' "$BUILD/plugins/myalgo.manifest.json" > PE/myalgo.manifest.json
+    grep -q 1e400 PE/myalgo.manifest.json || fail "no cuda key in myalgo.manifest.json"
+    expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/P" --list-plugins
+    expect_text "$WORK/out.txt" "myalgo .*$WORK/P/myalgo.so +rejected: manifest $WORK/P/myalgo.manifest.json: not valid JSON: .*nested deeper than 256 levels"
+    expect_text "$WORK/out.txt" "eagle3 .* ok"
+    expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/PE" --list-plugins
+    expect_text "$WORK/out.txt" "myalgo .*$WORK/PE/myalgo.so +rejected: manifest $WORK/PE/myalgo.manifest.json: not valid JSON: .*1e400"
+    expect_code 3 train V D S --plugin-dir "$WORK/P"
+    expect_text "$WORK/err.txt" "manifest $WORK/P/myalgo.manifest.json: not valid JSON: .*nested deeper than 256 levels"
+    [ ! -e S/0 ] || fail "a checkpoint was saved"
+    # The same manifest inside a package.
+    mkdir stage tmp; cp "$BUILD/plugins/myalgo.so" stage/; deep_json > stage/myalgo.manifest.json
+    tar -czf deep.tar.gz -C stage myalgo.so myalgo.manifest.json
+    expect_code 3 env TMPDIR="$WORK/tmp" "$BIN/speculators-train" plugins install deep.tar.gz --plugin-dir "$WORK/P2"
+    expect_text "$WORK/err.txt" "${E}manifest myalgo.manifest.json in plugin package deep.tar.gz: not valid JSON: .*nested deeper than 256 levels"
+    [ ! -e "$WORK/P2" ] || fail "the refused package created $WORK/P2"
+    [ -z "$(ls -A "$WORK/tmp")" ] || fail "left behind in TMPDIR: $(ls -A "$WORK/tmp")"
     ;;
   option_ranges)
     inputs

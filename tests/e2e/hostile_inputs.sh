@@ -19,6 +19,9 @@
 #                      lists that plugin rejected (exit 0), training with it exits 3, and `plugins
 #                      install` of a package holding it exits 3 naming the package, leaving
 #                      nothing in TMPDIR.
+#   resume_files       the only checkpoint with a trainer_state.json nested 50,000 levels deep or
+#                      with 1e400, with NaN weights or without a Muon momentum buffer (checksums
+#                      rewritten to match): exit 4 naming the file.
 #   option_ranges      option values outside their declared ranges, NaN and infinities: exit 2
 #                      with one line naming the option, its range and the value; nothing saved.
 set -euo pipefail
@@ -57,6 +60,29 @@ train() {  # train VERIFIER DATA SAVE args...
 PY=python3
 E='^\[[0-9:]+ E\] '  # how an error line starts
 deep_json() { $PY -c 'import sys; sys.stdout.write("{\"a\":" + "[" * 50000 + "]" * 50000 + "}")'; }
+# rewrite_tensors DIR EXPR: applies EXPR to the tensors of DIR/optimizer_state.safetensors (a dict
+# name -> [header entry, bytes]) and records the file's new sha256 in DIR/trainer_state.json.
+rewrite_tensors() {
+  $PY - "$1" "$2" <<'PY'
+import hashlib, json, struct, sys
+path = sys.argv[1] + "/optimizer_state.safetensors"
+raw = open(path, "rb").read(); n = struct.unpack("<Q", raw[:8])[0]
+header = json.loads(raw[8:8 + n]); meta = header.pop("__metadata__", None)
+tensors = {k: [v, bytearray(raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])] for k, v in header.items()}
+exec(sys.argv[2])
+out, data = {}, b""
+for k, (v, b) in tensors.items():
+    v = dict(v); v["data_offsets"] = [len(data), len(data) + len(b)]; out[k] = v; data += bytes(b)
+if meta is not None: out["__metadata__"] = meta
+text = json.dumps(out).encode(); text += b" " * (-len(text) % 8)
+blob = struct.pack("<Q", len(text)) + text + data
+open(path, "wb").write(blob)
+state_path = sys.argv[1] + "/trainer_state.json"
+state = json.load(open(state_path))
+state["checksums"]["optimizer_state.safetensors"] = hashlib.sha256(blob).hexdigest()
+json.dump(state, open(state_path, "w"), indent=2)
+PY
+}
 
 case "$CASE" in
   tar_bomb)
@@ -191,6 +217,27 @@ PY
     expect_text "$WORK/err.txt" "${E}manifest myalgo.manifest.json in plugin package deep.tar.gz: not valid JSON: .*nested deeper than 256 levels"
     [ ! -e "$WORK/P2" ] || fail "the refused package created $WORK/P2"
     [ -z "$(ls -A "$WORK/tmp")" ] || fail "left behind in TMPDIR: $(ls -A "$WORK/tmp")"
+    ;;
+  resume_files)
+    inputs
+    expect_code 0 train V D S
+    for k in deep big nan muon; do cp -r S "S$k"; done
+    deep_json > Sdeep/0/trainer_state.json
+    sed -i 's/"epoch": 0/"epoch": 1e400/' Sbig/0/trainer_state.json
+    grep -q 1e400 Sbig/0/trainer_state.json || fail "no epoch in trainer_state.json"
+    rewrite_tensors Snan/0 'name = sorted(k for k in tensors if k.startswith("model/"))[0]; tensors[name][1][0:4] = struct.pack("<f", float("nan"))'
+    rewrite_tensors Smuon/0 'name = sorted(k for k in tensors if k.endswith("/momentum_buffer"))[0]; del tensors[name]; open("removed", "w").write(name)'
+    for k in deep big nan muon; do
+      case $k in
+        deep) message="no checkpoint in $WORK/S$k can be resumed .*$WORK/S$k/0/trainer_state.json: invalid JSON: nested deeper than 256 levels" ;;
+        big) message="no checkpoint in $WORK/S$k can be resumed .*$WORK/S$k/0/trainer_state.json: invalid JSON: .*1e400" ;;
+        nan) message="no checkpoint in $WORK/S$k can be resumed .*$WORK/S$k/0/optimizer_state.safetensors: tensor \"model/[^\"]*\" holds non-finite values" ;;
+        muon) message="$WORK/S$k/0/optimizer_state.safetensors: optimizer state \"$(cat removed)\" is missing" ;;
+      esac
+      expect_code 4 train V D "$WORK/S$k" --epochs 2
+      expect_text "$WORK/err.txt" "$E$message"
+      [ ! -e "S$k/1" ] || fail "$k: the run went on from a refused checkpoint"
+    done
     ;;
   option_ranges)
     inputs

@@ -14,7 +14,8 @@
 #                      bounded time (clipped before the verifier); sample --seq-len beyond
 #                      max_position_embeddings: exit 2.
 #   draft_config       a draft config.json (--from-pretrained, speculators-eval --draft) nested
-#                      50,000 levels deep, with 1e400, or a directory: exit 2 naming the file.
+#                      50,000 levels deep, with 1e400, or a directory: exit 2 naming the file;
+#                      draft weights without a tensor of the model: exit 4 naming it.
 #   plugin_manifests   a plugin manifest nested 50,000 levels deep or with 1e400: --list-plugins
 #                      lists that plugin rejected (exit 0), training with it exits 3, and `plugins
 #                      install` of a package holding it exits 3 naming the package, leaving
@@ -184,6 +185,22 @@ PY
       expect_code 2 "$BIN/speculators-eval" --verifier V --data D --draft "$WORK/$k" --num-prompts 1 --max-new-tokens 2
       expect_text "$WORK/err.txt" "$E$message"
     done
+    # Draft weights without a tensor the model has: a data error naming the file and the tensor.
+    cp -r K KM
+    $PY - KM/model.safetensors <<'PY' > removed
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", raw[:8])[0]
+header = json.loads(raw[8:8 + n]); name = sorted(k for k in header if k.startswith("layers."))[0]; del header[name]
+text = json.dumps(header).encode(); text += b" " * (-len(text) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+print(name)
+PY
+    message="$WORK/KM/model.safetensors: tensor \"$(cat removed)\" is missing"
+    expect_code 4 "$BIN/speculators-train" --speculator-type eagle3 --verifier-name-or-path V --data-path D \
+      --save-path SKM --epochs 1 --logger= --from-pretrained "$WORK/KM"
+    expect_text "$WORK/err.txt" "${E}algorithm eagle3 \\(load\\): $message"
+    expect_code 4 "$BIN/speculators-eval" --verifier V --data D --draft "$WORK/KM" --num-prompts 1 --max-new-tokens 2
+    expect_text "$WORK/err.txt" "${E}algorithm eagle3 \\(load\\): $message"
     # A speculative_tokens that is not a whole number of tokens: the plugin's usage error.
     cp -r K KT
     $PY - KT/config.json <<'PY'

@@ -23,6 +23,8 @@
 #   resume_files       the only checkpoint with a trainer_state.json nested 50,000 levels deep or
 #                      with 1e400, with NaN weights or without a Muon momentum buffer (checksums
 #                      rewritten to match): exit 4 naming the file.
+#   output_paths       a --save-path or --log-dir under a file, a --run-name that leaves --log-dir:
+#                      exit 2 naming it; datagen passes over a temporary file it did not write.
 #   option_ranges      option values outside their declared ranges, NaN and infinities: exit 2
 #                      with one line naming the option, its range and the value; nothing saved.
 set -euo pipefail
@@ -255,6 +257,23 @@ PY
       expect_text "$WORK/err.txt" "$E$message"
       [ ! -e "S$k/1" ] || fail "$k: the run went on from a refused checkpoint"
     done
+    ;;
+  output_paths)
+    inputs
+    echo x > F
+    expect_code 2 train V D "$WORK/F/x"
+    expect_text "$WORK/err.txt" "$E$WORK/F/x: cannot create the save path: "
+    expect_code 2 train V D S --log-dir "$WORK/F/x"
+    expect_text "$WORK/err.txt" "$E$WORK/F/x: cannot create the log directory: "
+    for name in ../escape /tmp/escape a/b ..; do
+      expect_code 2 train V D S --logger tensorboard --run-name "$name"
+      expect_text "$WORK/err.txt" "${E}--run-name \"$name\": expected a directory name inside --log-dir"
+    done
+    [ ! -e escape ] || fail "--run-name ../escape wrote outside the log directory"
+    # A temporary file of datagen's pattern whose "pid" no process can have is left alone.
+    cp -r D DH; mkdir DH/hidden_states; touch DH/hidden_states/hs_0.safetensors.tmp.99999999999999999999
+    expect_code 0 "$BIN/speculators-datagen" hidden-states --verifier V --data DH --target-layer-ids 0 1
+    [ -s DH/hidden_states/hs_0.safetensors ] || fail "datagen wrote no hs_0.safetensors"
     ;;
   option_ranges)
     inputs

@@ -23,8 +23,8 @@
 #   resume_files       the only checkpoint with a trainer_state.json nested 50,000 levels deep or
 #                      with 1e400, with NaN weights or without a Muon momentum buffer (checksums
 #                      rewritten to match): exit 4 naming the file.
-#   output_paths       a --save-path or --log-dir under a file, a --run-name that leaves --log-dir:
-#                      exit 2 naming it; datagen passes over a temporary file it did not write.
+#   output_paths       a --save-path or --log-dir under a file, a --run-name that leaves --log-dir,
+#                      a --d2t-path that does not exist: exit 2 naming it; datagen passes over a temporary file it did not write.
 #   option_ranges      option values outside their declared ranges, NaN and infinities: exit 2
 #                      with one line naming the option, its range and the value; nothing saved.
 set -euo pipefail
@@ -270,6 +270,8 @@ PY
       expect_text "$WORK/err.txt" "${E}--run-name \"$name\": expected a directory name inside --log-dir"
     done
     [ ! -e escape ] || fail "--run-name ../escape wrote outside the log directory"
+    expect_code 2 train V D S --d2t-path "$WORK/nope/d2t.npy" --t2d-path "$WORK/nope/t2d.npy"
+    expect_text "$WORK/err.txt" "$E--d2t-path $WORK/nope/d2t.npy: no such file\$"
     # A temporary file of datagen's pattern whose "pid" no process can have is left alone.
     cp -r D DH; mkdir DH/hidden_states; touch DH/hidden_states/hs_0.safetensors.tmp.99999999999999999999
     expect_code 0 "$BIN/speculators-datagen" hidden-states --verifier V --data DH --target-layer-ids 0 1

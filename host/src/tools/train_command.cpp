@@ -57,6 +57,10 @@ VocabMapping resolve_vocab(const VocabOptions& options, const TransformerConfig&
   const auto V = verifier.vocab_size;
   std::string d2t = options.d2t_path.value_or("");
   std::string t2d = options.t2d_path.value_or("");
+  for (const auto& [flag, path] : {std::pair{"--d2t-path", d2t}, std::pair{"--t2d-path", t2d}}) {
+    std::error_code ec;
+    if (!path.empty() && !fs::exists(path, ec)) fail_usage(cat(flag, " ", path, ": no such file"));
+  }
   if (d2t.empty() && t2d.empty()) {
     std::vector<std::string> suffixes = {""};
     if (options.draft_vocab_size) suffixes.push_back(cat("-", *options.draft_vocab_size));

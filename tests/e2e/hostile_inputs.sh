@@ -22,7 +22,8 @@
 #                      nothing in TMPDIR.
 #   resume_files       the only checkpoint with a trainer_state.json nested 50,000 levels deep or
 #                      with 1e400, with NaN weights or without a Muon momentum buffer (checksums
-#                      rewritten to match): exit 4 naming the file.
+#                      rewritten to match): exit 4 naming the file; the first two in a line of
+#                      metrics.jsonl: `report` exits 4 naming the file and line.
 #   output_paths       a --save-path or --log-dir under a file, a --run-name that leaves --log-dir,
 #                      a --d2t-path that does not exist: exit 2 naming it; datagen passes over a temporary file it did not write.
 #   option_ranges      option values outside their declared ranges, NaN and infinities: exit 2
@@ -256,6 +257,15 @@ PY
       expect_code 4 train V D "$WORK/S$k" --epochs 2
       expect_text "$WORK/err.txt" "$E$message"
       [ ! -e "S$k/1" ] || fail "$k: the run went on from a refused checkpoint"
+    done
+    # The same inputs in a run's metrics.jsonl, for `speculators-train report`.
+    for k in deep big; do
+      cp -r S "R$k"; rm -f "R$k/report.html"; n=$(($(wc -l <"R$k/metrics.jsonl") + 1))
+      if [ $k = deep ]; then deep_json >>"R$k/metrics.jsonl"; else echo '{"global_step": 1e400}' >>"R$k/metrics.jsonl"; fi
+      echo >>"R$k/metrics.jsonl"
+      expect_code 4 "$BIN/speculators-train" report "R$k"
+      expect_text "$WORK/err.txt" "${E}R$k/metrics.jsonl:$n: invalid JSON"
+      [ ! -e "R$k/report.html" ] || fail "$k: a report was written from a broken metrics.jsonl"
     done
     ;;
   output_paths)

@@ -6,10 +6,11 @@
 #                      listing, no temporary directory left, nothing installed.
 #   linked_plugin      a plugin .so linked from a directory others can write to is listed
 #                      rejected by --list-plugins; the good plugins stay ok.
-#   verifier_files     a verifier without lm_head.weight (and no tie_word_embeddings), a config.json
-#                      nested 50,000 levels deep, one claiming 1,000,000 layers: exit 4, 2
-#                      and 2 before any training step, nothing saved; widths whose draft cannot
-#                      be allocated: exit 1 naming the config and its widths.
+#   verifier_files     a verifier without lm_head.weight (and no tie_word_embeddings), or whose
+#                      lm_head.weight says I32: exit 4; a config.json nested 50,000 levels deep,
+#                      one claiming 1,000,000 layers: exit 2; each before any training step,
+#                      nothing saved; widths whose draft cannot be allocated: exit 1 naming the
+#                      config and its widths.
 #   data_sizes         zero training rows: exit 4 and no checkpoint; a 200,000-token row trains in
 #                      bounded time (clipped before the verifier); sample --seq-len beyond
 #                      max_position_embeddings: exit 2.
@@ -126,6 +127,19 @@ PY
     expect_code 4 train VN D S1
     expect_text "$WORK/err.txt" "VN/model.safetensors: tensor 'lm_head.weight' is missing and VN/config.json does not set \"tie_word_embeddings\": true"
     [ ! -e S1/0 ] || fail "a checkpoint was saved"
+    # F32 data whose header says I32 (the same size): refused as not floating point.
+    cp -r V VI
+    $PY - VI/model.safetensors <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", raw[:8])[0]
+header = json.loads(raw[8:8 + n]); assert header["lm_head.weight"]["dtype"] == "F32"
+header["lm_head.weight"]["dtype"] = "I32"
+text = json.dumps(header).encode(); text += b" " * (-len(text) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+PY
+    expect_code 4 train VI D S5
+    expect_text "$WORK/err.txt" "VI/model.safetensors: tensor 'lm_head.weight' has dtype Int; verifier weights must be floating point"
+    [ ! -e S5/0 ] || fail "a checkpoint was saved"
     cp -r V VD
     $PY -c 'import sys; sys.stdout.write("{\"a\":" + "[" * 50000 + "]" * 50000 + "}")' > VD/config.json
     expect_code 2 train VD D S2

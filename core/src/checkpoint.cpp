@@ -65,19 +65,19 @@ std::vector<std::string> load_draft_weights(DraftModel& model, const std::string
         missing.push_back(name);
         continue;
       }
-      fail(cat(path, ": tensor \"", name, "\" is missing (the model expects shape ", target.sizes(), ")"));
+      fail_data(cat(path, ": tensor \"", name, "\" is missing (the model expects shape ", target.sizes(), ")"));
     }
     torch::Tensor source = file.get(name);
     if (source.sizes() != target.sizes()) {
-      fail(cat(path, ": tensor \"", name, "\" has shape ", source.sizes(), " but the model expects ",
-               target.sizes()));
+      fail_data(cat(path, ": tensor \"", name, "\" has shape ", source.sizes(), " but the model expects ",
+                    target.sizes()));
     }
     target.copy_(source.to(target.dtype()));
   }
   for (const auto& name : file.names()) {
     if (!state.count(name)) {
-      fail(cat(path, ": unexpected tensor \"", name, "\" (not a parameter or buffer of this model; "
-               "is it a checkpoint of another algorithm or shape?)"));
+      fail_data(cat(path, ": unexpected tensor \"", name, "\" (not a parameter or buffer of this model; "
+                    "is it a checkpoint of another algorithm or shape?)"));
     }
   }
   return missing;

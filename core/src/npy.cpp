@@ -223,10 +223,12 @@ std::string shape_repr(const std::vector<std::int64_t>& shape) {
 }  // namespace
 
 torch::Tensor load_npy(const std::string& path) {
-  Fd file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  // O_NONBLOCK: opening a FIFO must not wait for a writer before the S_ISREG check refuses it.
+  Fd file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
   if (file.fd < 0) fail(in_file(path) + ": cannot open: " + std::strerror(errno));
   struct stat st {};
   if (::fstat(file.fd, &st) != 0) fail(in_file(path) + ": cannot stat: " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) fail_data(in_file(path) + ": not a regular file");
   const auto file_size = static_cast<std::uint64_t>(st.st_size);
 
   unsigned char prefix[12] = {};

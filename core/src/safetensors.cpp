@@ -249,11 +249,12 @@ struct Fd {
 };
 
 std::uint64_t open_and_size(Fd& file, const std::string& path) {
-  file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer before the S_ISREG check refuses it.
+  file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (file.fd < 0) fail(in_file(path) + ": cannot open: " + std::strerror(errno));
   struct stat st {};
   if (::fstat(file.fd, &st) != 0) fail(in_file(path) + ": cannot stat: " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) fail(in_file(path) + ": not a regular file");
+  if (!S_ISREG(st.st_mode)) fail_data(in_file(path) + ": not a regular file");
   const auto size = static_cast<std::uint64_t>(st.st_size);
   if (size < 8) {
     fail_data(in_file(path) + ": file is " + std::to_string(size) +

@@ -105,7 +105,13 @@ class CheckpointFiles {
 
  private:
   void read_index(const std::string& dir, const std::string& index_path) {
-    const Json index = Json::read_file(index_path);
+    Json index;
+    try {
+      index = Json::read_file(index_path);
+    } catch (const Error& e) {
+      if (e.code() != ExitCode::kFailure) throw;
+      fail_data(e.what());  // not JSON, too deep, a number out of range: like a bad weight_map
+    }
     if (!index.is_object() || !index.contains("weight_map") || !index.at("weight_map").is_object()) {
       fail_data(cat(index_path, ": expected an object with a 'weight_map' object"));
     }

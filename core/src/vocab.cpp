@@ -51,7 +51,12 @@ TokenFrequencies frequencies_from_pickle(const std::vector<char>& bytes, const s
 }
 
 TokenFrequencies frequencies_from_json(const std::string& text, const std::string& path) {
-  const Json parsed = Json::parse(text, path);
+  Json parsed;
+  try {
+    parsed = Json::parse(text, path);
+  } catch (const Error& e) {
+    fail_data(e.what());
+  }
   if (!parsed.is_object()) fail_data(cat(path, ": expected a JSON object of token id -> count"));
   TokenFrequencies out;
   for (const auto& [key, count] : parsed.as_object()) {

@@ -188,6 +188,20 @@ TEST_CASE("a sharded checkpoint loads the same as a single file", "[verifier]") 
       CHECK_THAT(e.what(), Catch::Contains("a shard must be a file name inside"));
     }
   }
+
+  // An index that is not JSON, nested too deep or with a number no double holds: bad data too.
+  const std::string index_path = (dir.path / "model.safetensors.index.json").string();
+  for (const std::string& text : {std::string("{not json"), std::string(50000, '[') + std::string(50000, ']'),
+                                  std::string("{\"weight_map\": {\"x\": 1e400}}")}) {
+    write_file_atomic(index_path, text);
+    try {
+      load_verifier(dir.str());
+      FAIL("the index " << text.substr(0, 20) << " was accepted");
+    } catch (const Error& e) {
+      CHECK(e.code() == ExitCode::kData);
+      CHECK_THAT(e.what(), Catch::StartsWith(index_path + ": invalid JSON"));
+    }
+  }
 }
 
 TEST_CASE("tied embeddings: no lm_head.weight in the file", "[verifier]") {

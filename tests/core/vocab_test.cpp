@@ -153,4 +153,16 @@ TEST_CASE("token frequency files: torch.save pickle, npy and JSON", "[vocab]") {
   REQUIRE_THROWS_WITH(read_token_frequencies(dir.file("bad.json")),
                       Catch::Contains("bad.json") && Catch::Contains("'abc'"));
   REQUIRE_THROWS_WITH(read_token_frequencies(dir.file("missing.pt")), Catch::Contains("missing.pt"));
+  // A file that is not JSON, or JSON nested too deep, is bad data (exit 4) naming the file.
+  std::ofstream(dir.file("junk.json")) << "junk";
+  std::ofstream(dir.file("deep.json")) << std::string(50000, '[') << std::string(50000, ']');
+  for (const char* name : {"junk.json", "deep.json"}) {
+    try {
+      read_token_frequencies(dir.file(name));
+      FAIL("no error for " << name);
+    } catch (const Error& e) {
+      CHECK(e.code() == ExitCode::kData);
+      CHECK_THAT(e.what(), Catch::StartsWith(dir.file(name) + ": invalid JSON"));
+    }
+  }
 }

@@ -296,6 +296,7 @@ case_save_path_safety() {
     --scheduler-type none --max-bad-steps 2
   expect_text "$WORK/err.txt" 'not saving a checkpoint at step [0-9]+: the weight ".*" is not finite'
   [ ! -e "$WORK/inf/0" ] || fail "a checkpoint was written from non-finite weights"
+  [ -s "$WORK/inf/report.html" ] || fail "no report.html after the run that stopped on non-finite weights"
   python3 -c 'import json,sys
 for n, line in enumerate(open(sys.argv[1]), 1):
   json.loads(line, parse_constant=lambda c: sys.exit("line %d holds %s: not JSON" % (n, c)))' "$WORK/inf/metrics.jsonl" \

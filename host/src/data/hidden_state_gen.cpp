@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "data/feature_files.h"
 #include "data/feature_source.h"
@@ -55,8 +56,13 @@ void remove_stale_temporaries(const fs::path& dir) {
     const auto at = name.rfind(".tmp.");
     if (at == std::string::npos || name.rfind("hs_", 0) != 0) continue;
     const std::string pid_text = name.substr(at + 5);
-    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
-    const auto pid = static_cast<pid_t>(std::stol(pid_text));
+    // A "pid" of more digits than pid_t holds was not written by a process: not ours to remove.
+    if (pid_text.empty() || pid_text.size() > 10 || pid_text.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    const long long pid_value = std::stoll(pid_text);  // at most 10 digits: never out of range
+    if (pid_value > std::numeric_limits<pid_t>::max()) continue;
+    const auto pid = static_cast<pid_t>(pid_value);
     if (pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH) fs::remove(entry.path());
   }
 }

@@ -40,7 +40,13 @@ RunLog::RunLog(const LogOptions& options) {
     if (end == std::string::npos) end = loggers.size();
     const std::string name = loggers.substr(begin, end - begin);
     if (name == "tensorboard") {
-      tb_dir_ = (fs::path(dir_) / expand_run_name(options.run_name)).string();
+      // The run's directory stays inside --log-dir: one name, not a path.
+      const std::string run = expand_run_name(options.run_name);
+      if (run.empty() || run == "." || run == ".." || run.find('/') != std::string::npos) {
+        fail_usage(cat("--run-name \"", options.run_name, "\": expected a directory name inside --log-dir (no '/', "
+                       "not '.' or '..')"));
+      }
+      tb_dir_ = (fs::path(dir_) / run).string();
     } else if (!name.empty()) {
       fail_usage(cat("--logger: \"", name, "\" is not available in this build (valid: tensorboard, or empty "
                      "for metrics.jsonl and the report only)"));
@@ -52,7 +58,7 @@ RunLog::RunLog(const LogOptions& options) {
 void RunLog::start(std::uint64_t keep_bytes) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
-  if (ec) fail(cat(dir_, ": cannot create the log directory: ", ec.message()));
+  if (ec) fail_usage(cat(dir_, ": cannot create the log directory: ", ec.message()));
   if (keep_bytes == 0 || !fs::exists(metrics_path_)) {
     std::ofstream(metrics_path_, std::ios::trunc);
   } else if (fs::file_size(metrics_path_) > keep_bytes) {

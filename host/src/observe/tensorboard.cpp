@@ -109,7 +109,7 @@ std::string encode_scalars_event(double wall_time, std::int64_t step,
 EventFileWriter::EventFileWriter(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) fail(cat(dir, ": cannot create the TensorBoard directory: ", ec.message()));
+  if (ec) fail_usage(cat(dir, ": cannot create the TensorBoard directory: ", ec.message()));
   char host[256] = "localhost";
   ::gethostname(host, sizeof(host) - 1);
   const auto seconds = static_cast<long long>(now_seconds());

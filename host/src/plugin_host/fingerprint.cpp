@@ -107,9 +107,13 @@ std::string read_plugin_file(const std::string& path) {
 }
 
 PluginManifest read_plugin_manifest(const std::string& path) {
+  return parse_plugin_manifest(read_plugin_file(path), path);
+}
+
+PluginManifest parse_plugin_manifest(const std::string& text, const std::string& path) {
   PluginManifest m;
   m.path = path;
-  m.text = read_plugin_file(path);
+  m.text = text;
   Json json;
   try {
     json = Json::parse(m.text, path);

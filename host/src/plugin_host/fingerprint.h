@@ -54,6 +54,8 @@ std::string read_plugin_file(const std::string& path);
 std::string plugin_manifest_path(const std::string& so_path);
 // Parses a manifest. Throws Error(kPlugin) naming the file and the missing or bad key.
 PluginManifest read_plugin_manifest(const std::string& path);
+// The same for a manifest's bytes, with `path` naming where they came from in the messages.
+PluginManifest parse_plugin_manifest(const std::string& text, const std::string& path);
 // The fingerprint checks applied to a manifest (ABI major/minor, LibTorch
 // major.minor, C++11 ABI, CUDA), then name == `file_stem` when given. One line, or nullopt.
 std::optional<std::string> check_manifest(const PluginManifest& manifest, const HostFingerprint& host,

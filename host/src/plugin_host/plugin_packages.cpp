@@ -132,6 +132,8 @@ PluginManifest install_plugin_package(const std::string& package, const std::str
   // manifest against this host, then the .so's sha256.
   std::vector<PackageEntry> entries;
   const auto [manifest_entry, manifest_text] = list_and_read_manifest(package, entries);
+  // Parsed from memory, so that a message names the package and not a temporary copy.
+  PluginManifest manifest = parse_plugin_manifest(manifest_text, cat(manifest_entry, " in plugin package ", package));
   ScratchDir scratch(fs::temp_directory_path());
   const fs::path manifest_file = scratch.path() / fs::path(manifest_entry).filename();
   {
@@ -139,7 +141,6 @@ PluginManifest install_plugin_package(const std::string& package, const std::str
     out << manifest_text;
     if (!out.flush()) fail(cat("cannot write ", manifest_file.string()), ExitCode::kPlugin);
   }
-  PluginManifest manifest = read_plugin_manifest(manifest_file.string());
   if (auto why = check_manifest(manifest, host)) {
     fail(cat("plugin package ", package, " (", manifest.name, " ", manifest.version, ") does not fit this host: ", *why),
          ExitCode::kPlugin);

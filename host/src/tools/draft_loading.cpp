@@ -9,6 +9,23 @@
 
 namespace speculators {
 
+Json read_draft_config_json(const std::string& dir, const std::string& flag) {
+  const std::filesystem::path path = std::filesystem::path(dir) / "config.json";
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    fail_usage(cat(flag, " ", dir, ": no config.json (expected a checkpoint directory)"));
+  }
+  Json config;
+  try {
+    config = Json::read_file(path.string());
+  } catch (const Error& e) {
+    if (e.code() != ExitCode::kFailure) throw;
+    fail_usage(e.what());
+  }
+  if (!config.is_object()) fail_usage(cat(path.string(), ": expected a JSON object"));
+  return config;
+}
+
 std::shared_ptr<DraftModel> load_saved_draft(const Algorithm& algorithm, const Json& config, const std::string& dir,
                                              const BuildContext& ctx, bool weights_required) {
   auto model = algorithm.from_config(config, ctx);

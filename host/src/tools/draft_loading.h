@@ -12,6 +12,11 @@
 
 namespace speculators {
 
+// <dir>/config.json of a saved draft, as the user gave it with `flag` (--from-pretrained, --draft).
+// A directory without one, or a file that is not a JSON object (not JSON, nested too deep, a number
+// out of range), is a usage error naming the file (exit 2, as a verifier's config.json).
+Json read_draft_config_json(const std::string& dir, const std::string& flag);
+
 // With `weights_required`, a directory without model.safetensors is a usage error; without it,
 // the model keeps its fresh initialisation (logged).
 std::shared_ptr<DraftModel> load_saved_draft(const Algorithm& algorithm, const Json& config, const std::string& dir,

@@ -28,8 +28,7 @@ namespace {
 std::shared_ptr<DraftModel> load_draft(PluginHost& plugins, const std::vector<std::string>& plugin_dirs,
                                        const std::string& dir, const BuildContext& ctx, std::string& algorithm) {
   const fs::path config_path = fs::path(dir) / "config.json";
-  if (!fs::exists(config_path)) fail_usage(cat("--draft ", dir, ": no config.json (expected a checkpoint directory)"));
-  const Json config = Json::read_file(config_path.string());
+  const Json config = read_draft_config_json(dir, "--draft");
   if (!config.contains("speculators_model_type") || !config.at("speculators_model_type").is_string()) {
     fail_usage(cat(config_path.string(), ": no speculators_model_type (not a speculators checkpoint)"));
   }
@@ -44,7 +43,7 @@ std::shared_ptr<DraftModel> load_draft(PluginHost& plugins, const std::vector<st
 }
 
 std::int64_t default_speculative_tokens(const std::string& draft_dir) {
-  const Json config = Json::read_file((fs::path(draft_dir) / "config.json").string());
+  const Json config = read_draft_config_json(draft_dir, "--draft");
   // speculators_config.proposal_methods[0].speculative_tokens.
   if (config.contains("speculators_config")) {
     const Json& sc = config.at("speculators_config");

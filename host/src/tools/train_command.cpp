@@ -58,6 +58,10 @@ VocabMapping resolve_vocab(const VocabOptions& options, const TransformerConfig&
   const auto V = verifier.vocab_size;
   std::string d2t = options.d2t_path.value_or("");
   std::string t2d = options.t2d_path.value_or("");
+  for (const auto& [flag, path] : {std::pair{"--d2t-path", d2t}, std::pair{"--t2d-path", t2d}}) {
+    std::error_code ec;
+    if (!path.empty() && !fs::exists(path, ec)) fail_usage(cat(flag, " ", path, ": no such file"));
+  }
   if (d2t.empty() && t2d.empty()) {
     std::vector<std::string> suffixes = {""};
     if (options.draft_vocab_size) suffixes.push_back(cat("-", *options.draft_vocab_size));
@@ -258,10 +262,7 @@ std::shared_ptr<DraftModel> build_draft(const ResolvedJob& job, const BuildConte
   std::shared_ptr<DraftModel> model;
   const std::string& from = job.options.from_pretrained;
   if (!from.empty()) {
-    if (!fs::is_regular_file(fs::path(from) / "config.json")) {
-      fail_usage(cat("--from-pretrained ", from, ": no config.json (expected a checkpoint directory)"));
-    }
-    const Json saved = Json::read_file((fs::path(from) / "config.json").string());
+    const Json saved = read_draft_config_json(from, "--from-pretrained");
     model = call_plugin(job.type, "load", [&] { return load_saved_draft(*job.algorithm, saved, from, ctx, false); });
   } else {
     try {

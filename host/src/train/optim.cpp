@@ -117,15 +117,18 @@ void Muon::step() {
 }
 
 void Muon::save_state(const std::string& prefix, NamedTensors& out) const {
-  for (const auto& [name, buf] : momentum_) out[prefix + name + "/momentum_buffer"] = buf.detach().to(torch::kFloat32);
+  for (const auto& [name, p] : params_) {
+    auto it = momentum_.find(name);
+    out[prefix + name + "/momentum_buffer"] = it != momentum_.end() && it->second.defined()
+                                                  ? it->second.detach().to(torch::kFloat32)
+                                                  : torch::zeros(p.sizes(), p.options().dtype(torch::kFloat32));
+  }
 }
 
 void Muon::load_state(const std::string& prefix, const NamedTensors& in, const std::string& origin) {
   momentum_.clear();
   for (const auto& [name, p] : params_) {
-    const std::string key = prefix + name + "/momentum_buffer";
-    if (!in.count(key)) continue;
-    momentum_[name] = require(in, key, p, origin).to(p.device(), p.dtype()).clone();
+    momentum_[name] = require(in, prefix + name + "/momentum_buffer", p, origin).to(p.device(), p.dtype()).clone();
   }
 }
 

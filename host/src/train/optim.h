@@ -94,6 +94,8 @@ class Muon : public ParamOptimizer {
   Muon(std::vector<NamedParam> params, double lr, MuonOptions options);
   std::string kind() const override { return "muon"; }
   void step() override;
+  // Every parameter has a momentum buffer in the state (zeros before its first gradient, which is
+  // what a step starts from), so a checkpoint without one is refused by name (Error kData).
   void save_state(const std::string& prefix, NamedTensors& out) const override;
   void load_state(const std::string& prefix, const NamedTensors& in, const std::string& origin) override;
 

@@ -66,7 +66,9 @@ void fsync_directory(const fs::path& dir) {
 void lock_save_path(const fs::path& root) {
   static int held_fd = -1;  // kept open until the process ends; the kernel then releases the lock
   if (held_fd >= 0) return;
-  fs::create_directories(root);
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) fail_usage(cat(root.string(), ": cannot create the save path: ", ec.message()));
   const fs::path path = root / ".speculators.lock";
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) fail_usage(cat(path.string(), ": cannot open the save path's lock: ", std::strerror(errno)));

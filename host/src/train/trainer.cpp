@@ -276,9 +276,10 @@ void Trainer::optimizer_step(std::int64_t epoch) {
   ++global_step_;
   if (bad && bad_streak_ >= options_.loop.max_bad_steps) {
     // Skipped steps change no weight or optimizer state: what is saved is the last good state,
-    // with the data cursor past the batches that failed.
-    save_checkpoint(epoch, static_cast<std::int64_t>(train_.position()), nullptr);
+    // with the data cursor past the batches that failed. The report (from metrics.jsonl) comes
+    // first, as a save that finds non-finite weights ends the run.
     if (log_) log_->write_report();
+    save_checkpoint(epoch, static_cast<std::int64_t>(train_.position()), nullptr);
     fail(cat("stopping: ", bad_streak_, " consecutive steps had a non-finite loss or gradient (up to step ",
              global_step_ - 1, "; --max-bad-steps ", options_.loop.max_bad_steps,
              "). The last good state is in ", summary_.last_checkpoint,

@@ -206,6 +206,9 @@ TEST_CASE("manifests: each bad field is an error naming the file and the key", "
   };
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"{not json", "not valid JSON"},
+      {"{\"a\": " + std::string(50000, '[') + std::string(50000, ']') + "}",
+       "not valid JSON: " + (temp.path() / "p.manifest.json").string() + ": invalid JSON: nested deeper than 256 levels"},
+      {replaced("\"cuda\": 0", "\"cuda\": 1e400"), "not valid JSON"},
       {replaced("\"name\": \"p\", ", ""), "missing key \"name\""},
       {replaced("\"library\": \"p.so\"", "\"library\": \"../q.so\""), "\"library\" is \"../q.so\", expected \"p.so\""},
       {replaced(sha, "xyz"), "\"sha256\" must be 64 lowercase hex digits, got \"xyz\""},

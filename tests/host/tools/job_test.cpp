@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "speculators/error.h"
+#include "speculators/log.h"
 #include "tools/job.h"
 
 using namespace speculators;
@@ -90,6 +91,22 @@ TEST_CASE("wrong types are errors naming the key", "[job]") {
              Catch::Contains("--epochs"));
   CHECK_THAT(message_of([&] { resolve_job(parse_command_line({"--scheduler-type", "step"}), test_schema()); }),
              Catch::Contains("linear, cosine, none"));
+}
+
+TEST_CASE("a YAML number out of range or not finite is a usage error naming the file, line and option", "[job]") {
+  // 1e400 is no double: YAML reads it as text, which is not a number.
+  const std::pair<const char*, std::string> cases[] = {{"1e400", "expected a number for lr, got \"1e400\""},
+                                                        {".nan", "--lr must be a finite number"},
+                                                        {".inf", "--lr must be a finite number"},
+                                                        {"-1", "--lr must be > 0, got -1"}};
+  for (const auto& [value, expected] : cases) {
+    INFO(value);
+    auto path = write_yaml("lr.yaml", cat("train:\n  optimizer:\n    lr: ", value, "\n"));
+    ExitCode code = ExitCode::kFailure;
+    auto msg = message_of([&] { resolve_job(parse_command_line({path}), test_schema()); }, &code);
+    CHECK(code == ExitCode::kUsage);
+    CHECK_THAT(msg, Catch::StartsWith(path + ":3: train.optimizer.lr: " + expected));
+  }
 }
 
 TEST_CASE("an unknown flag suggests the closest flag", "[job]") {

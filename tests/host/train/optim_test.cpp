@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "speculators/error.h"
+#include "speculators/log.h"
 #include "train/optim.h"
 
 using namespace speculators;
@@ -232,6 +233,39 @@ TEST_CASE("optimizer state round-trips exactly and a missing slot is named", "[o
   } catch (const Error& e) {
     CHECK(std::string(e.what()).find("ckpt/optimizer_state.safetensors") != std::string::npos);
     CHECK(std::string(e.what()).find("adamw/norm.weight/exp_avg") != std::string::npos);
+  }
+}
+
+TEST_CASE("every Muon parameter has a momentum buffer in the state, and a missing one is named", "[optim]") {
+  const OptimizerOptions args = muon_options();
+  torch::manual_seed(6);
+  std::vector<NamedParam> params = {{"fc.weight", torch::randn({3, 4}).requires_grad_(true)},
+                                    {"out.weight", torch::randn({4, 3}).requires_grad_(true)}};
+  OptimizerSet optim(args, params);
+  REQUIRE(optim.parts().size() == 1);
+  REQUIRE(optim.parts()[0]->kind() == "muon");
+  // Before any step: zeros, which is what the first step starts from.
+  NamedTensors fresh = optim.state();
+  REQUIRE(fresh.count("muon/fc.weight/momentum_buffer"));
+  CHECK(torch::equal(fresh.at("muon/out.weight/momentum_buffer"), torch::zeros({4, 3})));
+  // A step with a gradient for fc.weight only: out.weight's buffer stays zeros.
+  params[0].param.mutable_grad() = torch::ones({3, 4});
+  optim.set_lr_factor(1.0);
+  optim.step();
+  NamedTensors state = optim.state();
+  CHECK(torch::equal(state.at("muon/fc.weight/momentum_buffer"), torch::ones({3, 4})));  // 0.95 x 0 + g
+  CHECK(torch::equal(state.at("muon/out.weight/momentum_buffer"), torch::zeros({4, 3})));
+  optim.load_state(state, "test");
+  for (const char* key : {"muon/fc.weight/momentum_buffer", "muon/out.weight/momentum_buffer"}) {
+    NamedTensors missing = state;
+    missing.erase(key);
+    try {
+      optim.load_state(missing, "ckpt/optimizer_state.safetensors");
+      FAIL("no error for the missing " << key);
+    } catch (const Error& e) {
+      CHECK(e.code() == ExitCode::kData);
+      CHECK(std::string(e.what()) == cat("ckpt/optimizer_state.safetensors: optimizer state \"", key, "\" is missing"));
+    }
   }
 }
 

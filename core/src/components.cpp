@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "fused_rms_norm.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
 
@@ -24,6 +25,7 @@ RMSNormImpl::RMSNormImpl(std::int64_t dim, double eps_value) : eps(eps_value) {
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  if (fused::rms_norm_fusable(x, weight)) return fused::rms_norm(x, weight, eps);
   // As LlamaRMSNorm: fp32 statistics, cast back to the input dtype, then scale.
   const auto input_dtype = x.scalar_type();
   const torch::Tensor xf = x.to(torch::kFloat);

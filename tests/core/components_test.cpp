@@ -122,6 +122,45 @@ TEST_CASE("RMSNorm matches the formula in fp32 and casts back before the weight"
   CHECK(max_abs_diff(norm(xb), expected) < 1e-6);
 }
 
+TEST_CASE("fused fp32 RMSNorm: values and gradients of input and weight as the operators in fp64",
+          "[components][fused]") {
+  torch::manual_seed(3);
+  for (const std::int64_t h : {1, 7, 64, 513}) {
+    INFO("H " << h);
+    RMSNorm norm(h, 1e-6);
+    {
+      torch::NoGradGuard g;
+      norm->weight.copy_(1 + 0.5 * torch::randn({h}));
+    }
+    // Rows of very different scales, and a non-contiguous input (a transposed view).
+    auto x = (torch::randn({h, 5, 3}) * torch::logspace(-3, 3, 3)).transpose(0, 2).requires_grad_(true);
+    const auto upstream = torch::randn({3, 5, h});
+    const auto y = norm(x);
+    REQUIRE(y.grad_fn()->name().find("RMSNorm") != std::string::npos);  // the fused node ran
+    (y * upstream).sum().backward();
+
+    // LlamaRMSNorm's expression, by autograd in fp64.
+    auto xd = x.detach().to(torch::kDouble).requires_grad_(true);
+    auto wd = norm->weight.detach().to(torch::kDouble).requires_grad_(true);
+    const auto yd = wd * (xd * torch::rsqrt(xd.pow(2).mean(-1, true) + 1e-6));
+    (yd * upstream.to(torch::kDouble)).sum().backward();
+
+    const auto rel = [](const torch::Tensor& a, const torch::Tensor& b) {
+      return (a.to(torch::kDouble) - b).abs().max().item<double>() / b.abs().max().item<double>();
+    };
+    CHECK(rel(y.detach(), yd.detach()) < 1e-6);
+    CHECK(rel(x.grad(), xd.grad()) < 1e-5);
+    CHECK(rel(norm->weight.grad(), wd.grad()) < 1e-5);
+  }
+  // Frozen weight (the verifier's norm): only the input gets a gradient.
+  RMSNorm frozen(6, 1e-5);
+  frozen->weight.set_requires_grad(false);
+  auto x = torch::randn({4, 6}).requires_grad_(true);
+  frozen(x).sum().backward();
+  CHECK_FALSE(frozen->weight.grad().defined());
+  CHECK(x.grad().defined());
+}
+
 TEST_CASE("rotary inv_freq: plain theta^(-2j/hd) and llama3 scaling by hand", "[components]") {
   TransformerConfig c = tiny_config();
   c.head_dim = 16;

@@ -21,6 +21,7 @@ namespace speculators {
 namespace nn {
 
 // y = weight * (x * rsqrt(mean(x^2) + eps)), in fp32 and cast back (transformers' LlamaRMSNorm).
+// fp32 on the CPU runs as one fused autograd node; other inputs run the operator expression.
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(std::int64_t dim, double eps);

@@ -26,7 +26,7 @@
 #                      rewritten to match): exit 4 naming the file; the first two in a line of
 #                      metrics.jsonl: `report` exits 4 naming the file and line.
 #   output_paths       a --save-path or --log-dir under a file, a --run-name that leaves --log-dir,
-#                      a --d2t-path that does not exist: exit 2 naming it; datagen passes over a temporary file it did not write.
+#                      a --d2t-path or --token-freq-path that does not exist: exit 2 naming it; datagen passes over a temporary file it did not write.
 #   option_ranges      option values outside their declared ranges, NaN and infinities: exit 2
 #                      with one line naming the option, its range and the value; nothing saved.
 set -euo pipefail
@@ -296,6 +296,8 @@ PY
     [ ! -e escape ] || fail "--run-name ../escape wrote outside the log directory"
     expect_code 2 train V D S --d2t-path "$WORK/nope/d2t.npy" --t2d-path "$WORK/nope/t2d.npy"
     expect_text "$WORK/err.txt" "$E--d2t-path $WORK/nope/d2t.npy: no such file\$"
+    expect_code 2 train V D S --draft-vocab-size 100 --token-freq-path "$WORK/nope/freq.pt"
+    expect_text "$WORK/err.txt" "$E--token-freq-path $WORK/nope/freq.pt: no such file\$"
     # A temporary file of datagen's pattern whose "pid" no process can have is left alone.
     cp -r D DH; mkdir DH/hidden_states; touch DH/hidden_states/hs_0.safetensors.tmp.99999999999999999999
     expect_code 0 "$BIN/speculators-datagen" hidden-states --verifier V --data DH --target-layer-ids 0 1

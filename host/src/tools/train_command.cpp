@@ -58,7 +58,8 @@ VocabMapping resolve_vocab(const VocabOptions& options, const TransformerConfig&
   const auto V = verifier.vocab_size;
   std::string d2t = options.d2t_path.value_or("");
   std::string t2d = options.t2d_path.value_or("");
-  for (const auto& [flag, path] : {std::pair{"--d2t-path", d2t}, std::pair{"--t2d-path", t2d}}) {
+  for (const auto& [flag, path] : {std::pair{"--d2t-path", d2t}, std::pair{"--t2d-path", t2d},
+                                   std::pair{"--token-freq-path", options.token_freq_path.value_or("")}}) {
     std::error_code ec;
     if (!path.empty() && !fs::exists(path, ec)) fail_usage(cat(flag, " ", path, ": no such file"));
   }

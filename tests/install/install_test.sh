@@ -27,8 +27,14 @@ cmake --install "$BUILD" --prefix "$WORK/prefix" >/dev/null
 if ls "$WORK/prefix/include/speculators" | grep -q -E 'yaml|spdlog|nlohmann'; then fail "private headers installed"; fi
 
 generator=(); command -v ninja >/dev/null && generator=(-G Ninja)
-launcher=(); command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-cmake -S "$SRC/plugins/myalgo" -B "$WORK/myalgo-build" "${generator[@]}" "${launcher[@]}" \
+# The plugins build from copies under $WORK, with ccache's base directory there: every path the
+# compiler sees is then the same from one run (and one clone) to the next except for $WORK, which
+# ccache rewrites to a relative path, so a rebuild of unchanged sources is a cache hit.
+cp -r "$SRC/plugins/myalgo" "$WORK/myalgo-src"
+cp -r "$SRC/examples/mlp_speculator" "$WORK/mlp-src"
+launcher=()
+command -v ccache >/dev/null && launcher=("-DCMAKE_CXX_COMPILER_LAUNCHER=env;CCACHE_BASEDIR=$WORK;CCACHE_SLOPPINESS=pch_defines,include_file_mtime,include_file_ctime,time_macros;ccache")
+cmake -S "$WORK/myalgo-src" -B "$WORK/myalgo-build" "${generator[@]}" "${launcher[@]}" \
   -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$WORK/prefix" >"$WORK/configure.log" 2>&1 \
   || { cat "$WORK/configure.log"; fail "out-of-tree configure failed"; }
 cmake --build "$WORK/myalgo-build" -j"$(nproc)" >"$WORK/build.log" 2>&1 \
@@ -93,7 +99,7 @@ DATAGEN=$WORK/prefix/bin/speculators-datagen
 grep -q '"global_step":0' "$WORK/ckpt/metrics.jsonl" || fail "no step was logged"
 [ -s "$WORK/ckpt/0/model.safetensors" ] || fail "no checkpoint written"
 # The example plugin: out-of-tree build and its own tests against the installed SDK.
-cmake -S "$SRC/examples/mlp_speculator" -B "$WORK/mlp-build" "${generator[@]}" "${launcher[@]}" \
+cmake -S "$WORK/mlp-src" -B "$WORK/mlp-build" "${generator[@]}" "${launcher[@]}" \
   -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$WORK/prefix" >"$WORK/mlp-configure.log" 2>&1 \
   || { cat "$WORK/mlp-configure.log"; fail "mlp_speculator: out-of-tree configure failed"; }
 cmake --build "$WORK/mlp-build" -j"$(nproc)" >"$WORK/mlp-build.log" 2>&1 \

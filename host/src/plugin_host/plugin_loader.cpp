@@ -203,7 +203,11 @@ std::optional<std::string> check_descriptor(const speculators_plugin_descriptor&
 }
 
 PluginHost::PluginHost(Registry& registry, HostFingerprint host)
-    : registry_(registry), host_(host), probe_(probe_enabled_from_env()), probe_timeout_(probe_timeout_from_env()) {}
+    : registry_(registry),
+      host_(host),
+      probe_(probe_enabled_from_env()),
+      probe_timeout_(probe_timeout_from_env()),
+      probe_cache_(ProbeCache::default_file()) {}
 
 void PluginHost::mark_phase(const char* phase) const {
   if (probe_channel_ != nullptr) probe_channel_->mark_phase(phase);
@@ -408,6 +412,16 @@ const Registry::Entry& PluginHost::load_for_algorithm(const std::string& algorit
 }
 
 bool PluginHost::probe_then_load(const std::string& path, PluginRecord& record) {
+  // The same file probed by the same host before: its outcome without a child (probe_cache.h).
+  std::optional<ProbeCacheKey> key;
+  if (!probe_cache_.file().empty() && (key = probe_cache_key(path, host_))) {
+    if (const auto outcome = probe_cache_.find(*key)) {
+      log::debug(cat("plugin ", path, ": probe result from ", probe_cache_.file(), ": ", *outcome));
+      if (*outcome == kProbeOutcomeOk) return load_checked(path, record);
+      record.reason = *outcome;
+      return false;
+    }
+  }
   // The child runs the same sequence against its copy of this host's registry, so its answer
   // is what loading here would give, without any of the plugin's code running here.
   const ProbeResult probe = run_in_probe_child(
@@ -419,6 +433,7 @@ bool PluginHost::probe_then_load(const std::string& path, PluginRecord& record) 
       },
       probe_timeout_);
   if (!probe.answered) {
+    if (key && probe.plugin_fault) probe_cache_.store(*key, probe.failure);
     record.reason = probe.failure;
     return false;
   }
@@ -428,6 +443,7 @@ bool PluginHost::probe_then_load(const std::string& path, PluginRecord& record) 
     record = answer;
     return false;
   }
+  if (key) probe_cache_.store(*key, kProbeOutcomeOk);
   return load_checked(path, record);
 }
 

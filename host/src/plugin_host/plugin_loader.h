@@ -10,9 +10,11 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "plugin_host/fingerprint.h"
+#include "plugin_host/probe_cache.h"
 #include "speculators/algorithm.h"
 #include "speculators/plugin/abi.h"
 #include "speculators/registry.h"
@@ -102,7 +104,8 @@ struct PluginRecord {
 
 // Loads plugins into a Registry through the checks of docs/plugins.md. Each plugin is first
 // probed in a child process (plugin_probe.h) and opened here only when the child loaded and
-// registered it; a plugin that crashes, aborts or hangs there is rejected. Registration goes into a
+// registered it; a plugin that crashes, aborts or hangs there is rejected. A probe whose result is
+// in the probe cache (probe_cache.h) for the same file and host is not run again. Registration goes into a
 // staging registry first and is merged only if the register function succeeded and none of its
 // names clashes, so a rejected plugin leaves nothing behind. Handles are never dlclosed.
 class PluginHost {
@@ -125,6 +128,8 @@ class PluginHost {
   // (SPECULATORS_PLUGIN_PROBE_TIMEOUT seconds, default 10).
   void set_probe(bool enabled) { probe_ = enabled; }
   void set_probe_timeout(std::chrono::milliseconds timeout) { probe_timeout_ = timeout; }
+  // Where probe results are kept between runs (probe_cache.h); "" keeps none.
+  void set_probe_cache(std::string file) { probe_cache_ = ProbeCache(std::move(file)); }
 
   const std::vector<PluginRecord>& records() const { return records_; }
   Registry& registry() { return registry_; }
@@ -149,6 +154,7 @@ class PluginHost {
   std::vector<void*> handles_;  // never closed: see the top of this file
   bool probe_ = true;
   std::chrono::milliseconds probe_timeout_;
+  ProbeCache probe_cache_;
   const ProbeChannel* probe_channel_ = nullptr;  // set in a probe child only
 };
 

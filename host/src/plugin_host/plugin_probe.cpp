@@ -26,6 +26,8 @@ namespace speculators {
 namespace {
 
 constexpr const char* kPhasePrefix = "phase ";
+// The child's exit code when the host's own part of the work threw.
+constexpr int kHostFailureExit = 111;
 constexpr const char* kAnswerPrefix = "answer\n";
 
 void write_all(int fd, const std::string& text) {
@@ -52,7 +54,7 @@ void write_all(int fd, const std::string& text) {
   try {
     work(ProbeChannel(fd));
   } catch (...) {
-    ::_exit(111);
+    ::_exit(kHostFailureExit);
   }
   ::close(fd);
   ::_exit(0);
@@ -147,8 +149,10 @@ ProbeResult run_in_probe_child(const std::function<void(const ProbeChannel&)>& w
     result.failure = cat("hung in ", phase, " (no answer within ", seconds_text(timeout), " s; killed)");
   } else if (WIFSIGNALED(*status)) {
     result.failure = cat("crashed in ", phase, " (signal ", WTERMSIG(*status), ")");
+    result.plugin_fault = true;
   } else if (WIFEXITED(*status) && WEXITSTATUS(*status) != 0) {
     result.failure = cat("exited with code ", WEXITSTATUS(*status), " in ", phase);
+    result.plugin_fault = WEXITSTATUS(*status) != kHostFailureExit;
   } else if (answer_at == std::string::npos) {
     result.failure = cat("ended in ", phase, " without an answer");
   } else {

@@ -26,6 +26,8 @@ struct ProbeResult {
   bool answered = false;   // the child sent its whole answer and exited with status 0
   std::string answer;      // what the child sent with send_answer(), when answered
   std::string failure;     // otherwise: "crashed in registration (signal 11)", "hung in ..."
+  bool plugin_fault = false;   // the child died of a signal or exited on its own: not a hang,
+                               // nor an error of the host's side of the child (exit 111)
 };
 
 // Runs `work` in a forked child with a pipe to this process. The child calls mark_phase() and

@@ -13,10 +13,13 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <stdexcept>
 
 #include "fixture_paths.h"
 #include "plugin_host/plugin_loader.h"
 #include "plugin_host/plugin_probe.h"
+#include "plugin_host/probe_cache.h"
+#include "speculators/json.h"
 #include "plugin_test_util.h"
 #include "speculators/error.h"
 
@@ -29,6 +32,32 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// The outcome of each entry of a probe cache file, by file name.
+std::map<std::string, std::string> cached_outcomes(const std::string& cache) {
+  std::map<std::string, std::string> out;
+  const Json file = Json::read_file(cache);
+  CHECK(file.at("format").as_string() == "speculators-plugin-probe-cache");
+  for (const auto& [path, entry] : file.at("entries").as_object()) {
+    out[fs::path(path).filename().string()] = entry.at("outcome").as_string();
+  }
+  return out;
+}
+
+// Rewrites the cache entry of `name`: outcome `outcome` and, when `field` is not empty, `field`
+// set to a value no probe would record.
+void edit_cache_entry(const std::string& cache, const std::string& name, const std::string& outcome,
+                      const std::string& field) {
+  Json file = Json::read_file(cache);
+  for (auto& [path, entry] : file["entries"].as_object()) {
+    if (fs::path(path).filename() != name) continue;
+    entry["outcome"] = outcome;
+    if (field == "size" || field == "mtime_ns") entry[field] = entry.at(field).as_int() + 1;
+    if (field == "sha256") entry[field] = std::string(64, '0');
+    if (field == "host") entry[field] = entry.at(field).as_string() + " other";
+  }
+  write_file_atomic(cache, file.dump_python());
 }
 
 }  // namespace
@@ -112,12 +141,25 @@ TEST_CASE("a probe child reports its phase, exit code and answer", "[probe]") {
   CHECK_FALSE(exited.answered);
   CHECK(exited.failure == "exited with code 7 in entry point");
 
+  CHECK(exited.plugin_fault);
+
   ProbeResult silent = run_in_probe_child([](const ProbeChannel&) {}, timeout);
   CHECK_FALSE(silent.answered);
   CHECK(silent.failure == "ended in loading without an answer");
+  CHECK_FALSE(silent.plugin_fault);
 
   ProbeResult killed = run_in_probe_child([](const ProbeChannel&) { ::raise(SIGKILL); }, timeout);
   CHECK(killed.failure == "crashed in loading (signal 9)");
+  CHECK(killed.plugin_fault);
+
+  // The host's side of the child threw: exit 111, not held against the plugin.
+  ProbeResult threw = run_in_probe_child([](const ProbeChannel&) { throw std::runtime_error("host side"); }, timeout);
+  CHECK(threw.failure == "exited with code 111 in loading");
+  CHECK_FALSE(threw.plugin_fault);
+
+  ProbeResult hung = run_in_probe_child([](const ProbeChannel&) { ::pause(); }, std::chrono::milliseconds(300));
+  CHECK(hung.failure == "hung in loading (no answer within 0.3 s; killed)");
+  CHECK_FALSE(hung.plugin_fault);
 
   ProbeResult answered = run_in_probe_child(
       [](const ProbeChannel& channel) {
@@ -174,4 +216,104 @@ TEST_CASE("SPECULATORS_PLUGIN_PROBE_TIMEOUT is seconds in (0, 3600]", "[probe]")
   }
   ::unsetenv(kPluginProbeTimeoutEnv);
   CHECK(probe_timeout_from_env() == kDefaultProbeTimeout);
+}
+
+TEST_CASE("probe results are kept by path, size, mtime, sha256 and host, and only for the plugin's own faults",
+          "[plugins][probe]") {
+  test::TempDir dir("probe_cache");
+  const std::string plugins_dir = dir.dir("plugins");
+  for (const char* path : {SPECULATORS_FIXTURE_GOOD_A, SPECULATORS_FIXTURE_REG_SEGFAULT, SPECULATORS_FIXTURE_REG_HANG,
+                           SPECULATORS_FIXTURE_REG_FAILS}) {
+    fs::copy_file(path, fs::path(plugins_dir) / fs::path(path).filename());
+  }
+  const std::string cache = (dir.path() / "cache" / "plugin-probes.json").string();
+  const auto load_one = [&](const std::string& name) {
+    Registry registry;
+    PluginHost plugins(registry, test::this_host());
+    plugins.set_probe_cache(cache);
+    plugins.set_probe_timeout(std::chrono::milliseconds(1000));
+    return plugins.load(plugins_dir + "/" + name + ".so");
+  };
+  const std::string segfault = "crashed in registration (signal " + std::to_string(SIGSEGV) + ")";
+
+  // First run: every plugin is probed; a registration and a crash are kept, a hang and a
+  // rejection by a check are not.
+  CHECK(load_one("good_a").ok);
+  CHECK(load_one("reg_segfault").reason == segfault);
+  CHECK(load_one("reg_hang").reason == "hung in registration (no answer within 1 s; killed)");
+  CHECK_FALSE(load_one("reg_fails").ok);
+  CHECK(cached_outcomes(cache) == std::map<std::string, std::string>({{"good_a.so", "ok"}, {"reg_segfault.so", segfault}}));
+
+  // A kept outcome is used as it is, without a child: an edited one is what the host reports.
+  edit_cache_entry(cache, "reg_segfault.so", "crashed in registration (signal 99)", "");
+  CHECK(load_one("reg_segfault").reason == "crashed in registration (signal 99)");
+  edit_cache_entry(cache, "good_a.so", "crashed in registration (signal 98)", "");
+  CHECK(load_one("good_a").reason == "crashed in registration (signal 98)");
+
+  // Any change to the file's size, mtime or sha256, or another host, probes it again.
+  for (const char* field : {"size", "mtime_ns", "sha256", "host"}) {
+    INFO(field);
+    edit_cache_entry(cache, "good_a.so", "crashed in registration (signal 98)", field);
+    const PluginRecord record = load_one("good_a");
+    CHECK(record.ok);
+    CHECK(cached_outcomes(cache).at("good_a.so") == "ok");
+  }
+
+  // A damaged cache is ignored (one warning) and rewritten by the next probe.
+  for (const std::string& damaged : std::vector<std::string>{"{not json", std::string(100000, '[') + std::string(100000, ']'),
+                                                              "{\"format\": \"other\", \"entries\": {}}"}) {
+    write_file_atomic(cache, damaged);
+    CHECK(load_one("reg_segfault").reason == segfault);
+    CHECK(cached_outcomes(cache) == std::map<std::string, std::string>({{"reg_segfault.so", segfault}}));
+  }
+
+  // Entries of files that are gone are dropped when the cache is written.
+  CHECK(load_one("good_a").ok);
+  fs::remove(fs::path(plugins_dir) / "good_a.so");
+  CHECK(load_one("reg_segfault").reason == segfault);  // read from the cache: nothing written
+  fs::copy_file(SPECULATORS_FIXTURE_REG_ABORT, fs::path(plugins_dir) / "reg_abort.so");
+  CHECK_FALSE(load_one("reg_abort").ok);
+  CHECK(cached_outcomes(cache) ==
+        std::map<std::string, std::string>({{"reg_abort.so", "crashed in registration (signal " + std::to_string(SIGABRT) + ")"},
+                                            {"reg_segfault.so", segfault}}));
+
+  // "" keeps nothing.
+  fs::remove(cache);
+  Registry registry;
+  PluginHost plugins(registry, test::this_host());
+  plugins.set_probe_cache("");
+  CHECK(plugins.load(plugins_dir + "/reg_segfault.so").reason == segfault);
+  CHECK_FALSE(fs::exists(cache));
+}
+
+TEST_CASE("the probe cache file: SPECULATORS_PLUGIN_PROBE_CACHE, then XDG_CACHE_HOME, then HOME", "[probe]") {
+  const auto restore = [](const char* name, const char* value) {
+    if (value != nullptr) {
+      ::setenv(name, value, 1);
+    } else {
+      ::unsetenv(name);
+    }
+  };
+  const std::string home = std::getenv("HOME") != nullptr ? std::getenv("HOME") : "";
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const std::string xdg_saved = xdg != nullptr ? xdg : "";
+  const char* env = std::getenv(kPluginProbeCacheEnv);
+  const std::string env_saved = env != nullptr ? env : "";
+
+  ::setenv(kPluginProbeCacheEnv, "/somewhere/probes.json", 1);
+  CHECK(ProbeCache::default_file() == "/somewhere/probes.json");
+  ::setenv(kPluginProbeCacheEnv, "0", 1);
+  CHECK(ProbeCache::default_file().empty());
+  ::unsetenv(kPluginProbeCacheEnv);
+  ::setenv("XDG_CACHE_HOME", "/xdg", 1);
+  CHECK(ProbeCache::default_file() == "/xdg/speculators/plugin-probes.json");
+  ::unsetenv("XDG_CACHE_HOME");
+  ::setenv("HOME", "/home/u", 1);
+  CHECK(ProbeCache::default_file() == "/home/u/.cache/speculators/plugin-probes.json");
+  ::unsetenv("HOME");
+  CHECK(ProbeCache::default_file().empty());
+
+  restore("HOME", home.empty() ? nullptr : home.c_str());
+  restore("XDG_CACHE_HOME", xdg != nullptr ? xdg_saved.c_str() : nullptr);
+  restore(kPluginProbeCacheEnv, env != nullptr ? env_saved.c_str() : nullptr);
 }

@@ -6,22 +6,14 @@
 #include <functional>
 #include <limits>
 
+#include "../error_of.h"
 #include "speculators/error.h"
 #include "speculators/schema.h"
 
 using namespace speculators;
 
 namespace {
-std::string usage_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    CHECK(e.code() == ExitCode::kUsage);
-    return e.what();
-  }
-  FAIL("no error was thrown");
-  return "";
-}
+std::string usage_error(const std::function<void()>& f) { return test::error_of(f, ExitCode::kUsage); }
 }  // namespace
 
 TEST_CASE("numeric options check their range from YAML and from flags", "[schema]") {

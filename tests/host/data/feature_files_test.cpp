@@ -13,6 +13,7 @@
 #include <fstream>
 #include <thread>
 
+#include "../../error_of.h"
 #include "data/feature_files.h"
 #include "data_util.h"
 #include "speculators/error.h"
@@ -45,16 +46,7 @@ std::vector<TokenRow> good_dir(const std::string& dir, std::size_t n) {
   return rows;
 }
 
-std::string data_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    CHECK(e.code() == ExitCode::kData);
-    return e.what();
-  }
-  FAIL("no error");
-  return "";
-}
+std::string data_error(const std::function<void()>& f) { return test::error_of(f, ExitCode::kData); }
 
 // Reads row `bad_row` under both policies: skip returns an empty sample and counts it, raise
 // throws a data error whose message must contain the file name and `what`.

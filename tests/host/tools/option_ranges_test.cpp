@@ -9,6 +9,7 @@
 #include <functional>
 #include <limits>
 
+#include "../../error_of.h"
 #include "fixture_paths.h"
 #include "plugin_host/plugin_loader.h"
 #include "speculators/error.h"
@@ -43,17 +44,7 @@ double step_from(double v, double direction, bool integer) {
   return std::nextafter(v, direction);
 }
 
-// The message of the usage error `f` throws, or "" (and a failed check) when it throws none.
-std::string usage_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    CHECK(e.code() == ExitCode::kUsage);
-    return e.what();
-  }
-  FAIL_CHECK("no error was thrown");
-  return "";
-}
+std::string usage_error(const std::function<void()>& f) { return test::error_of(f, ExitCode::kUsage); }
 
 void check_accepted(const Option& opt, double v) {
   const bool integer = is_integer(opt.type);

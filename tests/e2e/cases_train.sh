@@ -40,6 +40,10 @@ case_exit_codes() {
   expect_text "$WORK/err.txt" "--from-pretrained $WORK/nope: no config.json \\(expected a checkpoint directory\\)"
   expect_code 2 "$BIN/speculators-datagen" sample --verifier "$WORK/nope" --num-samples 2 --seq-len 8 --out "$WORK/s"
   expect_text "$WORK/err.txt" "verifier $WORK/nope: config.json does not exist"
+  expect_code 2 "$BIN/speculators-train" --speculator-type myalgo --verifier-name-or-path "$VERIFIER" \
+    --data-path "$WORK/nope" --save-path "$WORK/fp-data" --logger=
+  expect_text "$WORK/err.txt" "--data-path $WORK/nope: not a directory \\(expected one holding data.jsonl"
+  [ ! -e "$WORK/fp-data" ] || fail "a --data-path that does not exist left $WORK/fp-data behind"
   expect_code 0 "$BIN/speculators-train" --help
   expect_text "$WORK/out.txt" '--verifier-name-or-path'
   expect_code 0 "$BIN/speculators-train" --speculator-type myalgo --dump-config --epochs 4

@@ -222,6 +222,10 @@ BuildContext make_build_context(const TrainOptions& options, std::string& vocab_
                    "Hugging Face layout directory: config.json + model.safetensors)"));
   }
   const std::string& data_path = options.data.data_path;
+  if (!fs::is_directory(data_path)) {
+    fail_usage(cat("--data-path ", data_path, ": not a directory (expected one holding data.jsonl, as "
+                   "speculators-datagen prepare or sample writes)"));
+  }
   const std::string source = resolved_data_source(options.data);
   BuildContext ctx;
   ctx.verifier_json = read_verifier_config_json(verifier_dir);

@@ -44,6 +44,8 @@ case_exit_codes() {
     --data-path "$WORK/nope" --save-path "$WORK/fp-data" --logger=
   expect_text "$WORK/err.txt" "--data-path $WORK/nope: not a directory \\(expected one holding data.jsonl"
   [ ! -e "$WORK/fp-data" ] || fail "a --data-path that does not exist left $WORK/fp-data behind"
+  expect_code 2 "$BIN/speculators-datagen" hidden-states --verifier "$VERIFIER" --data "$WORK/nope"
+  expect_text "$WORK/err.txt" "--data $WORK/nope: not a directory\$"
   expect_code 0 "$BIN/speculators-train" --help
   expect_text "$WORK/out.txt" '--verifier-name-or-path'
   expect_code 0 "$BIN/speculators-train" --speculator-type myalgo --dump-config --epochs 4
@@ -348,6 +350,8 @@ case_eagle3_eval() {
   mkdir -p "$WORK/config-only" && cp "$WORK/ckpt/15/config.json" "$WORK/config-only/"
   expect_code 2 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$DATA" --draft "$WORK/config-only"
   expect_text "$WORK/err.txt" 'config-only: no model.safetensors'
+  expect_code 2 "$BIN/speculators-eval" --verifier "$VERIFIER" --data "$WORK/nope" --draft "$WORK/ckpt/15"
+  expect_text "$WORK/err.txt" "--data $WORK/nope: not a directory\$"
 }
 
 case_eagle3_train() {

@@ -125,6 +125,7 @@ std::string rate_text(std::int64_t done, std::chrono::steady_clock::time_point s
 HiddenStateGenReport generate_hidden_states(const HiddenStateGenOptions& o) {
   if (o.dtype != "bf16" && o.dtype != "fp32") fail_usage(cat("--dtype must be bf16 or fp32, got ", o.dtype));
   if (o.batch_tokens < 1) fail_usage(cat("--batch-tokens must be >= 1, got ", o.batch_tokens));
+  if (!fs::is_directory(o.data_dir)) fail_usage(cat("--data ", o.data_dir, ": not a directory"));
   const std::string jsonl = (fs::path(o.data_dir) / "data.jsonl").string();
   auto rows = read_data_jsonl(jsonl);
   VerifierModel verifier = load_verifier(o.verifier_dir);

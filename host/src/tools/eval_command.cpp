@@ -128,6 +128,7 @@ EvalReport run_eval(const EvalOptions& o) {
   if (o.max_new_tokens < 1) fail_usage(cat("--max-new-tokens must be at least 1, got ", o.max_new_tokens));
   if (o.speculative_tokens < 0) fail_usage(cat("--speculative-tokens must be >= 1, got ", o.speculative_tokens));
   if (!fs::is_directory(o.verifier)) fail_usage(cat("--verifier ", o.verifier, ": not a directory"));
+  if (!fs::is_directory(o.data)) fail_usage(cat("--data ", o.data, ": not a directory"));
   const auto rows = read_data_jsonl((fs::path(o.data) / "data.jsonl").string());
 
   BuildContext ctx;

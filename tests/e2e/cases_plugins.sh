@@ -35,6 +35,13 @@ case_rejected_plugins() {
   expect_text "$WORK/out.txt" "rejected: .*LibTorch $TORCH_MAJOR\\.[0-9]+ != host $TORCH_MAJOR\\.$TORCH_MINOR"
   expect_text "$WORK/out.txt" 'rejected: .*C\+\+11 ABI'
   expect_text "$WORK/out.txt" '^myalgo .* ok'
+  # With the probe results kept (docs/plugins.md), a second listing reads the same.
+  export SPECULATORS_PLUGIN_PROBE_CACHE=$WORK/probes.json
+  expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/plugins" --list-plugins
+  cp "$WORK/out.txt" "$WORK/list-first.txt"
+  expect_text "$WORK/probes.json" '"outcome": "crashed in registration \(signal 11\)"'
+  expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/plugins" --list-plugins
+  diff "$WORK/list-first.txt" "$WORK/out.txt" >&2 || fail "the listing from kept probe results differs"
   expect_code 0 "$BIN/speculators-train" --plugin-dir "$WORK/plugins" --speculator-type myalgo \
     --verifier-name-or-path "$VERIFIER" --data-path "$DATA" --save-path "$WORK/ckpt" --epochs 1
   [ -s "$WORK/ckpt/0/model.safetensors" ] || fail "no checkpoint after training with rejected plugins around"

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "../../error_of.h"
 #include "data/feature_files.h"
 #include "data/feature_source.h"
 #include "data/hidden_state_gen.h"
@@ -66,17 +67,6 @@ HiddenStateGenOptions options_for(const Fixture& f, const std::string& dtype) {
   o.batch_tokens = 16;  // several forwards, several rows each
   o.progress = false;
   return o;
-}
-
-std::string error_of(const std::function<void()>& f, ExitCode code) {
-  try {
-    f();
-  } catch (const Error& e) {
-    CHECK(e.code() == code);
-    return e.what();
-  }
-  FAIL("no error");
-  return "";
 }
 
 }  // namespace

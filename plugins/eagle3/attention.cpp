@@ -38,17 +38,18 @@ void check_inputs(const torch::Tensor& q, const std::vector<torch::Tensor>& keys
   }
 }
 
-// Step-0 predicate for query rows [q0, q1) and key columns [k0, k1): [q1-q0, k1-k0] bool.
-torch::Tensor block0_mask(const torch::Tensor& doc, std::int64_t q0, std::int64_t q1, std::int64_t k0,
-                          std::int64_t k1, std::optional<std::int64_t> window) {
+// Where the step-0 keys are hidden, for query rows [q0, q1) and key columns [k0, k1):
+// [q1-q0, k1-k0] bool, true where a query may not see a key.
+torch::Tensor block0_blocked(const torch::Tensor& doc, std::int64_t q0, std::int64_t q1, std::int64_t k0,
+                             std::int64_t k1, std::optional<std::int64_t> window) {
   const auto opts = torch::TensorOptions().dtype(torch::kLong).device(doc.device());
   const auto qi = torch::arange(q0, q1, opts).unsqueeze(1);
   const auto ki = torch::arange(k0, k1, opts).unsqueeze(0);
   const auto dq = doc.slice(0, q0, q1).unsqueeze(1);
   const auto dk = doc.slice(0, k0, k1).unsqueeze(0);
-  auto allowed = (qi >= ki).logical_and(dq.ne(-1)).logical_and(dq.eq(dk));
-  if (window) allowed = allowed.logical_and(ki > qi - *window);
-  return allowed.logical_or(qi.eq(ki));  // the own key is always visible
+  auto blocked = ki.gt(qi).logical_or_(dq.ne(dk)).logical_or_(dq.eq(-1));
+  if (window) blocked.logical_or_(ki.le(qi - *window));
+  return blocked.logical_and_(qi.ne(ki));  // the own key is always visible
 }
 
 // Grouped view of q [B, nh, C, hd] as [B, nkv, nh/nkv, C, hd] in fp32.
@@ -57,33 +58,82 @@ torch::Tensor grouped(const torch::Tensor& q, std::int64_t num_kv_heads) {
   return q.to(torch::kFloat).reshape({B, num_kv_heads, nh / num_kv_heads, C, hd});
 }
 
-// One query chunk: step-0 attention over keys k0/v0 [B, nkv, S, hd] under `allowed` [C, S] with
-// its log-sum-exp, merged with the diagonal keys/values kd/vd [k, B, nkv, C, hd] (may be empty).
-// Returns [B, nh, C, hd] in fp32.
-torch::Tensor attend_chunk(const torch::Tensor& q, const torch::Tensor& k0, const torch::Tensor& v0,
-                           const torch::Tensor& allowed, const torch::Tensor& kd, const torch::Tensor& vd) {
-  const auto nkv = k0.size(1);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  const auto qg = grouped(q, nkv);                                          // [B, nkv, r, C, hd]
-  const auto B = qg.size(0), r = qg.size(2), C = qg.size(3), S = k0.size(2);
-  // The r query heads of a KV group share its keys: one [r·C, hd] x [hd, S] product per group
-  // (no broadcast operand, so forward and backward are plain batched GEMMs).
-  auto scores = torch::matmul(qg.reshape({B, nkv, r * C, q.size(3)}), k0.to(torch::kFloat).transpose(-1, -2))
-                    .reshape({B, nkv, r, C, S}) * scale;
-  scores = scores.masked_fill(allowed.logical_not(), kNegInf);              // [B, nkv, r, C, S]
-  const auto lse0 = torch::logsumexp(scores, -1);                           // [B, nkv, r, C]
-  auto out = torch::matmul(torch::exp(scores - lse0.unsqueeze(-1)).reshape({B, nkv, r * C, S}), v0.to(torch::kFloat))
-                 .reshape({B, nkv, r, C, q.size(3)});
+// Scores of the grouped, pre-scaled queries qs [B, nkv, r, C, hd] against the step-0 keys k0
+// [B, nkv, S, hd], -inf where `blocked` [C, S]: [B, nkv, r, C, S]. The r query heads of a KV group
+// share its keys, so each group is one [r·C, hd] x [hd, S] product (no broadcast operand: forward
+// and backward are plain batched GEMMs).
+torch::Tensor block0_scores(const torch::Tensor& qs, const torch::Tensor& k0, const torch::Tensor& blocked) {
+  const auto B = qs.size(0), nkv = qs.size(1), r = qs.size(2), C = qs.size(3), hd = qs.size(4);
+  auto scores = torch::matmul(qs.reshape({B, nkv, r * C, hd}), k0.to(torch::kFloat).transpose(-1, -2))
+                    .reshape({B, nkv, r, C, k0.size(2)});
+  return scores.masked_fill_(blocked, kNegInf);
+}
+
+// The diagonal scores q_i · k_i^(s) of the later blocks kd [k, B, nkv, C, hd]: [k, B, nkv, r, C].
+torch::Tensor diagonal_scores(const torch::Tensor& qs, const torch::Tensor& kd) {
+  return (qs.unsqueeze(0) * kd.to(torch::kFloat).unsqueeze(3)).sum(-1);
+}
+
+struct ChunkResult {
+  torch::Tensor out;  // [B, nkv, r, C, hd], fp32
+  torch::Tensor lse;  // [B, nkv, r, C]: log-sum-exp of every score the query sees
+};
+
+// One query chunk: step-0 attention over keys k0/v0 [B, nkv, S, hd], except where `blocked`
+// [C, S], merged with the diagonal keys/values kd/vd [k, B, nkv, C, hd] (may be empty) through one
+// log-sum-exp.
+ChunkResult attend_chunk(const torch::Tensor& qs, const torch::Tensor& k0, const torch::Tensor& v0,
+                         const torch::Tensor& blocked, const torch::Tensor& kd, const torch::Tensor& vd) {
+  const auto B = qs.size(0), nkv = qs.size(1), r = qs.size(2), C = qs.size(3), hd = qs.size(4);
+  auto p = block0_scores(qs, k0, blocked);
+  const auto max = std::get<0>(p.max(-1, /*keepdim=*/true));  // finite: the own key is always visible
+  p.sub_(max).exp_();                                         // exp(s - max), in place
+  const auto sum = p.sum(-1, /*keepdim=*/true);
+  const auto lse0 = (max + sum.log()).squeeze(-1);  // [B, nkv, r, C]
+  auto out = torch::matmul(p.reshape({B, nkv, r * C, k0.size(2)}), v0.to(torch::kFloat))
+                 .reshape({B, nkv, r, C, hd})
+                 .div_(sum);
+  if (kd.size(0) == 0) return {out, lse0};
+  const auto diag = diagonal_scores(qs, kd);
+  const auto lse = torch::logsumexp(torch::cat({lse0.unsqueeze(0), diag}, 0), 0);
+  out.mul_(torch::exp(lse0 - lse).unsqueeze(-1));
+  out.add_((torch::exp(diag - lse.unsqueeze(0)).unsqueeze(-1) * vd.to(torch::kFloat).unsqueeze(3)).sum(0));
+  return {out, lse};
+}
+
+struct ChunkGrads {
+  torch::Tensor q, k0, v0, kd, vd;  // fp32; kd/vd undefined when there are no later blocks
+};
+
+// The gradients of one chunk, from the saved log-sum-exp and output (the flash-attention
+// backward): with P the probabilities of every visible key and D_i = dO_i · O_i,
+// dS = P ⊙ (dO·Vᵀ − D), dQ = dS·K·scale, dK = dSᵀ·Q·scale, dV = Pᵀ·dO.
+ChunkGrads chunk_grads(const torch::Tensor& qs, double scale, const torch::Tensor& k0, const torch::Tensor& v0,
+                       const torch::Tensor& blocked, const torch::Tensor& kd, const torch::Tensor& vd,
+                       const torch::Tensor& out, const torch::Tensor& lse, const torch::Tensor& grad_out) {
+  const auto B = qs.size(0), nkv = qs.size(1), r = qs.size(2), C = qs.size(3), hd = qs.size(4), S = k0.size(2);
+  const auto delta = (grad_out * out).sum(-1);  // [B, nkv, r, C]
+  const auto go = grad_out.reshape({B, nkv, r * C, hd});
+  auto p = block0_scores(qs, k0, blocked);
+  p.sub_(lse.unsqueeze(-1)).exp_();
+  const auto v0f = v0.to(torch::kFloat);
+  auto ds = torch::matmul(go, v0f.transpose(-1, -2)).reshape({B, nkv, r, C, S});
+  ds.sub_(delta.unsqueeze(-1)).mul_(p);
+  const auto ds2 = ds.reshape({B, nkv, r * C, S});
+  ChunkGrads g;
+  g.v0 = torch::matmul(p.reshape({B, nkv, r * C, S}).transpose(-1, -2), go);
+  g.k0 = torch::matmul(ds2.transpose(-1, -2), qs.reshape({B, nkv, r * C, hd}));  // qs carries the scale
+  g.q = torch::matmul(ds2, k0.to(torch::kFloat)).reshape({B, nkv, r, C, hd});
   if (kd.size(0) > 0) {
-    // Later blocks contribute only the diagonal score
-    // q_i · k_i^(s); merge everything through one log-sum-exp.
-    const auto kdf = kd.to(torch::kFloat).unsqueeze(3);                     // [k, B, nkv, 1, C, hd]
-    const auto diag = (qg.unsqueeze(0) * kdf).sum(-1) * scale;              // [k, B, nkv, r, C]
-    const auto lse = torch::logsumexp(torch::cat({lse0.unsqueeze(0), diag}, 0), 0);
-    out = out * torch::exp(lse0 - lse).unsqueeze(-1) +
-          (torch::exp(diag - lse.unsqueeze(0)).unsqueeze(-1) * vd.to(torch::kFloat).unsqueeze(3)).sum(0);
+    const auto kdf = kd.to(torch::kFloat).unsqueeze(3), vdf = vd.to(torch::kFloat).unsqueeze(3);
+    const auto pd = torch::exp(diagonal_scores(qs, kd) - lse.unsqueeze(0));           // [k, B, nkv, r, C]
+    const auto dsd = pd * ((grad_out.unsqueeze(0) * vdf).sum(-1) - delta.unsqueeze(0));
+    g.q.add_((dsd.unsqueeze(-1) * kdf).sum(0));
+    g.kd = (dsd.unsqueeze(-1) * qs.unsqueeze(0)).sum(3);  // the r heads of a group share the key
+    g.vd = (pd.unsqueeze(-1) * grad_out.unsqueeze(0)).sum(3);
   }
-  return out.reshape({q.size(0), q.size(1), q.size(2), q.size(3)});
+  g.q.mul_(scale);
+  return g;
 }
 
 struct ChunkPlan {
@@ -108,6 +158,8 @@ std::optional<std::int64_t> window_from(std::int64_t w) {
   return w > 0 ? std::optional<std::int64_t>(w) : std::nullopt;
 }
 
+double scale_of(const torch::Tensor& q) { return 1.0 / std::sqrt(static_cast<double>(q.size(3))); }
+
 class TttAttentionFunction : public torch::autograd::Function<TttAttentionFunction> {
  public:
   // kd/vd: the blocks of steps 1..k stacked as [k, B, nkv, L, hd] (k may be 0).
@@ -115,49 +167,54 @@ class TttAttentionFunction : public torch::autograd::Function<TttAttentionFuncti
                                const torch::Tensor& k0, const torch::Tensor& v0, const torch::Tensor& kd,
                                const torch::Tensor& vd, const torch::Tensor& document_ids, std::int64_t window,
                                std::int64_t chunk) {
-    ctx->save_for_backward({q, k0, v0, kd, vd, document_ids});
+    const auto nkv = k0.size(1);
+    const auto qs = grouped(q, nkv) * scale_of(q);  // [B, nkv, r, L, hd]; grouped may be a view of q
+    // The output in q's layout, written through its grouped view; saved for the backward.
+    auto result = torch::empty(q.sizes(), qs.options());
+    auto out = result.view(qs.sizes());
+    auto lse = torch::empty(qs.sizes().slice(0, 4), qs.options());
+    for (const auto& c : plan_chunks(document_ids, window_from(window), chunk)) {
+      const auto blocked = block0_blocked(document_ids, c.q0, c.q1, c.k0, c.q1, window_from(window));
+      const auto res = attend_chunk(qs.slice(3, c.q0, c.q1), k0.slice(2, c.k0, c.q1), v0.slice(2, c.k0, c.q1),
+                                    blocked, kd.slice(3, c.q0, c.q1), vd.slice(3, c.q0, c.q1));
+      out.slice(3, c.q0, c.q1).copy_(res.out);
+      lse.slice(3, c.q0, c.q1).copy_(res.lse);
+    }
+    ctx->save_for_backward({q, k0, v0, kd, vd, document_ids, result, lse});
     ctx->saved_data["window"] = window;
     ctx->saved_data["chunk"] = chunk;
-    auto out = torch::empty_like(q);
-    for (const auto& c : plan_chunks(document_ids, window_from(window), chunk)) {
-      const auto allowed = block0_mask(document_ids, c.q0, c.q1, c.k0, c.q1, window_from(window));
-      out.slice(2, c.q0, c.q1)
-          .copy_(attend_chunk(q.slice(2, c.q0, c.q1), k0.slice(2, c.k0, c.q1), v0.slice(2, c.k0, c.q1), allowed,
-                              kd.slice(3, c.q0, c.q1), vd.slice(3, c.q0, c.q1)));
-    }
-    return out;
+    return result.to(q.scalar_type());
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
     const auto &q = saved[0], &k0 = saved[1], &v0 = saved[2], &kd = saved[3], &vd = saved[4];
-    const auto& document_ids = saved[5];
+    const auto &document_ids = saved[5], &lse = saved[7];
+    const auto out = grouped(saved[6], k0.size(1));
     const auto window = window_from(ctx->saved_data["window"].toInt());
     const auto chunk = ctx->saved_data["chunk"].toInt();
-    const auto& grad_out = grad_outputs[0];
-    auto gq = torch::zeros_like(q), gk0 = torch::zeros_like(k0), gv0 = torch::zeros_like(v0);
-    auto gkd = torch::zeros_like(kd), gvd = torch::zeros_like(vd);
+    const double scale = scale_of(q);
+    const auto qs = grouped(q, k0.size(1)) * scale;
+    const auto grad_out = grouped(grad_outputs[0], k0.size(1));
+    auto gq = torch::empty(qs.sizes(), qs.options());
+    auto gk0 = torch::zeros(k0.sizes(), qs.options()), gv0 = torch::zeros(v0.sizes(), qs.options());
+    auto gkd = torch::empty(kd.sizes(), qs.options()), gvd = torch::empty(vd.sizes(), qs.options());
     for (const auto& c : plan_chunks(document_ids, window, chunk)) {
-      // Recompute this chunk under autograd: its graph is the only one alive at a time.
-      torch::AutoGradMode enable_grad(true);
-      auto lq = q.slice(2, c.q0, c.q1).detach().requires_grad_(true);
-      auto lk0 = k0.slice(2, c.k0, c.q1).detach().requires_grad_(true);
-      auto lv0 = v0.slice(2, c.k0, c.q1).detach().requires_grad_(true);
-      auto lkd = kd.slice(3, c.q0, c.q1).detach().requires_grad_(true);
-      auto lvd = vd.slice(3, c.q0, c.q1).detach().requires_grad_(true);
-      const auto allowed = block0_mask(document_ids, c.q0, c.q1, c.k0, c.q1, window);
-      const auto out = attend_chunk(lq, lk0, lv0, allowed, lkd, lvd);
-      const auto g = grad_out.slice(2, c.q0, c.q1).to(torch::kFloat);
-      const auto grads = torch::autograd::grad({out}, {lq, lk0, lv0, lkd, lvd}, {g}, /*retain_graph=*/false,
-                                               /*create_graph=*/false, /*allow_unused=*/true);
-      gq.slice(2, c.q0, c.q1).copy_(grads[0]);
-      gk0.slice(2, c.k0, c.q1).add_(grads[1]);
-      gv0.slice(2, c.k0, c.q1).add_(grads[2]);
-      if (grads[3].defined()) gkd.slice(3, c.q0, c.q1).copy_(grads[3]);
-      if (grads[4].defined()) gvd.slice(3, c.q0, c.q1).copy_(grads[4]);
+      const auto g = chunk_grads(qs.slice(3, c.q0, c.q1), scale, k0.slice(2, c.k0, c.q1), v0.slice(2, c.k0, c.q1),
+                                 block0_blocked(document_ids, c.q0, c.q1, c.k0, c.q1, window), kd.slice(3, c.q0, c.q1), vd.slice(3, c.q0, c.q1),
+                                 out.slice(3, c.q0, c.q1), lse.slice(3, c.q0, c.q1),
+                                 grad_out.slice(3, c.q0, c.q1));
+      gq.slice(3, c.q0, c.q1).copy_(g.q);
+      gk0.slice(2, c.k0, c.q1).add_(g.k0);
+      gv0.slice(2, c.k0, c.q1).add_(g.v0);
+      if (g.kd.defined()) {
+        gkd.slice(3, c.q0, c.q1).copy_(g.kd);
+        gvd.slice(3, c.q0, c.q1).copy_(g.vd);
+      }
     }
-    return {gq, gk0, gv0, gkd, gvd, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {gq.reshape(q.sizes()).to(q.scalar_type()), gk0.to(k0.scalar_type()), gv0.to(v0.scalar_type()),
+            gkd.to(kd.scalar_type()),  gvd.to(vd.scalar_type()), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -186,7 +243,7 @@ std::vector<std::int64_t> first_visible_keys(const torch::Tensor& document_ids,
 torch::Tensor ttt_mask(const torch::Tensor& document_ids, std::int64_t step, std::optional<std::int64_t> window) {
   const auto L = document_ids.size(0);
   auto mask = torch::zeros({L, (step + 1) * L}, torch::TensorOptions().dtype(torch::kBool).device(document_ids.device()));
-  mask.slice(1, 0, L).copy_(block0_mask(document_ids.to(torch::kLong), 0, L, 0, L, window));
+  mask.slice(1, 0, L).copy_(block0_blocked(document_ids.to(torch::kLong), 0, L, 0, L, window).logical_not());
   const auto eye = torch::eye(L, mask.options());
   for (std::int64_t s = 1; s <= step; ++s) mask.slice(1, s * L, (s + 1) * L).copy_(eye);  // kv mod L == q
   return mask;

@@ -3,8 +3,9 @@
 // own position's key from every step 1..k. Two implementations of that one predicate:
 // - ttt_attention: the step-0 block in query chunks (each chunk reads only the key range it may
 //   see) with per-row log-sum-exp, merged with the k diagonal scores through log-sum-exp; a
-//   custom autograd function recomputes each chunk in backward, so nothing [L, (k+1)·L] — mask or
-//   scores — ever exists, and saved state is O(L).
+//   custom autograd function saves the output and each row's log-sum-exp and recomputes the
+//   chunk's probabilities in backward (the flash-attention backward), so nothing [L, (k+1)·L] —
+//   mask or scores — ever exists, and saved state is O(L).
 // - dense_ttt_attention: the literal [L, (k+1)·L] mask; tests compare the two.
 #pragma once
 

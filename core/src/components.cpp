@@ -54,6 +54,9 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const RotaryTables& tables) {
 
 namespace {
 
+// Query rows per chunk of document_causal_attention when no gradient is needed.
+constexpr std::int64_t kInferenceChunk = 128;
+
 void check_qkv(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const char* who) {
   if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4) fail(cat(who, ": q, k, v must be [B, heads, L, hd]"));
   if (q.size(1) % k.size(1) != 0) {
@@ -76,6 +79,27 @@ torch::Tensor grouped_softmax_attention(const torch::Tensor& q, const torch::Ten
                                                           -std::numeric_limits<float>::infinity());
   const torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());
   return torch::matmul(probs.view({b, nkv, rep * lq, s}), v).view({b, nh, lq, hd});
+}
+
+// The same attention when no gradient is needed, in fp32: the scale goes on q, and the mask, the
+// exponent and the normalisation (on the output rows, after the product) are in place, so the
+// scores are written once and read three times.
+torch::Tensor grouped_softmax_attention_inference(const torch::Tensor& q, const torch::Tensor& k,
+                                                  const torch::Tensor& v, const torch::Tensor& allowed) {
+  const std::int64_t b = q.size(0), nh = q.size(1), lq = q.size(2), hd = q.size(3);
+  const std::int64_t nkv = k.size(1), s = k.size(2), rep = nh / nkv;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const torch::Tensor qg = (q * scale).reshape({b, nkv, rep * lq, hd});
+  torch::Tensor p = torch::matmul(qg, k.transpose(2, 3)).view({b, nkv, rep, lq, s});
+  p.masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+  const torch::Tensor max = std::get<0>(p.max(-1, /*keepdim=*/true));  // finite: the own key is visible
+  p.sub_(max).exp_();
+  const torch::Tensor sum = p.sum(-1, /*keepdim=*/true);
+  return torch::matmul(p.view({b, nkv, rep * lq, s}), v).view({b, nkv, rep, lq, hd}).div_(sum).view({b, nh, lq, hd});
+}
+
+bool needs_grad(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  return torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
 }
 
 }  // namespace
@@ -147,6 +171,11 @@ torch::Tensor document_causal_attention(const torch::Tensor& q, const torch::Ten
   const std::vector<std::int64_t> first = first_key_of(doc_vec);
   const torch::Tensor doc = document_ids.to(q.device(), torch::kLong);
 
+  // Without autograd, smaller chunks skip more of the causal triangle and nothing is kept for a
+  // backward, so the loop costs only its extra operator calls.
+  const bool inference = !needs_grad(q, k, v) && q.scalar_type() == torch::kFloat &&
+                         k.scalar_type() == torch::kFloat && v.scalar_type() == torch::kFloat;
+  if (inference) chunk = std::min<std::int64_t>(chunk, kInferenceChunk);
   std::vector<torch::Tensor> outputs;
   for (std::int64_t q0 = 0; q0 < l; q0 += chunk) {
     const std::int64_t q1 = std::min(l, q0 + chunk);
@@ -155,8 +184,8 @@ torch::Tensor document_causal_attention(const torch::Tensor& q, const torch::Ten
     if (window) k0 = std::max(k0, q0 - *window + 1);
     k0 = std::max<std::int64_t>(0, std::min(k0, q0));
     const torch::Tensor allowed = mask_block(doc, q0, q1, k0, q1, window);
-    outputs.push_back(grouped_softmax_attention(q.slice(2, q0, q1), k.slice(2, k0, q1), v.slice(2, k0, q1),
-                                                allowed));
+    const auto attend = inference ? grouped_softmax_attention_inference : grouped_softmax_attention;
+    outputs.push_back(attend(q.slice(2, q0, q1), k.slice(2, k0, q1), v.slice(2, k0, q1), allowed));
   }
   return outputs.size() == 1 ? outputs.front() : torch::cat(outputs, 2);
 }

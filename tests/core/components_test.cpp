@@ -264,6 +264,25 @@ TEST_CASE("document_causal_attention equals dense attention with the document ma
   CHECK_THROWS_AS(document_causal_attention(q, k, v, doc.slice(0, 0, 4), std::nullopt), Error);
 }
 
+TEST_CASE("document_causal_attention without autograd equals dense attention", "[components]") {
+  // Without autograd, fp32 rows are processed in chunks of at most 128 queries by the in-place
+  // kernel; 300 positions make several chunks whose key ranges start inside a document.
+  torch::manual_seed(5);
+  std::vector<std::int64_t> ids;
+  for (std::int64_t d = 0; d < 3; ++d) ids.insert(ids.end(), 80 + 10 * d, d);  // 80, 90 and 100 positions
+  ids.insert(ids.end(), 30, -1);
+  const torch::Tensor doc = torch::tensor(ids);
+  const torch::Tensor q = torch::randn({2, 6, 300, 8}), k = torch::randn({2, 3, 300, 8}), v = torch::randn({2, 3, 300, 8});
+  torch::NoGradGuard no_grad;
+  for (std::optional<std::int64_t> window : {std::optional<std::int64_t>(), std::optional<std::int64_t>(40)}) {
+    for (std::int64_t chunk : {7, 512}) {
+      INFO("window " << (window ? *window : -1) << " chunk " << chunk);
+      const torch::Tensor dense = dense_attention(q, k, v, document_causal_mask(doc, window));
+      CHECK(max_abs_diff(dense, document_causal_attention(q, k, v, doc, window, chunk)) < 1e-5);
+    }
+  }
+}
+
 TEST_CASE("decoder layer parameter names and shapes follow Hugging Face", "[components]") {
   TransformerConfig c = tiny_config();
   DecoderLayerImpl llama(c, 0);

@@ -42,6 +42,23 @@ void check_inputs(const torch::Tensor& q, const std::vector<torch::Tensor>& keys
 // [q1-q0, k1-k0] bool, true where a query may not see a key.
 torch::Tensor block0_blocked(const torch::Tensor& doc, std::int64_t q0, std::int64_t q1, std::int64_t k0,
                              std::int64_t k1, std::optional<std::int64_t> window) {
+  if (doc.is_cpu()) {
+    // One pass in place of the eight tensor operators below: at small widths their per-call cost
+    // is a visible share of the step.
+    const auto ids_tensor = doc.contiguous();
+    const auto* ids = ids_tensor.data_ptr<std::int64_t>();
+    auto blocked = torch::empty({q1 - q0, k1 - k0}, torch::kBool);
+    auto* out = blocked.data_ptr<bool>();
+    const std::int64_t w = window ? *window : std::numeric_limits<std::int64_t>::max();
+    for (std::int64_t q = q0; q < q1; ++q) {
+      const std::int64_t d = ids[q];
+      for (std::int64_t k = k0; k < k1; ++k) {
+        const bool visible = k == q || (k < q && d != -1 && ids[k] == d && q - k < w);
+        *out++ = !visible;
+      }
+    }
+    return blocked;
+  }
   const auto opts = torch::TensorOptions().dtype(torch::kLong).device(doc.device());
   const auto qi = torch::arange(q0, q1, opts).unsqueeze(1);
   const auto ki = torch::arange(k0, k1, opts).unsqueeze(0);

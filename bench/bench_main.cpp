@@ -19,6 +19,7 @@
 #include "speculators/log.h"
 #include "speculators/registry.h"
 #include "step_bench.h"
+#include "tools/cli_parse.h"
 #include "tools/guard.h"
 #include "train/device.h"
 
@@ -60,6 +61,12 @@ int run_main(int argc, char** argv) {
   app.add_option("--blas-threads", blas, "OpenBLAS threads (0 = as speculators train chooses)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  std::int64_t seq_len = 0, ttt_steps = 0;
+  app.add_option("--seq-len", seq_len, "tokens in the packed row of each chosen shape (default: the shape's; documents keep "
+                                      "the shape's length, the last one may be shorter)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 20));
+  app.add_option("--ttt-steps", ttt_steps, "eagle3 training-time-test steps K for each chosen shape (default: the shape's)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{64}));
   app.add_option("--plugin-dir", plugin_dirs, "extra plugin directory (repeatable)");
   std::string compare, python, script = SPECULATORS_BENCH_REFERENCE_SCRIPT;
   app.add_option("--compare", compare,
@@ -72,7 +79,7 @@ int run_main(int argc, char** argv) {
                  "~/.cache/speculators/venv/bin/python)");
   app.add_option("--reference-script", script, "the reference step script")->capture_default_str();
   app.add_flag("--json", json, "one JSON object per result on stdout instead of the table");
-  CLI11_PARSE(app, argc, argv);
+  if (const auto status = parse_cli(app, argc, argv)) return *status;
   options.device = resolve_training_device(device, precision.empty() ? Json() : Json(precision), Json(), 0,
                                            cuda_info());
   apply_num_threads(threads, blas);
@@ -92,6 +99,11 @@ int run_main(int argc, char** argv) {
     auto it = std::find_if(shapes().begin(), shapes().end(), [&](const Shape& s) { return s.name == n; });
     if (it == shapes().end()) fail_usage(cat("--shape ", n, ": unknown; valid: tiny, small, 8b-slice"));
     chosen.push_back(*it);
+    if (seq_len > 0) {
+      chosen.back().seq_len = seq_len;
+      chosen.back().doc_len = std::min(chosen.back().doc_len, seq_len);
+    }
+    if (ttt_steps > 0) chosen.back().ttt_steps = ttt_steps;
   }
   Registry registry;
   PluginHost plugins(registry);

@@ -162,6 +162,8 @@ Result run_step_bench(const Algorithm& algorithm, const std::string& name, const
   r.fraction = r.achieved_gflops / r.reference_gflops;
   r.algorithm = name;
   r.shape = shape.name;
+  r.seq_len = shape.seq_len;
+  r.ttt_steps = shape.ttt_steps;
   r.device = dev.device.str();
   r.precision = dev.bf16 ? "bf16" : "fp32";
   r.allocator = options.allocator;
@@ -200,6 +202,8 @@ Json to_json(const Result& r) {
   return Json::object({{"algorithm", r.algorithm},
                        {"matmul_ops", mm},
                        {"shape", r.shape},
+                       {"seq_len", r.seq_len},
+                       {"ttt_steps", r.ttt_steps},
                        {"device", r.device},
                        {"precision", r.precision},
                        {"threads", r.threads},

@@ -32,6 +32,7 @@ struct StepBenchOptions {
 
 struct Result {
   std::string algorithm, shape, device, precision, allocator;
+  std::int64_t seq_len = 0, ttt_steps = 0;  // the shape's, or the --seq-len / --ttt-steps override
   int threads = 0, blas_threads = 0;
   Spread step;                     // seconds per step, one sample per timed step
   double step_s = 0;               // the median step ...

@@ -46,6 +46,13 @@ case_exit_codes() {
   [ ! -e "$WORK/fp-data" ] || fail "a --data-path that does not exist left $WORK/fp-data behind"
   expect_code 2 "$BIN/speculators-datagen" hidden-states --verifier "$VERIFIER" --data "$WORK/nope"
   expect_text "$WORK/err.txt" "--data $WORK/nope: not a directory\$"
+  # The CLI11-parsed executables give the same usage status (2) as speculators-train.
+  expect_code 2 "$BIN/speculators-eval" --num-threads x
+  expect_text "$WORK/err.txt" 'num-threads'
+  expect_code 2 "$BIN/speculators-bench" --ttt-steps 0
+  expect_text "$WORK/err.txt" 'ttt-steps: Value 0 not in range 1 to 64'
+  expect_code 2 "$BIN/speculators-datagen" sample --num-samples x
+  expect_text "$WORK/err.txt" 'num-samples'
   expect_code 0 "$BIN/speculators-train" --help
   expect_text "$WORK/out.txt" '--verifier-name-or-path'
   expect_code 0 "$BIN/speculators-train" --speculator-type myalgo --dump-config --epochs 4

@@ -19,6 +19,7 @@
 #include "speculators/log.h"
 #include "speculators/verifier.h"
 #include "speculators/vocab.h"
+#include "tools/cli_parse.h"
 #include "tools/guard.h"
 #include "tools/make_verifier.h"
 #include "tools/tiny_tokenizer.h"
@@ -186,12 +187,7 @@ int run_main(int argc, char** argv) {
   hs_cmd->add_flag("--validate", hs.validate, "re-read every file (existing ones too): ids, shapes, finite values");
   hs_cmd->add_option("--draft-vocab-size", hs_vocab, "also write d2t.npy and t2d.npy for this draft vocabulary");
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
-    return rc == 0 ? 0 : static_cast<int>(ExitCode::kUsage);
-  }
+  if (const auto status = parse_cli(app, argc, argv)) return *status;
   if (make_cmd->parsed()) run_make_verifier(make, make_out, make_tokenizer);
   if (prep_cmd->parsed()) {
     if (prep_cmd->count("--max-samples") > 0) prep.max_samples = prep_max;

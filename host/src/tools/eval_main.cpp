@@ -10,6 +10,7 @@
 #include "speculators/error.h"
 #include "speculators/log.h"
 #include "tools/eval_command.h"
+#include "tools/cli_parse.h"
 #include "tools/guard.h"
 
 namespace {
@@ -40,7 +41,7 @@ int run_main(int argc, char** argv) {
   app.add_option("--num-threads", threads, "CPU threads, as speculators-train --num-threads (N: LibTorch and OpenBLAS both N; 0 = OpenBLAS on every CPU, LibTorch on one)")
       ->capture_default_str();
   app.add_flag("--json", json, "print the result as JSON instead of the table");
-  CLI11_PARSE(app, argc, argv);
+  if (const auto status = parse_cli(app, argc, argv)) return *status;
   apply_num_threads(threads);
   keep_large_allocations_on_heap();
   const EvalReport report = run_eval(o);

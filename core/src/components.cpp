@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fused_rms_norm.h"
+#include "fused_rotary.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
 
@@ -44,6 +45,7 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
 }  // namespace
 
 torch::Tensor apply_rotary(const torch::Tensor& x, const RotaryTables& tables) {
+  if (fused::rotary_fusable(x, tables.cos, tables.sin)) return fused::rotary(x, tables.cos, tables.sin);
   const torch::Tensor cos = tables.cos.unsqueeze(1);  // [B, 1, L, hd]
   const torch::Tensor sin = tables.sin.unsqueeze(1);
   return x * cos + rotate_half(x) * sin;
@@ -83,15 +85,16 @@ torch::Tensor grouped_softmax_attention(const torch::Tensor& q, const torch::Ten
 
 // The same attention when no gradient is needed, in fp32: the scale goes on q, and the mask, the
 // exponent and the normalisation (on the output rows, after the product) are in place, so the
-// scores are written once and read three times.
+// scores are written once and read three times. `blocked` [Lq, n] (true: hidden) covers the last
+// n ≤ S keys; the keys before them are visible to every query.
 torch::Tensor grouped_softmax_attention_inference(const torch::Tensor& q, const torch::Tensor& k,
-                                                  const torch::Tensor& v, const torch::Tensor& allowed) {
+                                                  const torch::Tensor& v, const torch::Tensor& blocked) {
   const std::int64_t b = q.size(0), nh = q.size(1), lq = q.size(2), hd = q.size(3);
   const std::int64_t nkv = k.size(1), s = k.size(2), rep = nh / nkv;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   const torch::Tensor qg = (q * scale).reshape({b, nkv, rep * lq, hd});
   torch::Tensor p = torch::matmul(qg, k.transpose(2, 3)).view({b, nkv, rep, lq, s});
-  p.masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+  p.narrow(-1, s - blocked.size(1), blocked.size(1)).masked_fill_(blocked, -std::numeric_limits<float>::infinity());
   const torch::Tensor max = std::get<0>(p.max(-1, /*keepdim=*/true));  // finite: the own key is visible
   p.sub_(max).exp_();
   const torch::Tensor sum = p.sum(-1, /*keepdim=*/true);
@@ -176,6 +179,8 @@ torch::Tensor document_causal_attention(const torch::Tensor& q, const torch::Ten
   const bool inference = !needs_grad(q, k, v) && q.scalar_type() == torch::kFloat &&
                          k.scalar_type() == torch::kFloat && v.scalar_type() == torch::kFloat;
   if (inference) chunk = std::min<std::int64_t>(chunk, kInferenceChunk);
+  // Contiguous once, so that each chunk's keys fold into a batched product without a copy.
+  const torch::Tensor keys = inference ? k.contiguous() : k, values = inference ? v.contiguous() : v;
   std::vector<torch::Tensor> outputs;
   for (std::int64_t q0 = 0; q0 < l; q0 += chunk) {
     const std::int64_t q1 = std::min(l, q0 + chunk);
@@ -183,9 +188,20 @@ torch::Tensor document_causal_attention(const torch::Tensor& q, const torch::Ten
     std::int64_t k0 = *std::min_element(first.begin() + q0, first.begin() + q1);
     if (window) k0 = std::max(k0, q0 - *window + 1);
     k0 = std::max<std::int64_t>(0, std::min(k0, q0));
-    const torch::Tensor allowed = mask_block(doc, q0, q1, k0, q1, window);
-    const auto attend = inference ? grouped_softmax_attention_inference : grouped_softmax_attention;
-    outputs.push_back(attend(q.slice(2, q0, q1), k.slice(2, k0, q1), v.slice(2, k0, q1), allowed));
+    const torch::Tensor qc = q.slice(2, q0, q1), kc = keys.slice(2, k0, q1), vc = values.slice(2, k0, q1);
+    if (!inference) {
+      outputs.push_back(grouped_softmax_attention(qc, kc, vc, mask_block(doc, q0, q1, k0, q1, window)));
+      continue;
+    }
+    // Keys k0..q1 of one document, none cut by the window: only the chunk's own causal triangle
+    // is hidden.
+    const std::int64_t d = doc_vec[static_cast<std::size_t>(q0)];
+    const bool one_document = d != -1 && (!window || q1 - k0 <= *window) &&
+                              std::all_of(doc_vec.begin() + k0, doc_vec.begin() + q1, [d](std::int64_t x) { return x == d; });
+    const torch::Tensor blocked =
+        one_document ? torch::ones({q1 - q0, q1 - q0}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).triu(1)
+                     : mask_block(doc, q0, q1, k0, q1, window).logical_not();
+    outputs.push_back(grouped_softmax_attention_inference(qc, kc, vc, blocked));
   }
   return outputs.size() == 1 ? outputs.front() : torch::cat(outputs, 2);
 }

@@ -161,6 +161,35 @@ TEST_CASE("fused fp32 RMSNorm: values and gradients of input and weight as the o
   CHECK(x.grad().defined());
 }
 
+TEST_CASE("fused fp32 rotary: values and gradients as the expression in fp64", "[components][fused]") {
+  torch::manual_seed(6);
+  for (const std::int64_t hd : {2, 8, 128}) {
+    INFO("hd " << hd);
+    // q as the attention makes it: a transposed view of [B, L, heads, hd]; tables [B, L, hd].
+    const auto base = torch::randn({2, 5, 3, hd}).requires_grad_(true);
+    const auto x = base.transpose(1, 2);
+    const RotaryTables tables{torch::randn({2, 5, hd}), torch::randn({2, 5, hd})};
+    const auto upstream = torch::randn({2, 3, 5, hd});
+    const auto y = apply_rotary(x, tables);
+    REQUIRE(y.grad_fn()->name().find("Rotary") != std::string::npos);  // the fused node ran
+    (y * upstream).sum().backward();
+
+    // x·cos + rotate_half(x)·sin, by autograd in fp64.
+    const auto bd = base.detach().to(torch::kDouble).requires_grad_(true);
+    const auto xd = bd.transpose(1, 2);
+    const auto cos = tables.cos.to(torch::kDouble).unsqueeze(1), sin = tables.sin.to(torch::kDouble).unsqueeze(1);
+    const auto rotated = torch::cat({-xd.narrow(-1, hd / 2, hd / 2), xd.narrow(-1, 0, hd / 2)}, -1);
+    const auto yd = xd * cos + rotated * sin;
+    (yd * upstream.to(torch::kDouble)).sum().backward();
+    CHECK(max_abs_diff(y.detach().to(torch::kDouble), yd.detach()) < 1e-5);
+    CHECK(max_abs_diff(base.grad().to(torch::kDouble), bd.grad()) < 1e-5);
+  }
+  // bf16 takes the expression.
+  const RotaryTables bf16{torch::randn({1, 4, 8}, torch::kBFloat16), torch::randn({1, 4, 8}, torch::kBFloat16)};
+  const auto xb = torch::randn({1, 2, 4, 8}, torch::kBFloat16).requires_grad_(true);
+  CHECK(apply_rotary(xb, bf16).grad_fn()->name().find("Rotary") == std::string::npos);
+}
+
 TEST_CASE("rotary inv_freq: plain theta^(-2j/hd) and llama3 scaling by hand", "[components]") {
   TransformerConfig c = tiny_config();
   c.head_dim = 16;
@@ -266,7 +295,8 @@ TEST_CASE("document_causal_attention equals dense attention with the document ma
 
 TEST_CASE("document_causal_attention without autograd equals dense attention", "[components]") {
   // Without autograd, fp32 rows are processed in chunks of at most 128 queries by the in-place
-  // kernel; 300 positions make several chunks whose key ranges start inside a document.
+  // kernel; 300 positions make several chunks whose key ranges start inside a document, chunks
+  // inside one document (only their own triangle masked) and chunks across documents.
   torch::manual_seed(5);
   std::vector<std::int64_t> ids;
   for (std::int64_t d = 0; d < 3; ++d) ids.insert(ids.end(), 80 + 10 * d, d);  // 80, 90 and 100 positions
@@ -280,6 +310,11 @@ TEST_CASE("document_causal_attention without autograd equals dense attention", "
       const torch::Tensor dense = dense_attention(q, k, v, document_causal_mask(doc, window));
       CHECK(max_abs_diff(dense, document_causal_attention(q, k, v, doc, window, chunk)) < 1e-5);
     }
+    // One document filling the row (the verifier's unpacked batch), k and v as transposed views.
+    const torch::Tensor one = torch::zeros({300}, torch::kLong);
+    const torch::Tensor kt = k.transpose(1, 2).contiguous().transpose(1, 2), vt = v.transpose(1, 2).contiguous().transpose(1, 2);
+    const torch::Tensor dense = dense_attention(q, k, v, document_causal_mask(one, window));
+    CHECK(max_abs_diff(dense, document_causal_attention(q, kt, vt, one, window)) < 1e-5);
   }
 }
 

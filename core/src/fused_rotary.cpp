@@ -29,41 +29,38 @@ void for_each_row(const torch::Tensor& x, std::int64_t grain, F&& f) {
 
 torch::Tensor last_dim_contiguous(const torch::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); }
 
+// y = x·cos + rotate_half(x)·sin, or with kAdjoint its adjoint x·cos + rotate_halfᵀ(x·sin) (the
+// gradient, x being the output's gradient); x is read through its strides, y is contiguous.
+template <bool kAdjoint>
+torch::Tensor rotate(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  auto y = torch::empty(x.sizes(), x.options());
+  const std::int64_t half = x.size(3) / 2;
+  const float *xp = x.data_ptr<float>(), *cp = cos.data_ptr<float>(), *sp = sin.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  // The partner of j is j ± half: the forward scales it by sin at j, the adjoint by sin at the
+  // partner and with the opposite sign.
+  constexpr float sign = kAdjoint ? -1.0f : 1.0f;
+  for_each_row(x, 64, [&](std::int64_t xo, std::int64_t to, std::int64_t yo) {
+    const float *xi = xp + xo, *c = cp + to, *s = sp + to;
+    float* yi = yp + yo;
+    for (std::int64_t j = 0; j < half; ++j) yi[j] = xi[j] * c[j] - sign * xi[j + half] * s[kAdjoint ? j + half : j];
+    for (std::int64_t j = half; j < 2 * half; ++j) yi[j] = xi[j] * c[j] + sign * xi[j - half] * s[kAdjoint ? j - half : j];
+  });
+  return y;
+}
+
 class RotaryFunction : public torch::autograd::Function<RotaryFunction> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_in, const torch::Tensor& cos_in,
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos_in,
                                const torch::Tensor& sin_in) {
-    const auto x = last_dim_contiguous(x_in);
     const auto cos = cos_in.contiguous(), sin = sin_in.contiguous();
-    auto y = torch::empty(x.sizes(), x.options());
-    const std::int64_t half = x.size(3) / 2;
-    const float *xp = x.data_ptr<float>(), *cp = cos.data_ptr<float>(), *sp = sin.data_ptr<float>();
-    float* yp = y.data_ptr<float>();
-    for_each_row(x, 64, [&](std::int64_t xo, std::int64_t to, std::int64_t yo) {
-      const float *xi = xp + xo, *c = cp + to, *s = sp + to;
-      float* yi = yp + yo;
-      for (std::int64_t j = 0; j < half; ++j) yi[j] = xi[j] * c[j] - xi[j + half] * s[j];
-      for (std::int64_t j = half; j < 2 * half; ++j) yi[j] = xi[j] * c[j] + xi[j - half] * s[j];
-    });
     ctx->save_for_backward({cos, sin});
-    return y;
+    return rotate<false>(last_dim_contiguous(x), cos, sin);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
-    const auto g = grad_outputs[0].contiguous();
-    const auto &cos = saved[0], &sin = saved[1];
-    auto dx = torch::empty(g.sizes(), g.options());
-    const std::int64_t half = g.size(3) / 2;
-    const float *gp = g.data_ptr<float>(), *cp = cos.data_ptr<float>(), *sp = sin.data_ptr<float>();
-    float* dp = dx.data_ptr<float>();
-    for_each_row(g, 64, [&](std::int64_t go, std::int64_t to, std::int64_t o) {
-      const float *gi = gp + go, *c = cp + to, *s = sp + to;
-      float* di = dp + o;
-      for (std::int64_t i = 0; i < half; ++i) di[i] = gi[i] * c[i] + gi[i + half] * s[i + half];
-      for (std::int64_t i = half; i < 2 * half; ++i) di[i] = gi[i] * c[i] - gi[i - half] * s[i - half];
-    });
-    return {dx, torch::Tensor(), torch::Tensor()};
+    return {rotate<true>(last_dim_contiguous(grad_outputs[0]), saved[0], saved[1]), torch::Tensor(), torch::Tensor()};
   }
 };
 

@@ -39,34 +39,28 @@ void check_inputs(const torch::Tensor& q, const std::vector<torch::Tensor>& keys
 }
 
 // Where the step-0 keys are hidden, for query rows [q0, q1) and key columns [k0, k1):
-// [q1-q0, k1-k0] bool, true where a query may not see a key.
-torch::Tensor block0_blocked(const torch::Tensor& doc, std::int64_t q0, std::int64_t q1, std::int64_t k0,
-                             std::int64_t k1, std::optional<std::int64_t> window) {
-  if (doc.is_cpu()) {
-    // One pass in place of the eight tensor operators below: at small widths their per-call cost
-    // is a visible share of the step.
-    const auto ids_tensor = doc.contiguous();
-    const auto* ids = ids_tensor.data_ptr<std::int64_t>();
-    auto blocked = torch::empty({q1 - q0, k1 - k0}, torch::kBool);
-    auto* out = blocked.data_ptr<bool>();
-    const std::int64_t w = window ? *window : std::numeric_limits<std::int64_t>::max();
-    for (std::int64_t q = q0; q < q1; ++q) {
-      const std::int64_t d = ids[q];
-      for (std::int64_t k = k0; k < k1; ++k) {
-        const bool visible = k == q || (k < q && d != -1 && ids[k] == d && q - k < w);
-        *out++ = !visible;
-      }
+// [q1-q0, k1-k0] bool, true where a query may not see a key, on `device`. Written by one loop
+// over the ids (a CPU copy): at small widths the per-call cost of the tensor operators that
+// would otherwise build it is a visible share of the step.
+torch::Tensor block0_blocked(const torch::Tensor& doc_cpu, std::int64_t q0, std::int64_t q1, std::int64_t k0,
+                             std::int64_t k1, std::optional<std::int64_t> window, const torch::Device& device) {
+  const auto* ids = doc_cpu.data_ptr<std::int64_t>();
+  auto blocked = torch::empty({q1 - q0, k1 - k0}, torch::kBool);
+  auto* out = blocked.data_ptr<bool>();
+  const std::int64_t w = window ? *window : std::numeric_limits<std::int64_t>::max();
+  for (std::int64_t q = q0; q < q1; ++q) {
+    const std::int64_t d = ids[q];
+    for (std::int64_t k = k0; k < k1; ++k) {
+      const bool visible = k == q || (k < q && d != -1 && ids[k] == d && q - k < w);  // the own key always
+      *out++ = !visible;
     }
-    return blocked;
   }
-  const auto opts = torch::TensorOptions().dtype(torch::kLong).device(doc.device());
-  const auto qi = torch::arange(q0, q1, opts).unsqueeze(1);
-  const auto ki = torch::arange(k0, k1, opts).unsqueeze(0);
-  const auto dq = doc.slice(0, q0, q1).unsqueeze(1);
-  const auto dk = doc.slice(0, k0, k1).unsqueeze(0);
-  auto blocked = ki.gt(qi).logical_or_(dq.ne(dk)).logical_or_(dq.eq(-1));
-  if (window) blocked.logical_or_(ki.le(qi - *window));
-  return blocked.logical_and_(qi.ne(ki));  // the own key is always visible
+  return blocked.to(device);
+}
+
+// The ids as the mask loop reads them: int64, contiguous, on the CPU.
+torch::Tensor ids_on_cpu(const torch::Tensor& document_ids) {
+  return document_ids.to(torch::kCPU, torch::kLong).contiguous();
 }
 
 // Grouped view of q [B, nh, C, hd] as [B, nkv, nh/nkv, C, hd] in fp32.
@@ -190,8 +184,9 @@ class TttAttentionFunction : public torch::autograd::Function<TttAttentionFuncti
     auto result = torch::empty(q.sizes(), qs.options());
     auto out = result.view(qs.sizes());
     auto lse = torch::empty(qs.sizes().slice(0, 4), qs.options());
-    for (const auto& c : plan_chunks(document_ids, window_from(window), chunk)) {
-      const auto blocked = block0_blocked(document_ids, c.q0, c.q1, c.k0, c.q1, window_from(window));
+    const auto doc_cpu = ids_on_cpu(document_ids);
+    for (const auto& c : plan_chunks(doc_cpu, window_from(window), chunk)) {
+      const auto blocked = block0_blocked(doc_cpu, c.q0, c.q1, c.k0, c.q1, window_from(window), q.device());
       const auto res = attend_chunk(qs.slice(3, c.q0, c.q1), k0.slice(2, c.k0, c.q1), v0.slice(2, c.k0, c.q1),
                                     blocked, kd.slice(3, c.q0, c.q1), vd.slice(3, c.q0, c.q1));
       out.slice(3, c.q0, c.q1).copy_(res.out);
@@ -217,11 +212,12 @@ class TttAttentionFunction : public torch::autograd::Function<TttAttentionFuncti
     auto gq = torch::empty(qs.sizes(), qs.options());
     auto gk0 = torch::zeros(k0.sizes(), qs.options()), gv0 = torch::zeros(v0.sizes(), qs.options());
     auto gkd = torch::empty(kd.sizes(), qs.options()), gvd = torch::empty(vd.sizes(), qs.options());
-    for (const auto& c : plan_chunks(document_ids, window, chunk)) {
+    const auto doc_cpu = ids_on_cpu(document_ids);
+    for (const auto& c : plan_chunks(doc_cpu, window, chunk)) {
+      const auto blocked = block0_blocked(doc_cpu, c.q0, c.q1, c.k0, c.q1, window, q.device());
       const auto g = chunk_grads(qs.slice(3, c.q0, c.q1), scale, k0.slice(2, c.k0, c.q1), v0.slice(2, c.k0, c.q1),
-                                 block0_blocked(document_ids, c.q0, c.q1, c.k0, c.q1, window), kd.slice(3, c.q0, c.q1), vd.slice(3, c.q0, c.q1),
-                                 out.slice(3, c.q0, c.q1), lse.slice(3, c.q0, c.q1),
-                                 grad_out.slice(3, c.q0, c.q1));
+                                 blocked, kd.slice(3, c.q0, c.q1), vd.slice(3, c.q0, c.q1), out.slice(3, c.q0, c.q1),
+                                 lse.slice(3, c.q0, c.q1), grad_out.slice(3, c.q0, c.q1));
       gq.slice(3, c.q0, c.q1).copy_(g.q);
       gk0.slice(2, c.k0, c.q1).add_(g.k0);
       gv0.slice(2, c.k0, c.q1).add_(g.v0);
@@ -231,7 +227,7 @@ class TttAttentionFunction : public torch::autograd::Function<TttAttentionFuncti
       }
     }
     return {gq.reshape(q.sizes()).to(q.scalar_type()), gk0.to(k0.scalar_type()), gv0.to(v0.scalar_type()),
-            gkd.to(kd.scalar_type()),  gvd.to(vd.scalar_type()), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+            gkd.to(kd.scalar_type()), gvd.to(vd.scalar_type()), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -260,7 +256,7 @@ std::vector<std::int64_t> first_visible_keys(const torch::Tensor& document_ids,
 torch::Tensor ttt_mask(const torch::Tensor& document_ids, std::int64_t step, std::optional<std::int64_t> window) {
   const auto L = document_ids.size(0);
   auto mask = torch::zeros({L, (step + 1) * L}, torch::TensorOptions().dtype(torch::kBool).device(document_ids.device()));
-  mask.slice(1, 0, L).copy_(block0_blocked(document_ids.to(torch::kLong), 0, L, 0, L, window).logical_not());
+  mask.slice(1, 0, L).copy_(block0_blocked(ids_on_cpu(document_ids), 0, L, 0, L, window, mask.device()).logical_not());
   const auto eye = torch::eye(L, mask.options());
   for (std::int64_t s = 1; s <= step; ++s) mask.slice(1, s * L, (s + 1) * L).copy_(eye);  // kv mod L == q
   return mask;

@@ -224,6 +224,11 @@ TEST_CASE("online: a row longer than the packed row reaches the verifier clipped
   verifier->eval();
   const auto direct = verifier_features(*verifier, {&head}, {1, 2, 4})[0];  // [17, 3, H]
   CHECK(torch::equal(clipped.at("input_ids"), torch::tensor(head.input_ids, torch::kInt64)));
-  CHECK(torch::allclose(clipped.at("hidden_states"), direct.narrow(1, 0, 2).reshape({17, -1}), 1e-5, 1e-6));
-  CHECK(torch::allclose(clipped.at("verifier_last_hidden_states"), direct.select(1, 2), 1e-5, 1e-6));
+  // Equal up to fp32 rounding, relative to the features' scale: packed with another document, the
+  // row's attention sums run over a different key range than on the short row alone.
+  const auto close = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return (a - b).abs().max().item<double>() <= 1e-6 * b.abs().max().item<double>();
+  };
+  CHECK(close(clipped.at("hidden_states"), direct.narrow(1, 0, 2).reshape({17, -1})));
+  CHECK(close(clipped.at("verifier_last_hidden_states"), direct.select(1, 2)));
 }

@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "fused_inference.h"
 #include "fused_rms_norm.h"
 #include "fused_rotary.h"
 #include "speculators/error.h"
@@ -85,20 +86,31 @@ torch::Tensor grouped_softmax_attention(const torch::Tensor& q, const torch::Ten
 
 // The same attention when no gradient is needed, in fp32: the scale goes on q, and the mask, the
 // exponent and the normalisation (on the output rows, after the product) are in place, so the
-// scores are written once and read three times. `blocked` [Lq, n] (true: hidden) covers the last
-// n ≤ S keys; the keys before them are visible to every query.
+// scores are written once. `blocked` [Lq, n] (true: hidden) covers the last n ≤ S keys, the keys
+// before them being visible to every query; undefined, the last Lq keys are causal to the queries
+// (the chunk's own triangle). On the CPU the mask, max, exponent and sum are one row kernel.
 torch::Tensor grouped_softmax_attention_inference(const torch::Tensor& q, const torch::Tensor& k,
                                                   const torch::Tensor& v, const torch::Tensor& blocked) {
   const std::int64_t b = q.size(0), nh = q.size(1), lq = q.size(2), hd = q.size(3);
   const std::int64_t nkv = k.size(1), s = k.size(2), rep = nh / nkv;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   const torch::Tensor qg = (q * scale).reshape({b, nkv, rep * lq, hd});
-  torch::Tensor p = torch::matmul(qg, k.transpose(2, 3)).view({b, nkv, rep, lq, s});
-  p.narrow(-1, s - blocked.size(1), blocked.size(1)).masked_fill_(blocked, -std::numeric_limits<float>::infinity());
-  const torch::Tensor max = std::get<0>(p.max(-1, /*keepdim=*/true));  // finite: the own key is visible
-  p.sub_(max).exp_();
-  const torch::Tensor sum = p.sum(-1, /*keepdim=*/true);
-  return torch::matmul(p.view({b, nkv, rep * lq, s}), v).view({b, nkv, rep, lq, hd}).div_(sum).view({b, nh, lq, hd});
+  const torch::Tensor scores = torch::matmul(qg, k.transpose(2, 3));  // [B, nkv, rep*Lq, S]
+  const torch::Tensor p = scores.view({b, nkv, rep, lq, s});
+  const auto hide = [&](const torch::Tensor& mask) {
+    p.narrow(-1, s - mask.size(1), mask.size(1)).masked_fill_(mask, -std::numeric_limits<float>::infinity());
+  };
+  torch::Tensor sum;
+  if (fused::inference_fusable(scores)) {
+    if (blocked.defined()) hide(blocked);
+    sum = fused::exp_rows_(scores.view({-1, s}), blocked.defined() ? 0 : lq).view({b, nkv, rep, lq, 1});
+  } else {
+    hide(blocked.defined() ? blocked
+                           : torch::ones({lq, lq}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).triu(1));
+    p.sub_(p.amax(-1, /*keepdim=*/true)).exp_();  // the max is finite: the own key is visible
+    sum = p.sum(-1, /*keepdim=*/true);
+  }
+  return torch::matmul(scores, v).view({b, nkv, rep, lq, hd}).div_(sum).view({b, nh, lq, hd});
 }
 
 bool needs_grad(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
@@ -198,10 +210,8 @@ torch::Tensor document_causal_attention(const torch::Tensor& q, const torch::Ten
     const std::int64_t d = doc_vec[static_cast<std::size_t>(q0)];
     const bool one_document = d != -1 && (!window || q1 - k0 <= *window) &&
                               std::all_of(doc_vec.begin() + k0, doc_vec.begin() + q1, [d](std::int64_t x) { return x == d; });
-    const torch::Tensor blocked =
-        one_document ? torch::ones({q1 - q0, q1 - q0}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).triu(1)
-                     : mask_block(doc, q0, q1, k0, q1, window).logical_not();
-    outputs.push_back(grouped_softmax_attention_inference(qc, kc, vc, blocked));
+    outputs.push_back(grouped_softmax_attention_inference(
+        qc, kc, vc, one_document ? torch::Tensor() : mask_block(doc, q0, q1, k0, q1, window).logical_not()));
   }
   return outputs.size() == 1 ? outputs.front() : torch::cat(outputs, 2);
 }
@@ -264,8 +274,12 @@ MLPImpl::MLPImpl(const TransformerConfig& config) : act(config.hidden_act) {
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
   torch::Tensor g = gate_proj(x);
   if (act == "silu") {
-    g = torch::silu(g);
-  } else if (act == "gelu") {
+    const torch::Tensor u = up_proj(x);
+    // Without autograd on the CPU in fp32, one pass in place over the fresh gate projection.
+    if (fused::inference_fusable(g) && fused::inference_fusable(u)) return down_proj(fused::silu_mul_(g, u));
+    return down_proj(torch::silu(g) * u);
+  }
+  if (act == "gelu") {
     g = torch::gelu(g);
   } else if (act == "gelu_pytorch_tanh") {
     g = torch::gelu(g, "tanh");

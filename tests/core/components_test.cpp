@@ -318,6 +318,25 @@ TEST_CASE("document_causal_attention without autograd equals dense attention", "
   }
 }
 
+TEST_CASE("MLP without autograd equals silu(gate)·up of the operators", "[components][fused]") {
+  // Without autograd in fp32 the SiLU·gate product is one in-place kernel; 13 columns leave a tail
+  // after the 8-float vectors, and inputs up to ±150 reach the exponent's clamp in both directions.
+  torch::manual_seed(6);
+  TransformerConfig c = tiny_config();
+  c.intermediate_size = 13;
+  MLPImpl mlp(c);
+  init_weights(mlp, 0.2);
+  for (double scale : {1.0, 150.0}) {
+    INFO("input scale " << scale);
+    const torch::Tensor x = torch::randn({2, 7, 32}) * scale;
+    const torch::Tensor gate = torch::matmul(x, mlp.gate_proj->weight.t()), up = torch::matmul(x, mlp.up_proj->weight.t());
+    const torch::Tensor expected = torch::matmul(torch::silu(gate) * up, mlp.down_proj->weight.t());
+    torch::NoGradGuard no_grad;
+    const torch::Tensor got = mlp.forward(x);
+    CHECK(max_abs_diff(got, expected) <= 1e-5 * (1.0 + expected.abs().max().item<double>()));
+  }
+}
+
 TEST_CASE("decoder layer parameter names and shapes follow Hugging Face", "[components]") {
   TransformerConfig c = tiny_config();
   DecoderLayerImpl llama(c, 0);

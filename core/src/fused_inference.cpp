@@ -1,0 +1,95 @@
+// See fused_inference.h. The row kernels are built from the vector helpers of simd_rows.h; rows are
+// independent and spread over LibTorch's intra-op threads.
+#include "fused_inference.h"
+
+#include <ATen/Parallel.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "simd_rows.h"
+#include "speculators/error.h"
+#include "speculators/log.h"
+
+namespace speculators {
+namespace nn {
+namespace fused {
+namespace {
+
+using namespace simd;  // NOLINT(google-build-using-namespace): the kernels are written in its vector types
+
+// x[:n] ← exp(x[:n] − max x[:n]), x[n:s] ← 0; returns Σ x[:n].
+SPECULATORS_ROW_KERNEL float exp_row(float* x, std::int64_t n, std::int64_t s) {
+  const F8 m8 = splat(row_max(x, n));
+  F8 acc = F8{};
+  std::int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    const F8 e = exp8(load(x + j) - m8);
+    store(x + j, e);
+    acc += e;
+  }
+  double sum = lane_sum(acc);
+  for (; j < n; ++j) {
+    x[j] = exp1(x[j] - m8[0]);
+    sum += x[j];
+  }
+  std::memset(x + n, 0, static_cast<std::size_t>(s - n) * sizeof(float));
+  return static_cast<float>(sum);
+}
+
+// g[:n] ← silu(g[:n])·u[:n] = g·u / (1 + exp(−g)). exp's argument is capped at 87 (fp32's largest
+// finite exp): below g = −87 silu is then g/(1 + e^87), as ~0 as the exact g·e^g.
+SPECULATORS_ROW_KERNEL void silu_mul_row(float* g, const float* u, std::int64_t n) {
+  const F8 cap = splat(87.0f), one = splat(1.0f);
+  std::int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    const F8 a = load(g + j), neg = -a;
+    store(g + j, a * load(u + j) / (one + exp8(neg < cap ? neg : cap)));
+  }
+  for (; j < n; ++j) g[j] = g[j] * u[j] / (1.0f + exp1(std::min(-g[j], 87.0f)));
+}
+
+constexpr std::int64_t kElementsPerTask = 1 << 15;  // at::parallel_for grain, in elements
+
+}  // namespace
+
+bool inference_fusable(const torch::Tensor& t) {
+  return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.is_contiguous() &&
+         !(torch::GradMode::is_enabled() && t.requires_grad());
+}
+
+torch::Tensor exp_rows_(const torch::Tensor& p, std::int64_t causal_queries) {
+  if (!inference_fusable(p) || p.dim() != 2) fail("fused::exp_rows_: p must be a contiguous fp32 CPU [R, S] tensor");
+  const std::int64_t rows = p.size(0), s = p.size(1);
+  if (causal_queries < 0 || causal_queries > s) {
+    fail(cat("fused::exp_rows_: causal_queries must be in [0, ", s, "], got ", causal_queries));
+  }
+  torch::Tensor sums = torch::empty({rows}, p.options());
+  float* x = p.data_ptr<float>();
+  float* out = sums.data_ptr<float>();
+  at::parallel_for(0, rows, std::max<std::int64_t>(1, kElementsPerTask / std::max<std::int64_t>(s, 1)),
+                   [&](std::int64_t begin, std::int64_t end) {
+                     for (std::int64_t r = begin; r < end; ++r) {
+                       const std::int64_t n = causal_queries > 0 ? s - causal_queries + r % causal_queries + 1 : s;
+                       out[r] = exp_row(x + r * s, n, s);
+                     }
+                   });
+  return sums;
+}
+
+torch::Tensor silu_mul_(const torch::Tensor& gate, const torch::Tensor& up) {
+  if (!inference_fusable(gate) || !inference_fusable(up) || gate.sizes() != up.sizes()) {
+    fail("fused::silu_mul_: gate and up must be contiguous fp32 CPU tensors of one shape");
+  }
+  const std::int64_t n = gate.numel();
+  float* g = gate.data_ptr<float>();
+  const float* u = up.data_ptr<float>();
+  at::parallel_for(0, n, kElementsPerTask, [&](std::int64_t begin, std::int64_t end) {
+    silu_mul_row(g + begin, u + begin, end - begin);
+  });
+  return gate;
+}
+
+}  // namespace fused
+}  // namespace nn
+}  // namespace speculators

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <unordered_map>
 #include <vector>
 
 #include "fused_inference.h"
@@ -15,6 +14,7 @@
 #include "fused_rotary.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
+#include "speculators/nn/document_blocks.h"
 
 namespace speculators {
 namespace nn {
@@ -132,41 +132,10 @@ torch::Tensor dense_attention(const torch::Tensor& q, const torch::Tensor& k, co
   return torch::matmul(probs, vr);
 }
 
-namespace {
-
-// For each query index, the smallest key index that can share its document (the first
-// occurrence of its id), so a chunk of queries only needs keys from the smallest such index on.
-std::vector<std::int64_t> first_key_of(const std::vector<std::int64_t>& doc) {
-  std::unordered_map<std::int64_t, std::int64_t> first;
-  std::vector<std::int64_t> out(doc.size());
-  for (std::size_t i = 0; i < doc.size(); ++i) {
-    auto it = first.emplace(doc[i], static_cast<std::int64_t>(i)).first;
-    out[i] = doc[i] == -1 ? static_cast<std::int64_t>(i) : it->second;
-  }
-  return out;
-}
-
-// The step-0 predicate of speculators/models/eagle3/attention.py: create_combined_mask_mod,
-// restricted to queries [q0, q1) and keys [k0, k1).
-torch::Tensor mask_block(const torch::Tensor& doc, std::int64_t q0, std::int64_t q1, std::int64_t k0,
-                         std::int64_t k1, std::optional<std::int64_t> window) {
-  const auto opts = torch::TensorOptions().dtype(torch::kLong).device(doc.device());
-  const torch::Tensor qi = torch::arange(q0, q1, opts).unsqueeze(1);
-  const torch::Tensor ki = torch::arange(k0, k1, opts).unsqueeze(0);
-  const torch::Tensor qd = doc.slice(0, q0, q1).unsqueeze(1);
-  const torch::Tensor kd = doc.slice(0, k0, k1).unsqueeze(0);
-  torch::Tensor allowed = (ki <= qi).logical_and(qd != -1).logical_and(qd == kd);
-  if (window) allowed = allowed.logical_and(ki > qi - *window);
-  // Every query sees its own key, so a padding row is never fully masked.
-  return allowed.logical_or(ki == qi);
-}
-
-}  // namespace
-
 torch::Tensor document_causal_mask(const torch::Tensor& document_ids, std::optional<std::int64_t> window) {
   if (document_ids.dim() != 1) fail("document_causal_mask: document_ids must be [L]");
   const std::int64_t l = document_ids.size(0);
-  return mask_block(document_ids.to(torch::kLong), 0, l, 0, l, window);
+  return hidden_keys(document_ids_on_cpu(document_ids), 0, l, 0, l, window, document_ids.device()).logical_not();
 }
 
 torch::Tensor document_causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -181,37 +150,29 @@ torch::Tensor document_causal_attention(const torch::Tensor& q, const torch::Ten
   if (chunk <= 0) fail(cat("document_causal_attention: chunk must be positive, got ", chunk));
   if (window && *window <= 0) fail(cat("document_causal_attention: window must be positive, got ", *window));
 
-  const torch::Tensor doc_cpu = document_ids.to(torch::kCPU, torch::kLong).contiguous();
-  const std::vector<std::int64_t> doc_vec(doc_cpu.data_ptr<std::int64_t>(), doc_cpu.data_ptr<std::int64_t>() + l);
-  const std::vector<std::int64_t> first = first_key_of(doc_vec);
-  const torch::Tensor doc = document_ids.to(q.device(), torch::kLong);
-
   // Without autograd, smaller chunks skip more of the causal triangle and nothing is kept for a
   // backward, so the loop costs only its extra operator calls.
   const bool inference = !needs_grad(q, k, v) && q.scalar_type() == torch::kFloat &&
                          k.scalar_type() == torch::kFloat && v.scalar_type() == torch::kFloat;
   if (inference) chunk = std::min<std::int64_t>(chunk, kInferenceChunk);
+  const torch::Tensor ids = document_ids_on_cpu(document_ids);
+  const std::int64_t* doc = ids.data_ptr<std::int64_t>();
   // Contiguous once, so that each chunk's keys fold into a batched product without a copy.
   const torch::Tensor keys = inference ? k.contiguous() : k, values = inference ? v.contiguous() : v;
   std::vector<torch::Tensor> outputs;
-  for (std::int64_t q0 = 0; q0 < l; q0 += chunk) {
-    const std::int64_t q1 = std::min(l, q0 + chunk);
-    // Keys this chunk may see: from the earliest document start (or window start) up to q1.
-    std::int64_t k0 = *std::min_element(first.begin() + q0, first.begin() + q1);
-    if (window) k0 = std::max(k0, q0 - *window + 1);
-    k0 = std::max<std::int64_t>(0, std::min(k0, q0));
-    const torch::Tensor qc = q.slice(2, q0, q1), kc = keys.slice(2, k0, q1), vc = values.slice(2, k0, q1);
+  for (const QueryBlock& c : query_blocks(ids, window, chunk)) {
+    const torch::Tensor qc = q.slice(2, c.q0, c.q1), kc = keys.slice(2, c.k0, c.q1), vc = values.slice(2, c.k0, c.q1);
+    const auto hidden = [&] { return hidden_keys(ids, c.q0, c.q1, c.k0, c.q1, window, q.device()); };
     if (!inference) {
-      outputs.push_back(grouped_softmax_attention(qc, kc, vc, mask_block(doc, q0, q1, k0, q1, window)));
+      outputs.push_back(grouped_softmax_attention(qc, kc, vc, hidden().logical_not()));
       continue;
     }
     // Keys k0..q1 of one document, none cut by the window: only the chunk's own causal triangle
     // is hidden.
-    const std::int64_t d = doc_vec[static_cast<std::size_t>(q0)];
-    const bool one_document = d != -1 && (!window || q1 - k0 <= *window) &&
-                              std::all_of(doc_vec.begin() + k0, doc_vec.begin() + q1, [d](std::int64_t x) { return x == d; });
-    outputs.push_back(grouped_softmax_attention_inference(
-        qc, kc, vc, one_document ? torch::Tensor() : mask_block(doc, q0, q1, k0, q1, window).logical_not()));
+    const std::int64_t d = doc[c.q0];
+    const bool one_document = d != -1 && (!window || c.q1 - c.k0 <= *window) &&
+                              std::all_of(doc + c.k0, doc + c.q1, [d](std::int64_t x) { return x == d; });
+    outputs.push_back(grouped_softmax_attention_inference(qc, kc, vc, one_document ? torch::Tensor() : hidden()));
   }
   return outputs.size() == 1 ? outputs.front() : torch::cat(outputs, 2);
 }

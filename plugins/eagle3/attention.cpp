@@ -6,10 +6,11 @@
 
 #include <cmath>
 #include <limits>
-#include <unordered_map>
 
 #include "speculators/error.h"
 #include "speculators/log.h"
+#include "speculators/nn/components.h"
+#include "speculators/nn/document_blocks.h"
 
 namespace speculators {
 namespace eagle3 {
@@ -36,31 +37,6 @@ void check_inputs(const torch::Tensor& q, const std::vector<torch::Tensor>& keys
   if (document_ids.dim() != 1 || document_ids.size(0) != L) {
     fail(cat("ttt attention: document_ids must be [L] with L = ", L, ", got ", document_ids.sizes()));
   }
-}
-
-// Where the step-0 keys are hidden, for query rows [q0, q1) and key columns [k0, k1):
-// [q1-q0, k1-k0] bool, true where a query may not see a key, on `device`. Written by one loop
-// over the ids (a CPU copy): at small widths the per-call cost of the tensor operators that
-// would otherwise build it is a visible share of the step.
-torch::Tensor block0_blocked(const torch::Tensor& doc_cpu, std::int64_t q0, std::int64_t q1, std::int64_t k0,
-                             std::int64_t k1, std::optional<std::int64_t> window, const torch::Device& device) {
-  const auto* ids = doc_cpu.data_ptr<std::int64_t>();
-  auto blocked = torch::empty({q1 - q0, k1 - k0}, torch::kBool);
-  auto* out = blocked.data_ptr<bool>();
-  const std::int64_t w = window ? *window : std::numeric_limits<std::int64_t>::max();
-  for (std::int64_t q = q0; q < q1; ++q) {
-    const std::int64_t d = ids[q];
-    for (std::int64_t k = k0; k < k1; ++k) {
-      const bool visible = k == q || (k < q && d != -1 && ids[k] == d && q - k < w);  // the own key always
-      *out++ = !visible;
-    }
-  }
-  return blocked.to(device);
-}
-
-// The ids as the mask loop reads them: int64, contiguous, on the CPU.
-torch::Tensor ids_on_cpu(const torch::Tensor& document_ids) {
-  return document_ids.to(torch::kCPU, torch::kLong).contiguous();
 }
 
 // Grouped view of q [B, nh, C, hd] as [B, nkv, nh/nkv, C, hd] in fp32.
@@ -147,24 +123,6 @@ ChunkGrads chunk_grads(const torch::Tensor& qs, double scale, const torch::Tenso
   return g;
 }
 
-struct ChunkPlan {
-  std::int64_t q0, q1, k0;  // query rows [q0, q1) read step-0 keys [k0, q1)
-};
-
-std::vector<ChunkPlan> plan_chunks(const torch::Tensor& document_ids, std::optional<std::int64_t> window,
-                                   std::int64_t chunk) {
-  const auto starts = first_visible_keys(document_ids, window);
-  const auto L = static_cast<std::int64_t>(starts.size());
-  std::vector<ChunkPlan> plan;
-  for (std::int64_t q0 = 0; q0 < L; q0 += chunk) {
-    const std::int64_t q1 = std::min(L, q0 + chunk);
-    std::int64_t k0 = q0;
-    for (std::int64_t q = q0; q < q1; ++q) k0 = std::min(k0, starts[q]);
-    plan.push_back({q0, q1, k0});
-  }
-  return plan;
-}
-
 std::optional<std::int64_t> window_from(std::int64_t w) {
   return w > 0 ? std::optional<std::int64_t>(w) : std::nullopt;
 }
@@ -184,9 +142,9 @@ class TttAttentionFunction : public torch::autograd::Function<TttAttentionFuncti
     auto result = torch::empty(q.sizes(), qs.options());
     auto out = result.view(qs.sizes());
     auto lse = torch::empty(qs.sizes().slice(0, 4), qs.options());
-    const auto doc_cpu = ids_on_cpu(document_ids);
-    for (const auto& c : plan_chunks(doc_cpu, window_from(window), chunk)) {
-      const auto blocked = block0_blocked(doc_cpu, c.q0, c.q1, c.k0, c.q1, window_from(window), q.device());
+    const auto ids = nn::document_ids_on_cpu(document_ids);
+    for (const auto& c : nn::query_blocks(ids, window_from(window), chunk)) {
+      const auto blocked = nn::hidden_keys(ids, c.q0, c.q1, c.k0, c.q1, window_from(window), q.device());
       const auto res = attend_chunk(qs.slice(3, c.q0, c.q1), k0.slice(2, c.k0, c.q1), v0.slice(2, c.k0, c.q1),
                                     blocked, kd.slice(3, c.q0, c.q1), vd.slice(3, c.q0, c.q1));
       out.slice(3, c.q0, c.q1).copy_(res.out);
@@ -212,9 +170,9 @@ class TttAttentionFunction : public torch::autograd::Function<TttAttentionFuncti
     auto gq = torch::empty(qs.sizes(), qs.options());
     auto gk0 = torch::zeros(k0.sizes(), qs.options()), gv0 = torch::zeros(v0.sizes(), qs.options());
     auto gkd = torch::empty(kd.sizes(), qs.options()), gvd = torch::empty(vd.sizes(), qs.options());
-    const auto doc_cpu = ids_on_cpu(document_ids);
-    for (const auto& c : plan_chunks(doc_cpu, window, chunk)) {
-      const auto blocked = block0_blocked(doc_cpu, c.q0, c.q1, c.k0, c.q1, window, q.device());
+    const auto ids = nn::document_ids_on_cpu(document_ids);
+    for (const auto& c : nn::query_blocks(ids, window, chunk)) {
+      const auto blocked = nn::hidden_keys(ids, c.q0, c.q1, c.k0, c.q1, window, q.device());
       const auto g = chunk_grads(qs.slice(3, c.q0, c.q1), scale, k0.slice(2, c.k0, c.q1), v0.slice(2, c.k0, c.q1),
                                  blocked, kd.slice(3, c.q0, c.q1), vd.slice(3, c.q0, c.q1), out.slice(3, c.q0, c.q1),
                                  lse.slice(3, c.q0, c.q1), grad_out.slice(3, c.q0, c.q1));
@@ -233,30 +191,10 @@ class TttAttentionFunction : public torch::autograd::Function<TttAttentionFuncti
 
 }  // namespace
 
-std::vector<std::int64_t> first_visible_keys(const torch::Tensor& document_ids,
-                                             std::optional<std::int64_t> window) {
-  const auto doc = document_ids.to(torch::kCPU, torch::kLong).contiguous();
-  const auto* d = doc.data_ptr<std::int64_t>();
-  const auto L = doc.numel();
-  std::unordered_map<std::int64_t, std::int64_t> first_index;
-  std::vector<std::int64_t> starts(static_cast<std::size_t>(L));
-  for (std::int64_t q = 0; q < L; ++q) {
-    if (d[q] == -1) {
-      starts[q] = q;  // padding sees only its own key
-      continue;
-    }
-    const auto it = first_index.emplace(d[q], q).first;
-    std::int64_t start = it->second;
-    if (window) start = std::max(start, q - *window + 1);
-    starts[q] = start;
-  }
-  return starts;
-}
-
 torch::Tensor ttt_mask(const torch::Tensor& document_ids, std::int64_t step, std::optional<std::int64_t> window) {
   const auto L = document_ids.size(0);
   auto mask = torch::zeros({L, (step + 1) * L}, torch::TensorOptions().dtype(torch::kBool).device(document_ids.device()));
-  mask.slice(1, 0, L).copy_(block0_blocked(ids_on_cpu(document_ids), 0, L, 0, L, window, mask.device()).logical_not());
+  mask.slice(1, 0, L).copy_(nn::document_causal_mask(document_ids, window));
   const auto eye = torch::eye(L, mask.options());
   for (std::int64_t s = 1; s <= step; ++s) mask.slice(1, s * L, (s + 1) * L).copy_(eye);  // kv mod L == q
   return mask;

@@ -43,10 +43,5 @@ torch::Tensor ttt_attention(const torch::Tensor& q, const std::vector<torch::Ten
                             const std::vector<torch::Tensor>& values, const torch::Tensor& document_ids,
                             std::optional<std::int64_t> window, std::int64_t chunk = 256);
 
-// For every query q, the first step-0 key index it may see: q itself on padding, else the later
-// of its document's first index and q - W + 1. Exact for any layout of document_ids.
-std::vector<std::int64_t> first_visible_keys(const torch::Tensor& document_ids,
-                                             std::optional<std::int64_t> window);
-
 }  // namespace eagle3
 }  // namespace speculators

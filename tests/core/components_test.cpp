@@ -4,11 +4,13 @@
 // architecture map.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cmath>
 #include <set>
 
 #include "speculators/error.h"
 #include "speculators/nn/components.h"
+#include "speculators/nn/document_blocks.h"
 #include "tiny_config.h"
 
 using namespace speculators;
@@ -267,6 +269,40 @@ TEST_CASE("document_causal_mask for lengths [1,2,3] is the reference's matrix", 
           .view({5, 5})
           .to(torch::kBool);
   CHECK(torch::equal(padded, expected_padded));
+}
+
+TEST_CASE("document blocks: first visible keys, query blocks, and hidden keys as the operator expression",
+          "[components]") {
+  const torch::Tensor doc = torch::tensor({0, 0, 0, 1, 1, -1});
+  CHECK(first_visible_keys(doc, std::nullopt) == std::vector<std::int64_t>{0, 0, 0, 3, 3, 5});
+  CHECK(first_visible_keys(doc, 2) == std::vector<std::int64_t>{0, 0, 1, 3, 3, 5});
+  // Documents need not be contiguous for the rule to hold.
+  CHECK(first_visible_keys(torch::tensor({0, 1, 0}), std::nullopt) == std::vector<std::int64_t>{0, 1, 0});
+  const std::vector<QueryBlock> blocks = query_blocks(doc, std::nullopt, 4);
+  REQUIRE(blocks.size() == 2);
+  CHECK((blocks[0].q0 == 0 && blocks[0].q1 == 4 && blocks[0].k0 == 0));
+  CHECK((blocks[1].q0 == 4 && blocks[1].q1 == 6 && blocks[1].k0 == 3));
+  CHECK_THROWS_AS(query_blocks(doc, std::nullopt, 0), Error);
+
+  // Any block of the mask equals the rule written as tensor operators, on ids with interleaved
+  // documents and padding.
+  torch::manual_seed(8);
+  const torch::Tensor ids = torch::randint(-1, 3, {40}, torch::kLong);
+  const torch::Tensor cpu_ids = document_ids_on_cpu(ids);
+  for (std::optional<std::int64_t> window : {std::optional<std::int64_t>(), std::optional<std::int64_t>(5)}) {
+    const torch::Tensor qi = torch::arange(40).unsqueeze(1), ki = torch::arange(40).unsqueeze(0);
+    const torch::Tensor qd = ids.unsqueeze(1), kd = ids.unsqueeze(0);
+    torch::Tensor visible = (ki <= qi).logical_and(qd != -1).logical_and(qd == kd);
+    if (window) visible = visible.logical_and(ki > qi - *window);
+    visible = visible.logical_or(ki == qi);
+    for (const auto& [q0, q1, k0, k1] : std::vector<std::array<std::int64_t, 4>>{{0, 40, 0, 40}, {7, 19, 3, 30}, {33, 40, 0, 40}}) {
+      INFO("window " << (window ? *window : -1) << " block " << q0 << ".." << q1 << " x " << k0 << ".." << k1);
+      CHECK(torch::equal(hidden_keys(cpu_ids, q0, q1, k0, k1, window, torch::kCPU),
+                         visible.slice(0, q0, q1).slice(1, k0, k1).logical_not()));
+    }
+  }
+  CHECK_THROWS_AS(hidden_keys(cpu_ids, 0, 41, 0, 40, std::nullopt, torch::kCPU), Error);
+  CHECK_THROWS_AS(hidden_keys(ids.to(torch::kInt), 0, 4, 0, 4, std::nullopt, torch::kCPU), Error);
 }
 
 TEST_CASE("document_causal_attention equals dense attention with the document mask", "[components]") {

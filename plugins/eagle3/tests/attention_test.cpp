@@ -84,14 +84,6 @@ TEST_CASE("mask: padding sees only itself, the window counts itself", "[eagle3][
   REQUIRE(mask[5].nonzero().flatten().equal(torch::tensor({5, 11}, torch::kLong)));
 }
 
-TEST_CASE("first visible key per query", "[eagle3][attention]") {
-  const auto doc = doc_ids({0, 0, 0, 1, 1, -1});
-  REQUIRE(first_visible_keys(doc, std::nullopt) == std::vector<std::int64_t>{0, 0, 0, 3, 3, 5});
-  REQUIRE(first_visible_keys(doc, 2) == std::vector<std::int64_t>{0, 0, 1, 3, 3, 5});
-  // Documents need not be contiguous for the rule to hold.
-  REQUIRE(first_visible_keys(doc_ids({0, 1, 0}), std::nullopt) == std::vector<std::int64_t>{0, 1, 0});
-}
-
 TEST_CASE("chunked TTT attention equals the dense mask path", "[eagle3][attention]") {
   torch::manual_seed(7);
   const auto doc = packed_docs();

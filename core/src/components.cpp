@@ -12,6 +12,7 @@
 #include "fused_inference.h"
 #include "fused_rms_norm.h"
 #include "fused_rotary.h"
+#include "fused_silu_gate.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
 #include "speculators/nn/document_blocks.h"
@@ -236,9 +237,10 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
   torch::Tensor g = gate_proj(x);
   if (act == "silu") {
     const torch::Tensor u = up_proj(x);
-    // Without autograd on the CPU in fp32, one pass in place over the fresh gate projection.
-    if (fused::inference_fusable(g) && fused::inference_fusable(u)) return down_proj(fused::silu_mul_(g, u));
-    return down_proj(torch::silu(g) * u);
+    if (!fused::silu_gate_fusable(g, u)) return down_proj(torch::silu(g) * u);
+    // Without a gradient, written over the fresh gate projection.
+    const bool grad = torch::GradMode::is_enabled() && (g.requires_grad() || u.requires_grad());
+    return down_proj(grad || !g.is_contiguous() ? fused::silu_gate(g, u) : fused::silu_gate_(g, u));
   }
   if (act == "gelu") {
     g = torch::gelu(g);

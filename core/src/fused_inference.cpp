@@ -37,18 +37,6 @@ SPECULATORS_ROW_KERNEL float exp_row(float* x, std::int64_t n, std::int64_t s) {
   return static_cast<float>(sum);
 }
 
-// g[:n] ← silu(g[:n])·u[:n] = g·u / (1 + exp(−g)). exp's argument is capped at 87 (fp32's largest
-// finite exp): below g = −87 silu is then g/(1 + e^87), as ~0 as the exact g·e^g.
-SPECULATORS_ROW_KERNEL void silu_mul_row(float* g, const float* u, std::int64_t n) {
-  const F8 cap = splat(87.0f), one = splat(1.0f);
-  std::int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    const F8 a = load(g + j), neg = -a;
-    store(g + j, a * load(u + j) / (one + exp8(neg < cap ? neg : cap)));
-  }
-  for (; j < n; ++j) g[j] = g[j] * u[j] / (1.0f + exp1(std::min(-g[j], 87.0f)));
-}
-
 constexpr std::int64_t kElementsPerTask = 1 << 15;  // at::parallel_for grain, in elements
 
 }  // namespace
@@ -75,19 +63,6 @@ torch::Tensor exp_rows_(const torch::Tensor& p, std::int64_t causal_queries) {
                      }
                    });
   return sums;
-}
-
-torch::Tensor silu_mul_(const torch::Tensor& gate, const torch::Tensor& up) {
-  if (!inference_fusable(gate) || !inference_fusable(up) || gate.sizes() != up.sizes()) {
-    fail("fused::silu_mul_: gate and up must be contiguous fp32 CPU tensors of one shape");
-  }
-  const std::int64_t n = gate.numel();
-  float* g = gate.data_ptr<float>();
-  const float* u = up.data_ptr<float>();
-  at::parallel_for(0, n, kElementsPerTask, [&](std::int64_t begin, std::int64_t end) {
-    silu_mul_row(g + begin, u + begin, end - begin);
-  });
-  return gate;
 }
 
 }  // namespace fused

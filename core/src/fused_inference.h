@@ -1,8 +1,7 @@
-// Fused kernels of the forward without autograd on the CPU in fp32 (the verifier's forward, for
-// hidden-state generation and the online source): the attention's softmax rows and SiLU·gate, each
-// one pass over its data instead of one pass per element-wise operator. Used by components.cpp and
-// tested there against the plain operators (tests/core/components_test.cpp: the no-grad attention
-// against the dense mask, the no-grad MLP against torch::silu).
+// The attention's softmax rows in the forward without autograd on the CPU in fp32 (the verifier's
+// forward, for hidden-state generation and the online source): the mask, max, exponent and sum in
+// one pass over each row instead of one pass per element-wise operator. Used by components.cpp and
+// tested there against the dense mask (tests/core/components_test.cpp, the no-grad attention).
 #pragma once
 
 #include <torch/torch.h>
@@ -21,9 +20,6 @@ bool inference_fusable(const torch::Tensor& t);
 // with max over the visible entries of the row, and the others 0. Returns the row sums [R] (fp32):
 // the softmax's denominators. Every row must see at least one finite score.
 torch::Tensor exp_rows_(const torch::Tensor& p, std::int64_t causal_queries);
-
-// gate ← silu(gate)·up, in place; returns gate. Both are [.., I] of the same shape.
-torch::Tensor silu_mul_(const torch::Tensor& gate, const torch::Tensor& up);
 
 }  // namespace fused
 }  // namespace nn

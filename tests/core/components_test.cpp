@@ -354,9 +354,54 @@ TEST_CASE("document_causal_attention without autograd equals dense attention", "
   }
 }
 
+namespace {
+// Whether the autograd graph behind `t` has a node whose name contains `name`.
+bool graph_has(const torch::Tensor& t, const std::string& name) {
+  std::vector<torch::autograd::Node*> todo = {t.grad_fn().get()};
+  for (std::size_t i = 0; i < todo.size() && i < 64; ++i) {
+    if (todo[i] == nullptr) continue;
+    if (todo[i]->name().find(name) != std::string::npos) return true;
+    for (const auto& edge : todo[i]->next_edges()) todo.push_back(edge.function.get());
+  }
+  return false;
+}
+}  // namespace
+
+TEST_CASE("fused fp32 SiLU·gate: the MLP's values and gradients as the operators in fp64", "[components][fused]") {
+  // 13 columns leave a tail after the 8-float vectors; inputs up to ±150 reach the exponent's cap.
+  torch::manual_seed(7);
+  TransformerConfig c = tiny_config();
+  c.intermediate_size = 13;
+  MLPImpl mlp(c);
+  init_weights(mlp, 0.2);
+  for (double scale : {1.0, 150.0}) {
+    INFO("input scale " << scale);
+    const torch::Tensor x = (torch::randn({2, 7, 32}) * scale).requires_grad_(true);
+    const torch::Tensor upstream = torch::randn({2, 7, 32});
+    mlp.zero_grad();
+    const torch::Tensor y = mlp.forward(x);
+    REQUIRE(graph_has(y, "SiluGate"));  // the fused node ran
+    (y * upstream).sum().backward();
+
+    const auto w = [](const torch::nn::Linear& l) { return l->weight.detach().to(torch::kDouble).requires_grad_(true); };
+    const torch::Tensor xd = x.detach().to(torch::kDouble).requires_grad_(true);
+    const torch::Tensor wg = w(mlp.gate_proj), wu = w(mlp.up_proj), wd = w(mlp.down_proj);
+    const torch::Tensor yd = torch::matmul(torch::silu(torch::matmul(xd, wg.t())) * torch::matmul(xd, wu.t()), wd.t());
+    (yd * upstream.to(torch::kDouble)).sum().backward();
+    const auto close = [](const torch::Tensor& got, const torch::Tensor& want) {
+      return max_abs_diff(got.to(torch::kDouble), want) <= 1e-5 * (1.0 + want.abs().max().item<double>());
+    };
+    CHECK(close(y.detach(), yd.detach()));
+    CHECK(close(x.grad(), xd.grad()));
+    CHECK(close(mlp.gate_proj->weight.grad(), wg.grad()));
+    CHECK(close(mlp.up_proj->weight.grad(), wu.grad()));
+    CHECK(close(mlp.down_proj->weight.grad(), wd.grad()));
+  }
+}
+
 TEST_CASE("MLP without autograd equals silu(gate)·up of the operators", "[components][fused]") {
-  // Without autograd in fp32 the SiLU·gate product is one in-place kernel; 13 columns leave a tail
-  // after the 8-float vectors, and inputs up to ±150 reach the exponent's clamp in both directions.
+  // Without autograd in fp32 the SiLU·gate product is written over the gate projection; 13 columns
+  // leave a tail after the 8-float vectors, and inputs up to ±150 reach the exponent's cap.
   torch::manual_seed(6);
   TransformerConfig c = tiny_config();
   c.intermediate_size = 13;

@@ -49,18 +49,18 @@ int run_main(int argc, char** argv) {
   app.add_option("--precision", precision, "fp32 or bf16 autocast (default: bf16 on CUDA, fp32 on the CPU)");
   app.add_option("--warmup", options.warmup, "untimed steps before timing")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1000000));
   app.add_option("--iters", options.iters, "timed steps (the step time is their median)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1000000));
   app.add_option("--rate-reps", options.rate_reps,
                  "repetitions of the reference matrix product before and again after the timed steps")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1000000));
   app.add_option("--num-threads", threads, "CPU threads, as speculators-train --num-threads (N: LibTorch and OpenBLAS both N; 0 = OpenBLAS on every CPU, LibTorch on one)")->capture_default_str();
   app.add_option("--blas-threads", blas, "OpenBLAS threads (0 = as speculators train chooses)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 4096));
   std::int64_t seq_len = 0, ttt_steps = 0;
   app.add_option("--seq-len", seq_len, "tokens in the packed row of each chosen shape (default: the shape's; documents keep "
                                       "the shape's length, the last one may be shorter)")

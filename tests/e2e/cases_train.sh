@@ -51,6 +51,8 @@ case_exit_codes() {
   expect_text "$WORK/err.txt" 'num-threads'
   expect_code 2 "$BIN/speculators-bench" --ttt-steps 0
   expect_text "$WORK/err.txt" 'ttt-steps: Value 0 not in range 1 to 64'
+  expect_code 2 "$BIN/speculators-bench" --iters 0
+  expect_text "$WORK/err.txt" 'iters: Value 0 not in range 1 to 1000000'
   expect_code 2 "$BIN/speculators-datagen" sample --num-samples x
   expect_text "$WORK/err.txt" 'num-samples'
   expect_code 0 "$BIN/speculators-train" --help

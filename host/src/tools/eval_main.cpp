@@ -4,13 +4,13 @@
 #include <filesystem>
 #include <iostream>
 
-#include "observe/report.h"
 #include "observe/allocator.h"
+#include "observe/report.h"
 #include "observe/threads.h"
 #include "speculators/error.h"
 #include "speculators/log.h"
-#include "tools/eval_command.h"
 #include "tools/cli_parse.h"
+#include "tools/eval_command.h"
 #include "tools/guard.h"
 
 namespace {

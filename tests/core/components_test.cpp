@@ -369,6 +369,7 @@ bool graph_has(const torch::Tensor& t, const std::string& name) {
 
 TEST_CASE("fused fp32 SiLU·gate: the MLP's values and gradients as the operators in fp64", "[components][fused]") {
   // 13 columns leave a tail after the 8-float vectors; inputs up to ±150 reach the exponent's cap.
+  // Without a gradient the product is written over the gate projection: the same values.
   torch::manual_seed(7);
   TransformerConfig c = tiny_config();
   c.intermediate_size = 13;
@@ -396,25 +397,8 @@ TEST_CASE("fused fp32 SiLU·gate: the MLP's values and gradients as the operator
     CHECK(close(mlp.gate_proj->weight.grad(), wg.grad()));
     CHECK(close(mlp.up_proj->weight.grad(), wu.grad()));
     CHECK(close(mlp.down_proj->weight.grad(), wd.grad()));
-  }
-}
-
-TEST_CASE("MLP without autograd equals silu(gate)·up of the operators", "[components][fused]") {
-  // Without autograd in fp32 the SiLU·gate product is written over the gate projection; 13 columns
-  // leave a tail after the 8-float vectors, and inputs up to ±150 reach the exponent's cap.
-  torch::manual_seed(6);
-  TransformerConfig c = tiny_config();
-  c.intermediate_size = 13;
-  MLPImpl mlp(c);
-  init_weights(mlp, 0.2);
-  for (double scale : {1.0, 150.0}) {
-    INFO("input scale " << scale);
-    const torch::Tensor x = torch::randn({2, 7, 32}) * scale;
-    const torch::Tensor gate = torch::matmul(x, mlp.gate_proj->weight.t()), up = torch::matmul(x, mlp.up_proj->weight.t());
-    const torch::Tensor expected = torch::matmul(torch::silu(gate) * up, mlp.down_proj->weight.t());
     torch::NoGradGuard no_grad;
-    const torch::Tensor got = mlp.forward(x);
-    CHECK(max_abs_diff(got, expected) <= 1e-5 * (1.0 + expected.abs().max().item<double>()));
+    CHECK(close(mlp.forward(x.detach()), yd.detach()));
   }
 }
 

@@ -69,18 +69,18 @@ void check_qkv(const torch::Tensor& q, const torch::Tensor& k, const torch::Tens
   if (k.sizes() != v.sizes()) fail(cat(who, ": k and v shapes differ"));
 }
 
-// Softmax attention of q [B, nh, Lq, hd] over k/v [B, nkv, S, hd] with `allowed` [Lq, S].
+// Softmax attention of q [B, nh, Lq, hd] over k/v [B, nkv, S, hd]; `hidden` [Lq, S] is true where a
+// query may not see a key.
 // GQA without copying K/V: query heads sharing a KV head are folded into the row dimension
 // (HF repeat_kv maps query head h to KV head h / (nh / nkv)).
 torch::Tensor grouped_softmax_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                        const torch::Tensor& allowed) {
+                                        const torch::Tensor& hidden) {
   const std::int64_t b = q.size(0), nh = q.size(1), lq = q.size(2), hd = q.size(3);
   const std::int64_t nkv = k.size(1), s = k.size(2), rep = nh / nkv;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   const torch::Tensor qg = q.reshape({b, nkv, rep * lq, hd});
   torch::Tensor scores = torch::matmul(qg, k.transpose(2, 3)) * scale;  // [B, nkv, rep*Lq, S]
-  scores = scores.view({b, nkv, rep, lq, s}).masked_fill(allowed.logical_not(),
-                                                          -std::numeric_limits<float>::infinity());
+  scores = scores.view({b, nkv, rep, lq, s}).masked_fill(hidden, -std::numeric_limits<float>::infinity());
   const torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());
   return torch::matmul(probs.view({b, nkv, rep * lq, s}), v).view({b, nh, lq, hd});
 }
@@ -165,7 +165,7 @@ torch::Tensor document_causal_attention(const torch::Tensor& q, const torch::Ten
     const torch::Tensor qc = q.slice(2, c.q0, c.q1), kc = keys.slice(2, c.k0, c.q1), vc = values.slice(2, c.k0, c.q1);
     const auto hidden = [&] { return hidden_keys(ids, c.q0, c.q1, c.k0, c.q1, window, q.device()); };
     if (!inference) {
-      outputs.push_back(grouped_softmax_attention(qc, kc, vc, hidden().logical_not()));
+      outputs.push_back(grouped_softmax_attention(qc, kc, vc, hidden()));
       continue;
     }
     // Keys k0..q1 of one document, none cut by the window: only the chunk's own causal triangle

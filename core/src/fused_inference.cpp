@@ -37,8 +37,6 @@ SPECULATORS_ROW_KERNEL float exp_row(float* x, std::int64_t n, std::int64_t s) {
   return static_cast<float>(sum);
 }
 
-constexpr std::int64_t kElementsPerTask = 1 << 15;  // at::parallel_for grain, in elements
-
 }  // namespace
 
 bool inference_fusable(const torch::Tensor& t) {

@@ -18,8 +18,6 @@ using namespace simd;  // NOLINT(google-build-using-namespace): the kernels are 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-constexpr std::int64_t kElementsPerTask = 1 << 15;  // at::parallel_for grain
-
 SPECULATORS_INLINE F8 sigmoid8(F8 g) {
   const F8 neg = -g, cap = splat(87.0f);
   return splat(1.0f) / (splat(1.0f) + exp8(neg < cap ? neg : cap));

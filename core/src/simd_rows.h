@@ -1,9 +1,10 @@
-// Vector helpers for the fused row kernels of core (fused_divergence.cpp, fused_inference.cpp): GCC/
-// Clang vector extensions of 8 floats (lowered to whatever SIMD the target offers) and an exp of
-// their own (Cody–Waite range reduction and a degree-6 polynomial, about 1 ulp), so that the inner
-// loops vectorise without intrinsics. On x86-64 each function marked SPECULATORS_ROW_KERNEL is also
-// compiled for AVX2 and picked at load time by the CPU (GCC/Clang target_clones), which is about
-// four times faster than the baseline SSE2 code. Internal to core.
+// Vector helpers for the fused row kernels of core (fused_divergence.cpp, fused_inference.cpp,
+// fused_silu_gate.cpp): GCC/Clang vector extensions of 8 floats (lowered to whatever SIMD the
+// target offers) and an exp of their own (Cody–Waite range reduction and a degree-6 polynomial,
+// about 1 ulp), so that the inner loops vectorise without intrinsics. On x86-64 each function
+// marked SPECULATORS_ROW_KERNEL is also compiled for AVX2 and picked at load time by the CPU
+// (GCC/Clang target_clones), which is about four times faster than the baseline SSE2 code.
+// Internal to core.
 #pragma once
 
 #include <algorithm>
@@ -30,6 +31,8 @@ typedef float F8 __attribute__((vector_size(32)));
 typedef std::int32_t I8 __attribute__((vector_size(32)));
 typedef double D4 __attribute__((vector_size(32)));
 constexpr std::int64_t kLanes = 8;
+// Elements per task when a kernel splits its work with at::parallel_for (its grain).
+constexpr std::int64_t kElementsPerTask = 1 << 15;
 
 SPECULATORS_INLINE F8 load(const float* p) {
   F8 v;
